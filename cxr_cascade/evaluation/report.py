@@ -1,0 +1,226 @@
+"""One evaluation, end to end: metrics + patient-bootstrap CIs + calibration + figures + report.
+
+``evaluate_predictions`` takes the predictions of one stage (or the combined cascade) on a test
+set and writes, under ``out_dir``:
+
+- ``metrics.json``: headline numbers with 95 % CIs, per-class scores, confusion matrices, ECE and
+  reliability bins, and the data section;
+- ``report.md``: the same as Markdown tables, linking the figures;
+- ``figures/roc_<name>.png``, ``confusion_<name>.png``, ``reliability_<name>.png``.
+
+The data section follows the CLAIM checklist (Mongan et al., Radiology: AI 2020) items on data
+sources and partitions: sources, split sizes, patients per split, the level at which the splits
+are disjoint and how many duplicates were removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from cxr_cascade.evaluation import figures
+from cxr_cascade.evaluation.bootstrap import classification_cis
+from cxr_cascade.evaluation.calibration import expected_calibration_error, reliability_bins
+from cxr_cascade.evaluation.metrics import classification_metrics
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_json_atomic(path, obj) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def data_summary(records: Iterable, duplicates_removed: int | None = None) -> dict:
+    """Sources, split sizes, patients per split and the disjointness level of a split manifest.
+
+    Args:
+        records: objects with ``split``, ``patient_id``, ``source`` and ``label`` attributes
+            (``pipelines.records.Record``) or dicts with those keys.
+        duplicates_removed: number of duplicate images dropped before splitting, if known.
+
+    Returns:
+        JSON-ready dict with ``sources`` (source -> images), ``splits`` (split -> images,
+        patients, labels), ``disjoint_level`` (``"patient"`` when no patient appears in two
+        splits, else ``"image"``), ``patients_in_several_splits`` and ``duplicates_removed``.
+    """
+    def get(record, key):
+        return record[key] if isinstance(record, dict) else getattr(record, key)
+
+    sources: Counter = Counter()
+    images: Counter = Counter()
+    labels: dict[str, Counter] = defaultdict(Counter)
+    patients: dict[str, set] = defaultdict(set)
+    for record in records:
+        split = str(get(record, "split"))
+        source = str(get(record, "source"))
+        sources[source] += 1
+        images[split] += 1
+        labels[split][str(get(record, "label"))] += 1
+        patients[split].add((source, str(get(record, "patient_id"))))
+    owner: dict = defaultdict(set)
+    for split, ids in patients.items():
+        for pid in ids:
+            owner[pid].add(split)
+    shared = sorted(f"{s}:{p}" for (s, p), splits in owner.items() if len(splits) > 1)
+    return {
+        "sources": dict(sorted(sources.items())),
+        "splits": {
+            split: {
+                "images": images[split],
+                "patients": len(patients[split]),
+                "labels": dict(sorted(labels[split].items())),
+            }
+            for split in sorted(images)
+        },
+        "disjoint_level": "patient" if not shared else "image",
+        "patients_in_several_splits": len(shared),
+        "duplicates_removed": duplicates_removed,
+    }
+
+
+def evaluate_predictions(
+    y_true,
+    probs,
+    patient_ids: Sequence,
+    class_names: Sequence[str],
+    out_dir,
+    name: str = "model",
+    n_boot: int = 1000,
+    seed: int = 0,
+    n_bins: int = 15,
+) -> dict:
+    """Metrics, CIs, calibration and figures of one classifier; returns the metrics dict.
+
+    Args:
+        y_true: int ``[N]``; probs: float ``[N, C]``; patient_ids: ``[N]`` (cluster of each row).
+        class_names: ``C`` names. out_dir: where ``figures/`` go. name: used in figure names.
+        n_boot: bootstrap replicates (patients resampled with replacement). seed: bootstrap seed.
+        n_bins: calibration bins.
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    out_dir = Path(out_dir)
+    metrics = classification_metrics(y_true, probs, class_names)
+    metrics["n_patients"] = int(len(set(map(str, patient_ids))))
+    metrics["confidence_intervals"] = classification_cis(
+        y_true, probs, patient_ids, class_names, n_boot=n_boot, seed=seed
+    )
+    metrics["bootstrap"] = {"unit": "patient", "n_boot": n_boot, "seed": seed, "confidence": 0.95}
+    bins = reliability_bins(y_true, probs, n_bins)
+    ece = expected_calibration_error(y_true, probs, n_bins)
+    metrics["calibration"] = {"ece": ece, "n_bins": n_bins, "bins": bins}
+    fig_dir = out_dir / "figures"
+    metrics["figures"] = {
+        "roc": str(figures.plot_roc({name: (y_true, probs)}, class_names, fig_dir / f"roc_{name}.png",
+                                    title=f"ROC curves: {name}").relative_to(out_dir)),
+        "confusion": str(figures.plot_confusion(y_true, probs.argmax(1), class_names,
+                                                fig_dir / f"confusion_{name}.png",
+                                                title=f"Confusion matrix: {name}").relative_to(out_dir)),
+        "reliability": str(figures.plot_reliability(bins, ece, fig_dir / f"reliability_{name}.png",
+                                                    title=f"Reliability: {name}").relative_to(out_dir)),
+    }
+    return metrics
+
+
+def _fmt(entry: dict | None) -> str:
+    if entry is None or entry.get("value") is None:
+        return "n/a"
+    text = f"{entry['value']:.3f}"
+    if entry.get("low") is not None:
+        text += f" ({entry['low']:.3f}-{entry['high']:.3f})"
+    return text
+
+
+def metrics_markdown(name: str, metrics: dict) -> str:
+    """Markdown section for one evaluated model (headline table, per-class table, figures)."""
+    ci = metrics["confidence_intervals"]
+    lines = [
+        f"## {name}",
+        "",
+        f"{metrics['n']} images of {metrics['n_patients']} patients. Values with 95 % CIs from "
+        f"{metrics['bootstrap']['n_boot']} patient-level bootstrap replicates.",
+        "",
+        "| metric | value (95 % CI) |",
+        "|---|---|",
+        f"| accuracy | {_fmt(ci['accuracy'])} |",
+        f"| macro F1 | {_fmt(ci['macro_f1'])} |",
+        f"| macro ROC AUC (one vs rest) | {_fmt(ci['macro_auc'])} |",
+        f"| expected calibration error ({metrics['calibration']['n_bins']} bins) | "
+        f"{metrics['calibration']['ece']:.3f} |",
+        "",
+        "| class | support | precision | recall (sensitivity) | specificity | F1 | ROC AUC |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for cls, scores in metrics["per_class"].items():
+        cells = [_fmt(ci[f"{cls}/{key}"]) for key in ("precision", "recall", "specificity", "f1", "auc")]
+        lines.append(f"| {cls} | {scores['support']} | " + " | ".join(cells) + " |")
+    names = metrics["class_names"]
+    lines += ["", "Confusion matrix (rows true, columns predicted):", "",
+              "| true \\ predicted | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    for cls, row, row_n in zip(names, metrics["confusion_matrix"], metrics["confusion_matrix_normalised"]):
+        lines.append(f"| {cls} | " + " | ".join(f"{c} ({r:.2f})" for c, r in zip(row, row_n)) + " |")
+    lines.append("")
+    for key, title in (("roc", "ROC curves"), ("confusion", "Confusion matrix"),
+                       ("reliability", "Reliability diagram")):
+        if key in metrics.get("figures", {}):
+            lines.append(f"![{title}: {name}]({metrics['figures'][key]})")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def data_markdown(summary: dict) -> str:
+    """Markdown for the data section (CLAIM: sources, partitions, disjointness, duplicates)."""
+    lines = ["## Data", "", "| source | images |", "|---|---|"]
+    lines += [f"| {s} | {n} |" for s, n in summary["sources"].items()]
+    lines += ["", "| split | images | patients | labels |", "|---|---|---|---|"]
+    for split, info in summary["splits"].items():
+        labels = ", ".join(f"{k}: {v}" for k, v in info["labels"].items())
+        lines.append(f"| {split} | {info['images']} | {info['patients']} | {labels} |")
+    dup = summary.get("duplicates_removed")
+    lines += [
+        "",
+        f"Splits are disjoint at the **{summary['disjoint_level']}** level "
+        f"({summary['patients_in_several_splits']} patients appear in more than one split).",
+        f"Duplicates removed before splitting: {dup if dup is not None else 'not recorded'}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(out_dir, sections: dict[str, dict], data: dict | None = None,
+                 title: str = "cxr-cascade evaluation", extra: dict | None = None) -> dict:
+    """Write ``metrics.json`` and ``report.md`` under ``out_dir``.
+
+    Args:
+        sections: ``{name: metrics dict from evaluate_predictions}`` (a stage, or the cascade).
+        data: ``data_summary`` output, or ``None``.
+        extra: more JSON-ready fields for ``metrics.json`` (e.g. run directory, checkpoint).
+    """
+    out_dir = Path(out_dir)
+    payload = {**(extra or {}), "models": sections, "data": data}
+    write_json_atomic(out_dir / "metrics.json", payload)
+    parts = [f"# {title}", "",
+             "Research software, not a medical device. Phantom results show that the machinery "
+             "works, never that a model diagnoses.", ""]
+    if extra:
+        parts += [f"- {k}: `{v}`" for k, v in extra.items()] + [""]
+    if data is not None:
+        parts.append(data_markdown(data))
+    for name, metrics in sections.items():
+        parts.append(metrics_markdown(name, metrics))
+    write_text_atomic(out_dir / "report.md", "\n".join(parts))
+    return payload
