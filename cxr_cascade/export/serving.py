@@ -1,0 +1,432 @@
+"""Serving functions: image file bytes in, diagnosis out, every preprocessing step in the graph.
+
+A SavedModel that expects its caller to decode, resize and CLAHE-equalise an X-ray in client code
+invites train/serve skew (the client's resize or CLAHE differs subtly from the one the model was
+evaluated with). The functions built here take the file's bytes and run the evaluation pipeline's
+own preprocessing (`pipelines.preprocess`, passed in as a callable) inside the graph.
+
+Each model gets two endpoints (see `cxr_cascade.export.archive`, which writes them with
+`keras.export.ExportArchive`):
+
+* ``serving_default(image_bytes)``: ``image_bytes`` tf.string ``[N]``, PNG or JPEG file contents
+  (8 or 16 bit, gray or colour). Outputs (stable names):
+  - classifiers: ``probabilities`` float32 ``[N, C]``, ``class_index`` int64 ``[N]``,
+    ``class_name`` tf.string ``[N]``; the cascade adds ``stage1_probabilities`` ``[N, C1]`` and
+    ``stage2_probabilities`` ``[N, C2]`` (stage 2 conditional on the refined stage-1 class);
+  - the lung U-Net: ``mask_probabilities`` float32 ``[N, S, S, 1]`` and ``mask`` uint8 (0/1).
+* ``serving_images(images)``: the same outputs from already preprocessed float32 images
+  ``[N, S, S, 1]``, exactly the tensors the evaluation pipeline feeds the Keras model (the cascade
+  takes ``stage1_images`` and ``stage2_images``, since the stages may differ in size, CLAHE and lung
+  masking). These are the models' inputs as they are: lung masking, where a stage uses it, is
+  part of ``serving_default`` only.
+
+Training-only layers (MoEx, dropout, random augmentation) are cut out of the graph before export by
+`inference_model`, so the exported functions contain no MoEx layer and no random op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+__all__ = [
+    "BYTES_ENDPOINT",
+    "IMAGES_ENDPOINT",
+    "LungMasker",
+    "StagePreprocessing",
+    "cascade_endpoints",
+    "cascade_class_names",
+    "cascade_probabilities",
+    "classifier_endpoints",
+    "decode_batch",
+    "inference_model",
+    "is_training_only",
+    "unet_endpoints",
+]
+
+BYTES_ENDPOINT = "serving_default"
+IMAGES_ENDPOINT = "serving_images"
+
+# Keras layers that only act when training=True; they are identities at inference and are removed
+# so that the exported graph provably holds no random op.
+_TRAINING_ONLY_CLASSES = frozenset(
+    {
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "GaussianDropout",
+        "GaussianNoise",
+        "AlphaDropout",
+        "ActivityRegularization",
+        "RandomRotation",
+        "RandomFlip",
+        "RandomTranslation",
+        "RandomZoom",
+        "RandomContrast",
+        "RandomBrightness",
+        "RandomCrop",
+    }
+)
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+# One encoded image -> float32 [S, S, 1]; the evaluation pipeline's preprocessing.
+PreprocessFn = Callable[[tf.Tensor], tf.Tensor]
+
+
+def is_training_only(layer: keras.layers.Layer) -> bool:
+    """True for layers that act only in training: MoEx (any class named *MoEx*), dropout, noise and
+    random augmentation layers."""
+    name = type(layer).__name__
+    return "moex" in name.lower() or name in _TRAINING_ONLY_CLASSES
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The same functional graph with every training-only layer bypassed (weights shared).
+
+    MoEx mixes feature moments of two images of a batch and is an identity at inference; dropout
+    and random augmentation likewise. Rebuilding the graph without them (rather than trusting
+    ``training=False``) keeps them and their random ops out of the SavedModel.
+
+    Args:
+        model: a functional Keras model (classifier or U-Net).
+
+    Returns:
+        A functional model with the same inputs, outputs and (shared) weights, or `model` itself
+        when it has no training-only layer.
+    """
+    if not any(is_training_only(layer) for layer in model.layers):
+        return model
+    if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
+        raise ValueError(
+            "Only functional models can be exported (training-only layers are cut from the graph). "
+            f"Received: model={type(model).__name__}"
+        )
+
+    def call_function(layer, *args, **kwargs):
+        if is_training_only(layer):
+            return args[0] if args else next(iter(kwargs.values()))
+        return layer(*args, **kwargs)
+
+    stripped = keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call_function
+    )
+    return stripped
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePreprocessing:
+    """How one model's input is made from file bytes, as at evaluation.
+
+    Attributes:
+        image_size: S, the model's input is ``[S, S, 1]``.
+        preprocess: one encoded image (scalar tf.string) -> float32 ``[S, S, 1]``: decode,
+            grayscale, resize, CLAHE (the evaluation pipeline's function).
+        key: identifies the preprocessing, so that two stages with equal keys share one pass.
+    """
+
+    image_size: int
+    preprocess: PreprocessFn
+    key: str = ""
+
+
+class LungMasker:
+    """Keeps the lungs only: ``image * (unet(image) > threshold)``, as the evaluation pipeline does.
+
+    The U-Net runs at its own input size; its probability map is resized (bilinear) to the image's
+    size before thresholding.
+
+    Args:
+        unet: functional U-Net, ``[N, U, U, 1]`` -> sigmoid ``[N, U, U, 1]``.
+        threshold: lung if the probability is above it.
+        mask_fn: optional replacement for the masking arithmetic, ``(images, unet) -> images``;
+            the evaluation pipeline's own function when it provides one.
+    """
+
+    def __init__(
+        self,
+        unet: keras.Model,
+        threshold: float = 0.5,
+        mask_fn: Optional[Callable[[tf.Tensor, keras.Model], tf.Tensor]] = None,
+    ):
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"`threshold` must be in (0, 1). Received: threshold={threshold}")
+        self.unet = inference_model(unet)
+        self.threshold = float(threshold)
+        self.mask_fn = mask_fn
+        self.unet_size = int(self.unet.inputs[0].shape[1])
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        if self.mask_fn is not None:
+            return self.mask_fn(images, self.unet)
+        size = tf.shape(images)[1:3]
+        unet_in = tf.image.resize(images, [self.unet_size, self.unet_size], method="bilinear")
+        prob = tf.cast(self.unet(unet_in, training=False), tf.float32)
+        prob = tf.image.resize(prob, size, method="bilinear")
+        return images * tf.cast(prob > self.threshold, images.dtype)
+
+
+def _check_magic(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Raises InvalidArgumentError (at run time) naming the first element that is not PNG/JPEG."""
+    head8 = tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC))
+    head3 = tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC))
+    ok = tf.logical_or(tf.equal(head8, _PNG_MAGIC), tf.equal(head3, _JPEG_MAGIC))
+    first_bad = tf.argmin(tf.cast(ok, tf.int32), output_type=tf.int32)
+    return tf.debugging.Assert(
+        tf.reduce_all(ok),
+        [
+            "image_bytes: element",
+            first_bad,
+            "is not a PNG or JPEG file (unknown file signature; first bytes:",
+            tf.strings.substr(image_bytes[first_bad], 0, 8),
+            ")",
+        ],
+        summarize=8,
+        name="check_image_bytes",
+    )
+
+
+def decode_batch(image_bytes: tf.Tensor, stage: StagePreprocessing) -> tf.Tensor:
+    """Runs the evaluation preprocessing on a batch of file bytes.
+
+    Args:
+        image_bytes: tf.string ``[N]``, PNG or JPEG file contents.
+        stage: the preprocessing of the model the batch is for.
+
+    Returns:
+        float32 ``[N, S, S, 1]``.
+
+    Raises:
+        tf.errors.InvalidArgumentError: at run time, for an element that is not a PNG or JPEG file
+            ("image_bytes: element i is not a PNG or JPEG file ...") or that does not decode
+            (TensorFlow's decoder message, e.g. "Invalid PNG data").
+    """
+    image_bytes = tf.convert_to_tensor(image_bytes, dtype=tf.string)
+    size = stage.image_size
+    with tf.control_dependencies([_check_magic(image_bytes)]):
+        image_bytes = tf.identity(image_bytes)
+
+    def one(data):
+        image = tf.convert_to_tensor(stage.preprocess(data), dtype=tf.float32)
+        return tf.ensure_shape(image, [size, size, 1])
+
+    return tf.map_fn(
+        one,
+        image_bytes,
+        fn_output_signature=tf.TensorSpec([size, size, 1], tf.float32),
+        name="preprocess",
+    )
+
+
+def _class_outputs(probabilities: tf.Tensor, class_names: Sequence[str]) -> dict[str, tf.Tensor]:
+    probabilities = tf.cast(probabilities, tf.float32)
+    index = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    names = tf.gather(tf.constant(list(class_names), dtype=tf.string), index)
+    return {"probabilities": probabilities, "class_index": index, "class_name": names}
+
+
+def _check_class_names(model: keras.Model, class_names: Sequence[str], what: str) -> list[str]:
+    class_names = [str(c) for c in class_names]
+    width = model.outputs[0].shape[-1]
+    if width is not None and width != len(class_names):
+        raise ValueError(
+            f"`{what}` must name one class per output of the model ({width}). "
+            f"Received: {what}={class_names}"
+        )
+    if len(set(class_names)) != len(class_names):
+        raise ValueError(f"`{what}` must not repeat a name. Received: {what}={class_names}")
+    return class_names
+
+
+def _images_spec(size: int, name: str = "images") -> tf.TensorSpec:
+    return tf.TensorSpec([None, size, size, 1], tf.float32, name=name)
+
+
+_BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+
+Endpoint = tuple[Callable, list]
+
+
+def classifier_endpoints(
+    model: keras.Model,
+    class_names: Sequence[str],
+    stage: StagePreprocessing,
+    lung_masker: Optional[LungMasker] = None,
+) -> dict[str, Endpoint]:
+    """Endpoints of one classifier (stage 1 or stage 2).
+
+    Args:
+        model: functional classifier ``[N, S, S, 1]`` -> softmax ``[N, C]``.
+        class_names: C names, in the model's output order.
+        stage: its preprocessing (S must equal the model's input size).
+        lung_masker: applied after preprocessing when the model was evaluated on lung-masked
+            images (`serving_default` only: `serving_images` takes the model's input as is).
+
+    Returns:
+        {endpoint name: (function, input signature)} for `ExportArchive.add_endpoint`.
+    """
+    model = inference_model(model)
+    class_names = _check_class_names(model, class_names, "class_names")
+    _check_size(model, stage.image_size, "stage.image_size")
+
+    def run(images):
+        return _class_outputs(model(images, training=False), class_names)
+
+    def serving_default(image_bytes):
+        images = decode_batch(image_bytes, stage)
+        if lung_masker is not None:
+            images = lung_masker(images)
+        return run(images)
+
+    def serving_images(images):
+        return run(images)
+
+    return {
+        BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
+        IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
+    }
+
+
+def unet_endpoints(
+    unet: keras.Model, stage: StagePreprocessing, threshold: float = 0.5
+) -> dict[str, Endpoint]:
+    """Endpoints of the lung U-Net: ``mask_probabilities`` and the binary ``mask``."""
+    unet = inference_model(unet)
+    _check_size(unet, stage.image_size, "stage.image_size")
+
+    def run(images):
+        prob = tf.cast(unet(images, training=False), tf.float32)
+        return {"mask_probabilities": prob, "mask": tf.cast(prob > threshold, tf.uint8)}
+
+    def serving_default(image_bytes):
+        return run(decode_batch(image_bytes, stage))
+
+    def serving_images(images):
+        return run(images)
+
+    return {
+        BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
+        IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
+    }
+
+
+def _check_size(model: keras.Model, size: int, what: str) -> None:
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] != 1:
+        raise ValueError(
+            f"The model must take one-channel images [N, S, S, 1]. Received: input shape={shape}"
+        )
+    if shape[1] is not None and (shape[1], shape[2]) != (size, size):
+        raise ValueError(
+            f"`{what}` must match the model's input size {shape[1]}x{shape[2]}. "
+            f"Received: {what}={size}"
+        )
+
+
+def cascade_class_names(
+    stage1_names: Sequence[str], stage2_names: Sequence[str], refined: str
+) -> list[str]:
+    """The cascade's classes: stage 1's, with `refined` replaced in place by stage 2's classes."""
+    stage1_names, stage2_names = list(stage1_names), list(stage2_names)
+    if refined not in stage1_names:
+        raise ValueError(
+            f"`refined_class` must be one of stage 1's classes {stage1_names}. "
+            f"Received: refined_class={refined!r}"
+        )
+    i = stage1_names.index(refined)
+    names = stage1_names[:i] + stage2_names + stage1_names[i + 1 :]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            "Stage 2's class names must differ from stage 1's other classes. "
+            f"Received: stage1={stage1_names}, stage2={stage2_names}, refined_class={refined!r}"
+        )
+    return names
+
+
+def cascade_probabilities(p1: tf.Tensor, p2: tf.Tensor, refined_index: int) -> tf.Tensor:
+    """Four-class (in general C1 - 1 + C2) probabilities of the cascade (Lv et al. 2020, Fig. 1).
+
+    Stage 2 refines stage 1's class `refined_index`: p(c2) = p1(refined) * p2(c2 | refined); the
+    other stage-1 classes keep their probability. Rows still sum to 1.
+
+    TODO(lead): merge with the evaluation helper's combiner (cxr_cascade/evaluation/cascade.py)
+    once it lands, so that evaluation and serving share one implementation.
+    """
+    p1 = tf.cast(p1, tf.float32)
+    p2 = tf.cast(p2, tf.float32)
+    refined = p1[:, refined_index : refined_index + 1]
+    return tf.concat([p1[:, :refined_index], refined * p2, p1[:, refined_index + 1 :]], axis=-1)
+
+
+def cascade_endpoints(
+    stage1: keras.Model,
+    stage1_classes: Sequence[str],
+    stage1_prep: StagePreprocessing,
+    stage2: keras.Model,
+    stage2_classes: Sequence[str],
+    stage2_prep: StagePreprocessing,
+    refined_class: str = "viral",
+    lung_masker: Optional[LungMasker] = None,
+    combine: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None,
+) -> dict[str, Endpoint]:
+    """Endpoints of Cascade-SEMEnet: stage 1 on every image, stage 2 refining `refined_class`.
+
+    Both stages run on the whole batch (stage 2's output is conditional on the refined class, so
+    computing it for all images keeps the graph static and the batch shape fixed).
+
+    Args:
+        stage1, stage2: functional classifiers.
+        stage1_classes, stage2_classes: their class names in output order.
+        stage1_prep, stage2_prep: each stage's evaluation preprocessing (sizes may differ).
+        refined_class: the stage-1 class that stage 2 subdivides ("viral" in the paper).
+        lung_masker: stage 2's lung masking, when stage 2 was evaluated on masked images.
+        combine: ``(p1, p2) -> probabilities`` in `cascade_class_names` order; default
+            `cascade_probabilities`.
+    """
+    stage1 = inference_model(stage1)
+    stage2 = inference_model(stage2)
+    c1 = _check_class_names(stage1, stage1_classes, "stage1_classes")
+    c2 = _check_class_names(stage2, stage2_classes, "stage2_classes")
+    _check_size(stage1, stage1_prep.image_size, "stage1_prep.image_size")
+    _check_size(stage2, stage2_prep.image_size, "stage2_prep.image_size")
+    names = cascade_class_names(c1, c2, refined_class)
+    refined_index = c1.index(refined_class)
+    if combine is None:
+        combine = lambda p1, p2: cascade_probabilities(p1, p2, refined_index)  # noqa: E731
+    share = bool(stage1_prep.key) and stage1_prep.key == stage2_prep.key
+
+    def run(images1, images2):
+        p1 = tf.cast(stage1(images1, training=False), tf.float32)
+        p2 = tf.cast(stage2(images2, training=False), tf.float32)
+        outputs = _class_outputs(combine(p1, p2), names)
+        outputs["stage1_probabilities"] = p1
+        outputs["stage2_probabilities"] = p2
+        return outputs
+
+    def serving_default(image_bytes):
+        images1 = decode_batch(image_bytes, stage1_prep)
+        images2 = images1 if share else decode_batch(image_bytes, stage2_prep)
+        if lung_masker is not None:
+            images2 = lung_masker(images2)
+        return run(images1, images2)
+
+    def serving_images(stage1_images, stage2_images):
+        return run(stage1_images, stage2_images)
+
+    return {
+        BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
+        IMAGES_ENDPOINT: (
+            serving_images,
+            [
+                _images_spec(stage1_prep.image_size, "stage1_images"),
+                _images_spec(stage2_prep.image_size, "stage2_images"),
+            ],
+        ),
+    }
+
