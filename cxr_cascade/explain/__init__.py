@@ -1,0 +1,1 @@
+"""Explanations: Grad-CAM / Grad-CAM++ heatmaps and their overlays on the radiograph."""
