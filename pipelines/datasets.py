@@ -1,0 +1,609 @@
+"""tf.data input pipelines for the classifiers (`build_dataset`) and the U-Net (`build_segmentation_dataset`).
+
+Both read image files named by records (`pipelines.records.Record`, or plain path lists), decode
+and preprocess them with the shared function of `pipelines.preprocess`, and, when ``training``,
+shuffle and augment them as Lv et al. (2020) did:
+
+* Stage 1 (Sec. 4.1): CLAHE on a random 40 % of the training images:
+  ``clahe_fraction=0.4, clahe_mode="replace"`` (each epoch each image is enhanced with
+  probability 0.4; the data set keeps its length).
+* Stage 2 (Sec. 4.2): every image as is and CLAHE-enhanced, both again lung-segmented:
+  ``clahe_fraction=1.0, clahe_mode="add", segmented_copies=True`` (4 copies per image; with
+  ``clahe_fraction=f < 1`` in "add" mode a fixed, seeded ``round(f * N)`` of the images get a
+  CLAHE copy).
+* Random rotation in +-``rotation_degrees`` (30 in the paper), optional shift and zoom (the
+  paper's "affine transformation"), constant black fill; the U-Net's image and mask share one
+  transform (mask by nearest neighbour, so it stays binary).
+
+Determinism: with ``seed`` set, order and augmentation are a pure function of the seed (stateless
+random ops keyed per element by `tf.data.Dataset.random`, ``Options.deterministic = True``), so
+two builds give the same batches; later epochs reshuffle and redraw, again reproducibly.
+
+Bad files: before the data set is built every file is decoded once (`validate_image_files`);
+unreadable images raise a ValueError listing their paths, or, with ``skip_bad=True``, are left out
+with a warning and listed in the returned data set's ``bad_files`` attribute.
+
+Memory: ``cache=True`` keeps the decoded, resized (and deterministically enhanced) images in RAM,
+``N * S * S * 4`` bytes (about 1 MiB per image at 512), and then shuffles them with a buffer of
+``shuffle_buffer`` images; ``cache="path/prefix"`` caches to disk instead. Without cache the
+file list is shuffled (cheap) and images are decoded every epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections import Counter
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import decode as D
+from pipelines import transforms as T
+from pipelines.preprocess import preprocess_image
+
+__all__ = [
+    "CLAHE_MODES",
+    "BALANCE_MODES",
+    "LABEL_MODES",
+    "build_dataset",
+    "build_segmentation_dataset",
+    "class_weights",
+]
+
+logger = logging.getLogger(__name__)
+
+CLAHE_MODES = ("replace", "add")
+BALANCE_MODES = (None, "oversample", "sample_weight")
+LABEL_MODES = ("int", "one_hot")
+DEFAULT_SHUFFLE_BUFFER = 1024
+AUTOTUNE = tf.data.AUTOTUNE
+
+# Positions in the per-element uniform draw (one stateless_uniform per element).
+_U_CLAHE, _U_ANGLE, _U_SHIFT_X, _U_SHIFT_Y, _U_ZOOM = range(5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _as_table(records, what: str = "records"):
+    """(paths, labels, mask_paths) from records or from a (paths, labels[, mask_paths]) tuple."""
+    if isinstance(records, tuple) and len(records) in (2, 3) and not hasattr(records, "path"):
+        paths = [os.fspath(p) for p in records[0]]
+        labels = list(records[1])
+        masks = [os.fspath(m) if m else "" for m in records[2]] if len(records) == 3 else [""] * len(paths)
+        if not len(paths) == len(labels) == len(masks):
+            raise ValueError(
+                f"`{what}` as (paths, labels[, mask_paths]) needs lists of equal length. "
+                f"Received: lengths {len(paths)}, {len(labels)}, {len(masks)}"
+            )
+        return paths, labels, masks
+    try:
+        items = list(records)
+    except TypeError:
+        raise ValueError(
+            f"`{what}` must be a list of records (with .path, .label, .mask_path) or a tuple "
+            f"(paths, labels[, mask_paths]). Received: {what}={records!r}"
+        ) from None
+    paths, labels, masks = [], [], []
+    for item in items:
+        if not hasattr(item, "path"):
+            raise ValueError(
+                f"Each of `{what}` must have a `path` attribute (pipelines.records.Record). "
+                f"Received: {item!r}"
+            )
+        paths.append(os.fspath(item.path))
+        labels.append(getattr(item, "label", None))
+        masks.append(os.fspath(getattr(item, "mask_path", "") or ""))
+    return paths, labels, masks
+
+
+def _label_indices(labels, paths, class_names) -> np.ndarray:
+    if not class_names or len(set(class_names)) != len(class_names):
+        raise ValueError(
+            f"`class_names` must be a non-empty list of distinct names. Received: class_names={class_names!r}"
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    out = np.empty(len(labels), np.int32)
+    for i, (label, path) in enumerate(zip(labels, paths)):
+        if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            if not 0 <= int(label) < len(class_names):
+                raise ValueError(
+                    f"Label index out of range for {len(class_names)} classes in {path}. "
+                    f"Received: label={label!r}"
+                )
+            out[i] = int(label)
+        elif label in index:
+            out[i] = index[label]
+        else:
+            raise ValueError(
+                f"Label of {path} is not one of class_names={list(class_names)}; filter the records "
+                f"first. Received: label={label!r}"
+            )
+    return out
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
+
+
+def _check_fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}")
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
+
+
+def _validate(paths, masks, skip_bad: bool, validate: bool):
+    """Keeps the indices of good entries; raises (or warns with skip_bad) naming bad files."""
+    if not validate:
+        return list(range(len(paths))), []
+    bad = D.validate_image_files(paths, masks)
+    if bad and not skip_bad:
+        raise ValueError(
+            f"{len(bad)} of {len(paths)} image(s) cannot be used (pass skip_bad=True to leave them "
+            f"out):\n{D.format_bad_files(bad)}"
+        )
+    if bad:
+        message = f"Skipped {len(bad)} of {len(paths)} image(s) that cannot be used:\n{D.format_bad_files(bad)}"
+        warnings.warn(message, stacklevel=3)
+        logger.warning(message)
+    bad_set = {(b.path) for b in bad}
+    keep = [i for i, p in enumerate(paths) if p not in bad_set]
+    return keep, bad
+
+
+def _resolve_seed(seed) -> int:
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
+    return int(seed)
+
+
+def _oversample(indices: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Repeats each class's entries (whole copies plus a seeded random remainder) to the largest count."""
+    counts = Counter(labels[indices].tolist())
+    target = max(counts.values())
+    out = []
+    for cls in sorted(counts):
+        members = indices[labels[indices] == cls]
+        whole, rest = divmod(target, len(members))
+        out.append(np.tile(members, whole))
+        out.append(rng.choice(members, size=rest, replace=False))
+    return np.concatenate(out)
+
+
+def class_weights(records, class_names: Sequence[str]) -> dict[int, float]:
+    """Weights ``N / (K * N_c)`` per class index (scikit-learn's "balanced"), for `Model.fit(class_weight=...)`.
+
+    Classes absent from `records` get weight 0.
+    """
+    paths, labels, _ = _as_table(records)
+    idx = _label_indices(labels, paths, class_names)
+    counts = np.bincount(idx, minlength=len(class_names))
+    present = int((counts > 0).sum())
+    return {
+        c: (float(len(idx) / (present * counts[c])) if counts[c] else 0.0) for c in range(len(class_names))
+    }
+
+
+def _options(deterministic: bool) -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return options
+
+
+def _cache(ds: tf.data.Dataset, cache) -> tf.data.Dataset:
+    if cache is True:
+        return ds.cache()
+    if isinstance(cache, (str, os.PathLike)) and os.fspath(cache):
+        return ds.cache(os.fspath(cache))
+    if cache is False or cache is None:
+        return ds
+    raise ValueError(f"`cache` must be a bool or a file path prefix. Received: cache={cache!r}")
+
+
+def _attach(ds: tf.data.Dataset, **attributes) -> tf.data.Dataset:
+    for name, value in attributes.items():
+        setattr(ds, name, value)
+    return ds
+
+
+# ----------------------------------------------------------------------------------------------
+# Classification
+
+
+def build_dataset(
+    records,
+    *,
+    class_names: Sequence[str],
+    image_size,
+    batch_size: int,
+    training: bool,
+    seed: Optional[int] = None,
+    resize_mode: str = "stretch",
+    clahe: bool = False,
+    clip_limit: float = 2.0,
+    tile_grid_size: Sequence[int] = (8, 8),
+    clahe_fraction: float = 0.0,
+    clahe_mode: str = "replace",
+    segment: bool = False,
+    segmented_copies: bool = False,
+    mask_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
+    rotation_degrees: float = 0.0,
+    shift: float = 0.0,
+    zoom: float = 0.0,
+    fill_mode: str = "constant",
+    balance: Optional[str] = None,
+    cache: Union[bool, str] = False,
+    shuffle_buffer: Optional[int] = None,
+    skip_bad: bool = False,
+    validate: bool = True,
+    label_mode: str = "int",
+    drop_remainder: bool = False,
+    clahe_backend: str = "tf",
+) -> tf.data.Dataset:
+    """Builds a batched classification data set of ``(images, labels)``.
+
+    Args:
+        records: list of `pipelines.records.Record` (``path``, ``label``, ``mask_path`` are read),
+            or a tuple ``(paths, labels)`` / ``(paths, labels, mask_paths)``; labels are names
+            from `class_names` or class indices.
+        class_names: class order; label ``class_names[i]`` becomes index ``i``.
+        image_size: ``S`` or ``(height, width)``.
+        batch_size: images per batch.
+        training: shuffle, augment, add copies and balance (all of these are off when False).
+        seed: makes order and augmentation reproducible (same seed, same batches); None = random.
+        resize_mode: "stretch" or "pad" (aspect-preserving, zero padding).
+        clahe: enhance *every* image with CLAHE (a model trained or served on CLAHE input).
+        clip_limit, tile_grid_size: CLAHE settings (OpenCV's).
+        clahe_fraction: training only: fraction of images enhanced with CLAHE (paper: 0.4 in
+            stage 1, 1.0 in stage 2).
+        clahe_mode: "replace" (an image is enhanced with probability `clahe_fraction`, redrawn each
+            epoch) or "add" (a fixed, seeded ``round(clahe_fraction * N)`` images get an extra
+            CLAHE copy).
+        segment: lung-mask every image (by its ``mask_path`` or `mask_fn`); evaluation and training.
+        segmented_copies: training only: add a lung-masked copy of every (original and CLAHE)
+            image (paper, stage 2).
+        mask_fn: segmentation model used instead of the records' masks: float ``[S, S, 1]`` ->
+            lung probability ``[S, S, 1]`` (see `pipelines.preprocess.preprocess_image`).
+        rotation_degrees: training only: uniform random rotation in ``[-r, r]`` degrees
+            (paper: 30; Keras ``RandomRotation(30 / 360)``).
+        shift: training only: random translation, fraction of the size (Keras RandomTranslation).
+        zoom: training only: random content scale in ``[1 - zoom, 1 + zoom]``.
+        fill_mode: "constant" (black, default), "reflect", "wrap" or "nearest".
+        balance: training only: None, "oversample" (repeat each class's images, seeded, up to the
+            largest class) or "sample_weight" (yield ``(images, labels, weights)`` with
+            `class_weights`).
+        cache: True (memory), a path prefix (disk) or False; see the module docstring.
+        shuffle_buffer: buffer size of the post-cache shuffle (default min(N, 1024)).
+        skip_bad: leave out unreadable images with a warning instead of raising.
+        validate: decode every file once before building (required for a clear error; turn
+            off only for trusted, already-checked data).
+        label_mode: "int" (int32 ``[B]``) or "one_hot" (float32 ``[B, K]``).
+        drop_remainder: drop the last incomplete batch.
+        clahe_backend: "tf" or "cv2" (benchmarks).
+
+    Returns:
+        A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], labels)`` (plus ``weights
+        float32 [B]`` with ``balance="sample_weight"``). Attributes: ``bad_files`` (list of
+        `BadFile` left out), ``num_examples`` (elements per epoch), ``class_names``.
+
+    Raises:
+        ValueError: bad arguments, labels outside `class_names`, missing masks, or unreadable
+            files (named) when ``skip_bad`` is False.
+    """
+    image_size = T.normalize_image_size(image_size)
+    T.check_resize_mode(resize_mode)
+    T.check_fill_mode(fill_mode)
+    _check_batch_size(batch_size)
+    _check_fraction("clahe_fraction", clahe_fraction)
+    _check_choice("clahe_mode", clahe_mode, CLAHE_MODES)
+    _check_choice("balance", balance, BALANCE_MODES)
+    _check_choice("label_mode", label_mode, LABEL_MODES)
+    T.check_augmentation(rotation_degrees, shift, zoom)
+    if clahe and clahe_fraction > 0:
+        raise ValueError(
+            "`clahe=True` already enhances every image, so `clahe_fraction` must be 0. "
+            f"Received: clahe=True, clahe_fraction={clahe_fraction!r}"
+        )
+    paths, labels, masks = _as_table(records)
+    if not paths:
+        raise ValueError("`records` is empty: nothing to build a data set from.")
+    label_idx = _label_indices(labels, paths, class_names)
+    seed_value = _resolve_seed(seed)
+    rng = np.random.default_rng(seed_value)
+
+    copies = bool(training and segmented_copies)
+    uses_masks = (segment or copies) and mask_fn is None
+    if uses_masks:
+        missing = [p for p, m in zip(paths, masks) if not m]
+        if missing:
+            raise ValueError(
+                f"`segment`/`segmented_copies` need a lung mask per image (record.mask_path) or a "
+                f"`mask_fn`; {len(missing)} image(s) have none, e.g. {missing[0]}"
+            )
+    keep, bad = _validate(paths, masks if uses_masks else None, skip_bad, validate)
+    if not keep:
+        raise ValueError(f"No usable images are left among {len(paths)}.")
+    indices = np.asarray(keep, np.int64)
+
+    if training and balance == "oversample":
+        indices = _oversample(indices, label_idx, rng)
+
+    # Expand to (entry index, CLAHE copy?, segmented copy?): deterministic per seed.
+    add_clahe = training and clahe_mode == "add" and clahe_fraction > 0
+    entry, with_clahe, with_seg = [indices], [np.zeros(len(indices), bool)], [np.zeros(len(indices), bool)]
+    if add_clahe:
+        chosen = rng.permutation(len(indices))[: int(round(clahe_fraction * len(indices)))]
+        entry.append(indices[np.sort(chosen)])
+        with_clahe.append(np.ones(len(chosen), bool))
+        with_seg.append(np.zeros(len(chosen), bool))
+    entry, with_clahe, with_seg = map(np.concatenate, (entry, with_clahe, with_seg))
+    if copies:
+        entry = np.concatenate([entry, entry])
+        with_clahe = np.concatenate([with_clahe, with_clahe])
+        with_seg = np.concatenate([with_seg, np.ones(len(with_seg), bool)])
+    if segment:
+        with_seg[:] = True
+    with_clahe |= bool(clahe)
+    n = len(entry)
+
+    sample_w = None
+    if training and balance == "sample_weight":
+        weights = class_weights((paths, label_idx.tolist()), class_names)
+        sample_w = np.asarray([weights[int(c)] for c in label_idx[entry]], np.float32)
+
+    columns = {
+        "path": tf.constant([paths[i] for i in entry]),
+        "mask_path": tf.constant([masks[i] for i in entry]),
+        "label": tf.constant(label_idx[entry], tf.int32),
+        "clahe": tf.constant(with_clahe),
+        "segment": tf.constant(with_seg),
+    }
+    if sample_w is not None:
+        columns["weight"] = tf.constant(sample_w)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    shuffle = bool(training)
+    cached = cache not in (False, None)
+    if shuffle and not cached:
+        ds = ds.shuffle(n, seed=seed_value, reshuffle_each_iteration=True)
+
+    any_seg = bool(with_seg.any())
+    need_mask_later = any_seg and training  # masks applied after the random CLAHE of "replace" mode
+    pre = dict(
+        image_size=image_size,
+        resize_mode=resize_mode,
+        clip_limit=clip_limit,
+        tile_grid_size=tile_grid_size,
+        clahe_backend=clahe_backend,
+    )
+
+    def load(row):
+        image = D.read_image(row["path"])
+        out = dict(row)
+        del out["path"], out["mask_path"]
+        if not any_seg:
+            out["image"] = preprocess_image(image, clahe=row["clahe"], **pre)
+            return out
+        mask = None
+        if mask_fn is None:
+            height, width = tf.shape(image)[0], tf.shape(image)[1]
+            mask = tf.cond(
+                row["segment"],
+                lambda: D.read_mask(row["mask_path"]),
+                lambda: tf.ones([height, width, 1], tf.float32),
+            )
+        if not need_mask_later:
+            # Evaluation: exactly the shared function (what a serving graph with masks computes).
+            out["image"] = preprocess_image(
+                image, clahe=row["clahe"], mask=mask, mask_fn=mask_fn, segment=row["segment"], **pre
+            )
+            return out
+        # Training: the mask is applied after the per-epoch random CLAHE of "replace" mode.
+        out["image"] = preprocess_image(image, clahe=row["clahe"], **pre)
+        if mask is not None:
+            lung = T.resize_mask(mask, image_size, resize_mode)
+        else:
+            lung = tf.cast(tf.convert_to_tensor(mask_fn(T.resize(image, image_size, resize_mode)), tf.float32) > 0.5, tf.float32)
+        out["mask"] = tf.cast(tf.reshape(lung, [image_size[0], image_size[1], 1]), tf.uint8)
+        return out
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if cached:
+        ds = _cache(ds, cache)
+        if shuffle:
+            buffer = min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
+            ds = ds.shuffle(buffer, seed=seed_value, reshuffle_each_iteration=True)
+
+    replace_fraction = float(clahe_fraction) if (training and clahe_mode == "replace") else 0.0
+    geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
+
+    def augment(row, draw):
+        element_seed = tf.stack([tf.constant(seed_value, tf.int64), draw])
+        u = tf.random.stateless_uniform([5], seed=element_seed)
+        image = row["image"]
+        if replace_fraction > 0:
+            image = tf.cond(
+                u[_U_CLAHE] < replace_fraction,
+                lambda: T.apply_clahe(image, clip_limit, tile_grid_size, backend=clahe_backend),
+                lambda: tf.identity(image),
+            )
+        if need_mask_later:
+            lung = tf.cast(row["mask"], tf.float32)
+            image = tf.cond(row["segment"], lambda: T.apply_mask(image, lung), lambda: tf.identity(image))
+        if geometric:
+            matrix = T.random_affine_matrix(
+                u[1:5],
+                image_size[0],
+                image_size[1],
+                rotation_degrees=rotation_degrees,
+                shift=shift,
+                zoom=zoom,
+            )
+            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
+        out = dict(row)
+        out["image"] = image
+        return out
+
+    if replace_fraction > 0 or need_mask_later or geometric:
+        draws = tf.data.Dataset.random(seed=seed_value, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, draws)).map(augment, num_parallel_calls=AUTOTUNE)
+
+    num_classes = len(class_names)
+
+    def to_pair(row):
+        image = tf.ensure_shape(row["image"], [image_size[0], image_size[1], 1])
+        label = row["label"]
+        if label_mode == "one_hot":
+            label = tf.one_hot(label, num_classes, dtype=tf.float32)
+        if "weight" in row:
+            return image, label, row["weight"]
+        return image, label
+
+    ds = ds.map(to_pair, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    ds = ds.with_options(_options(deterministic=(seed is not None) or not training))
+    return _attach(ds, bad_files=bad, num_examples=n, class_names=list(class_names))
+
+
+# ----------------------------------------------------------------------------------------------
+# Segmentation (U-Net)
+
+
+def _segmentation_table(records):
+    if isinstance(records, tuple) and len(records) == 2 and not hasattr(records, "path"):
+        images, masks = [os.fspath(p) for p in records[0]], [os.fspath(m) if m else "" for m in records[1]]
+        if len(images) != len(masks):
+            raise ValueError(
+                "`records` as (image_paths, mask_paths) needs lists of equal length. "
+                f"Received: lengths {len(images)}, {len(masks)}"
+            )
+    else:
+        images, _, masks = _as_table(records)
+    missing = [p for p, m in zip(images, masks) if not m]
+    if missing:
+        raise ValueError(
+            f"Segmentation training needs a mask per image (record.mask_path); {len(missing)} "
+            f"image(s) have none, e.g. {missing[0]}"
+        )
+    return images, masks
+
+
+def build_segmentation_dataset(
+    records,
+    *,
+    image_size,
+    batch_size: int,
+    training: bool,
+    seed: Optional[int] = None,
+    resize_mode: str = "stretch",
+    clahe: bool = False,
+    clip_limit: float = 2.0,
+    tile_grid_size: Sequence[int] = (8, 8),
+    clahe_fraction: float = 0.0,
+    rotation_degrees: float = 0.0,
+    shift: float = 0.0,
+    zoom: float = 0.0,
+    fill_mode: str = "constant",
+    cache: Union[bool, str] = False,
+    shuffle_buffer: Optional[int] = None,
+    skip_bad: bool = False,
+    validate: bool = True,
+    drop_remainder: bool = False,
+    clahe_backend: str = "tf",
+) -> tf.data.Dataset:
+    """Builds a batched U-Net data set of ``(images, masks)`` with joint augmentation.
+
+    Args:
+        records: records with ``mask_path`` (e.g. the lung-masks set; several masks joined by "|"
+            are merged), or a tuple ``(image_paths, mask_paths)``. Mask pixels above 0.5 of full
+            scale are lung (255 yes, V7's 127 "Ignore" no).
+        clahe_fraction: training only: probability, redrawn each epoch, that an image is
+            CLAHE-enhanced (so the U-Net also segments enhanced images).
+        Others: as `build_dataset`; rotation/shift/zoom move image and mask together (image
+            bilinear, mask nearest neighbour).
+
+    Returns:
+        A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], float32 [B, H, W, 1] in {0, 1})``
+        with attributes ``bad_files`` and ``num_examples``.
+    """
+    image_size = T.normalize_image_size(image_size)
+    T.check_resize_mode(resize_mode)
+    T.check_fill_mode(fill_mode)
+    _check_batch_size(batch_size)
+    _check_fraction("clahe_fraction", clahe_fraction)
+    T.check_augmentation(rotation_degrees, shift, zoom)
+    if clahe and clahe_fraction > 0:
+        raise ValueError(
+            "`clahe=True` already enhances every image, so `clahe_fraction` must be 0. "
+            f"Received: clahe=True, clahe_fraction={clahe_fraction!r}"
+        )
+    images, masks = _segmentation_table(records)
+    if not images:
+        raise ValueError("`records` is empty: nothing to build a data set from.")
+    keep, bad = _validate(images, masks, skip_bad, validate)
+    if not keep:
+        raise ValueError(f"No usable images are left among {len(images)}.")
+    seed_value = _resolve_seed(seed)
+    n = len(keep)
+    ds = tf.data.Dataset.from_tensor_slices(
+        {"path": tf.constant([images[i] for i in keep]), "mask_path": tf.constant([masks[i] for i in keep])}
+    )
+    cached = cache not in (False, None)
+    if training and not cached:
+        ds = ds.shuffle(n, seed=seed_value, reshuffle_each_iteration=True)
+
+    def load(row):
+        image = preprocess_image(
+            D.read_image(row["path"]),
+            image_size=image_size,
+            resize_mode=resize_mode,
+            clahe=bool(clahe),
+            clip_limit=clip_limit,
+            tile_grid_size=tile_grid_size,
+            clahe_backend=clahe_backend,
+        )
+        mask = T.resize_mask(D.read_mask(row["mask_path"]), image_size, resize_mode)
+        return image, mask
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if cached:
+        ds = _cache(ds, cache)
+        if training:
+            ds = ds.shuffle(min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER), seed=seed_value, reshuffle_each_iteration=True)
+
+    fraction = float(clahe_fraction) if training else 0.0
+    geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
+
+    def augment(pair, draw):
+        image, mask = pair
+        u = tf.random.stateless_uniform([5], seed=tf.stack([tf.constant(seed_value, tf.int64), draw]))
+        if fraction > 0:
+            image = tf.cond(
+                u[_U_CLAHE] < fraction,
+                lambda: T.apply_clahe(image, clip_limit, tile_grid_size, backend=clahe_backend),
+                lambda: tf.identity(image),
+            )
+        if geometric:
+            matrix = T.random_affine_matrix(
+                u[1:5], image_size[0], image_size[1], rotation_degrees=rotation_degrees, shift=shift, zoom=zoom
+            )
+            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
+            mask = T.affine_transform(mask, matrix, interpolation="nearest", fill_mode=fill_mode)
+        return image, mask
+
+    if fraction > 0 or geometric:
+        draws = tf.data.Dataset.random(seed=seed_value, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, draws)).map(augment, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    ds = ds.with_options(_options(deterministic=(seed is not None) or not training))
+    return _attach(ds, bad_files=bad, num_examples=n)

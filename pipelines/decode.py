@@ -1,0 +1,266 @@
+"""Decode encoded image bytes (JPEG, PNG, BMP, GIF) to one-channel float32 in graph mode.
+
+Conventions (shared by training, evaluation and serving, see `pipelines.preprocess`):
+
+* Output: float32 ``[H, W, 1]`` in ``[0, 1]``. 8-bit sources are divided by 255 and 16-bit PNGs by
+  65535, so the value of an 8-bit pixel ``v`` is exactly ``float32(v / 255)`` whichever container
+  holds it (PNGs are decoded at 16 bit, where libpng widens 8-bit samples to ``v * 257``).
+* Colour: gray is kept; RGB becomes ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` computed in
+  float32 (the weights of OpenCV's ``COLOR_RGB2GRAY`` and PIL's ``convert("L")``, which sum to 1 so
+  that an RGB file with R = G = B keeps its gray value; no rounding to 8 bit). Palette PNGs are
+  expanded to RGB(A) by the decoder first.
+* Alpha: dropped, never composited (the colour channels are used as stored). Chest X-rays in the
+  public sets that carry alpha are opaque; compositing on black would darken any translucent border.
+* Animated GIFs: the first frame.
+
+`validate_image_files` is the cheap Python-side check that runs before a data set is built, so that
+a broken file is reported by its path instead of by a TensorFlow stack trace mid-epoch.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import tensorflow as tf
+
+__all__ = [
+    "LUMA_WEIGHTS",
+    "BadFile",
+    "decode_image",
+    "decode_mask",
+    "format_bad_files",
+    "read_image",
+    "read_mask",
+    "to_grayscale",
+    "validate_image_files",
+]
+
+#: ITU-R BT.601 luma weights for R, G, B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_GIF_MAGICS = (b"GIF87a", b"GIF89a")
+_BMP_MAGIC = b"BM"
+
+
+def to_grayscale(image: tf.Tensor) -> tf.Tensor:
+    """Converts a float image ``[H, W, C]`` with C in {1, 2, 3, 4} to ``[H, W, 1]``.
+
+    C = 1 (gray) is returned as is, C = 2 (gray + alpha) keeps channel 0, C = 3 (RGB) and
+    C = 4 (RGBA) become BT.601 luma of the first three channels; alpha is dropped.
+    The channel count may be unknown until run time (``decode_png(channels=0)`` in a graph).
+    """
+    image = tf.convert_to_tensor(image)
+    channels = tf.shape(image)[-1]
+    weights = tf.constant(LUMA_WEIGHTS, dtype=image.dtype)
+
+    def luma():
+        rgb = image[..., :3]
+        return (
+            rgb[..., 0:1] * weights[0] + rgb[..., 1:2] * weights[1] + rgb[..., 2:3] * weights[2]
+        )
+
+    gray = tf.cond(channels >= 3, luma, lambda: image[..., :1])
+    gray.set_shape(image.shape[:-1].concatenate([1]))
+    return gray
+
+
+def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Decodes one encoded image to float32 ``[H, W, 1]`` in ``[0, 1]`` (graph-safe).
+
+    Args:
+        image_bytes: scalar tf.string, the file's contents (JPEG, PNG 8/16 bit, BMP or GIF).
+
+    Returns:
+        float32 ``[H, W, 1]``; see the module docstring for range, colour and alpha rules.
+
+    Raises:
+        tf.errors.InvalidArgumentError at run time for bytes no decoder accepts; data sets avoid
+        this by running `validate_image_files` first.
+    """
+    image_bytes = tf.convert_to_tensor(image_bytes, dtype=tf.string)
+    is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
+
+    def png():
+        # 16-bit decode keeps 16-bit PNGs exact and widens 8-bit ones to v * 257 (exact / 65535).
+        raw = tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16)
+        return tf.cast(raw, tf.float32) / 65535.0
+
+    def other():
+        # decode_image(dtype=uint16) would widen JPEG/BMP/GIF by v * 256, so decode at 8 bit.
+        raw = tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint8, expand_animations=False)
+        return tf.cast(raw, tf.float32) / 255.0
+
+    image = tf.cond(is_png, png, other)
+    image.set_shape([None, None, None])
+    return to_grayscale(image)
+
+
+def read_image(path: tf.Tensor) -> tf.Tensor:
+    """Reads and decodes the image at ``path`` (scalar tf.string) to float32 ``[H, W, 1]``."""
+    return decode_image(tf.io.read_file(path))
+
+
+def decode_mask(mask_bytes: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:
+    """Decodes a lung mask to float32 ``[H, W, 1]`` with values in {0, 1}.
+
+    A pixel is lung when its decoded gray value exceeds ``threshold`` (0.5 by default), so in the
+    V7 lung masks 255 (lung) is kept and 127 (V7's "Ignore", a device over the lung) is not.
+    """
+    gray = decode_image(mask_bytes)
+    return tf.cast(gray > threshold, tf.float32)
+
+
+#: Separator of several mask files in one `Record.mask_path` (left and right lung).
+MASK_SEPARATOR = "|"
+
+
+def read_mask(mask_path: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:
+    """Reads a mask, or the union of several masks joined with ``"|"``, as {0, 1} ``[H, W, 1]``."""
+    mask_path = tf.convert_to_tensor(mask_path, tf.string)
+    parts = tf.strings.split(mask_path, MASK_SEPARATOR)
+
+    def union():
+        masks = tf.map_fn(
+            lambda p: decode_mask(tf.io.read_file(tf.strings.strip(p)), threshold),
+            parts,
+            fn_output_signature=tf.TensorSpec([None, None, 1], tf.float32),
+        )
+        return tf.reduce_max(masks, axis=0)
+
+    mask = tf.cond(
+        tf.size(parts) > 1, union, lambda: decode_mask(tf.io.read_file(mask_path), threshold)
+    )
+    mask.set_shape([None, None, 1])
+    return mask
+
+
+@dataclass(frozen=True)
+class BadFile:
+    """One file that failed validation: its path and a one-line reason."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def _sniff_format(head: bytes) -> Optional[str]:
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if head.startswith(_GIF_MAGICS):
+        return "gif"
+    if head.startswith(_BMP_MAGIC):
+        return "bmp"
+    return None
+
+
+# Validation results keyed by (path, size, mtime): building train/val/test sets, or several
+# experiments, in one process decodes each file once.
+_VALIDATION_CACHE: dict[tuple[str, int, int], tuple[Optional[str], Optional[tuple[int, int]]]] = {}
+
+
+def _check_one(path: str) -> tuple[Optional[str], Optional[tuple[int, int]]]:
+    """Returns (reason or None, (height, width) or None) for one file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "file not found", None
+    except OSError as err:
+        return f"cannot stat file ({err.strerror or err})", None
+    key = (path, st.st_size, st.st_mtime_ns)
+    cached = _VALIDATION_CACHE.get(key)
+    if cached is not None:
+        return cached
+    if st.st_size == 0:
+        result: tuple[Optional[str], Optional[tuple[int, int]]] = ("empty file (0 bytes)", None)
+    else:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as err:
+            result = (f"cannot read file ({err.strerror or err})", None)
+        else:
+            fmt = _sniff_format(data[:8])
+            if fmt is None:
+                result = ("not a JPEG, PNG, BMP or GIF image (unknown file signature)", None)
+            else:
+                try:
+                    image = decode_image(tf.constant(data))
+                    shape = (int(image.shape[0]), int(image.shape[1]))
+                    result = (None, shape) if min(shape) > 0 else (f"{fmt} image has size 0", None)
+                except (tf.errors.OpError, ValueError) as err:
+                    message = getattr(err, "message", str(err)).strip().splitlines()
+                    detail = message[0] if message else type(err).__name__
+                    result = (f"corrupt or truncated {fmt} image ({detail})", None)
+    _VALIDATION_CACHE[key] = result
+    return result
+
+
+def validate_image_files(
+    paths: Sequence[str],
+    mask_paths: Optional[Sequence[str]] = None,
+    *,
+    num_workers: Optional[int] = None,
+) -> list[BadFile]:
+    """Decodes every file once (eagerly, with the graph decoder) and lists those that fail.
+
+    Args:
+        paths: image files.
+        mask_paths: optional masks, one per image ("" = none). A mask must decode and have its
+            image's pixel size; otherwise the image's entry is reported as bad.
+        num_workers: decoding threads (TensorFlow releases the GIL); default ``os.cpu_count()``.
+
+    Returns:
+        The bad files, in input order; one entry per image (the reason names the mask when the mask
+        is at fault). Empty when everything decodes.
+    """
+    paths = [os.fspath(p) for p in paths]
+    masks = [os.fspath(m) if m else "" for m in (mask_paths or [""] * len(paths))]
+    if len(masks) != len(paths):
+        raise ValueError(
+            "`mask_paths` must have one entry per image. "
+            f"Received: len(paths)={len(paths)}, len(mask_paths)={len(masks)}"
+        )
+    mask_parts = {m: [p.strip() for p in m.split(MASK_SEPARATOR) if p.strip()] for m in masks if m}
+    unique = sorted(set(paths) | {p for parts in mask_parts.values() for p in parts})
+    workers = num_workers or min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        results = dict(zip(unique, pool.map(_check_one, unique)))
+    bad = []
+    for path, mask in zip(paths, masks):
+        reason, shape = results[path]
+        if reason is not None:
+            bad.append(BadFile(path, reason))
+            continue
+        for part in mask_parts.get(mask, []):
+            mask_reason, mask_shape = results[part]
+            if mask_reason is not None:
+                bad.append(BadFile(path, f"its mask {part}: {mask_reason}"))
+                break
+            if mask_shape != shape:
+                bad.append(
+                    BadFile(
+                        path,
+                        f"its mask {part} is {mask_shape[0]}x{mask_shape[1]} (HxW) but the image "
+                        f"is {shape[0]}x{shape[1]}",
+                    )
+                )
+                break
+    return bad
+
+
+def format_bad_files(bad: Iterable[BadFile], limit: int = 10) -> str:
+    """One line per bad file (at most ``limit``, then a count of the rest)."""
+    bad = list(bad)
+    lines = [f"  {b}" for b in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more")
+    return "\n".join(lines)
