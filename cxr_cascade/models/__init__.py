@@ -1,0 +1,31 @@
+"""Model builders of cxr-cascade (Keras 3, backend-agnostic: keras.layers / keras.ops only).
+
+* ``build_classifier(backbone, num_classes, ...)``: VGG19 / ResNet50 / DenseNet169 with GAP or
+  flatten heads, optional squeeze-and-excitation and MoEx, He-uniform, trained from scratch.
+* ``build_unet(...)``: lung-segmentation U-Net; ``DiceBCELoss`` and ``mean_iou`` to train it.
+* ``MoEx`` settings, the ``MomentExchange`` layer and the ``MoExClassifier`` model.
+* ``receptive_field(model)``: the paper's receptive-field recurrence over a model graph.
+"""
+
+from cxr_cascade.models.composer import BACKBONES, build_classifier
+from cxr_cascade.models.losses import DiceBCELoss
+from cxr_cascade.models.metrics import mean_iou
+from cxr_cascade.models.moex import MoEx, MoExClassifier, MomentExchange, moment_exchange, pono_moments
+from cxr_cascade.models.receptive_field import ReceptiveField, receptive_field, receptive_field_recurrence
+from cxr_cascade.models.unet import build_unet
+
+__all__ = [
+    "BACKBONES",
+    "DiceBCELoss",
+    "MoEx",
+    "MoExClassifier",
+    "MomentExchange",
+    "ReceptiveField",
+    "build_classifier",
+    "build_unet",
+    "mean_iou",
+    "moment_exchange",
+    "pono_moments",
+    "receptive_field",
+    "receptive_field_recurrence",
+]
