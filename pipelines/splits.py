@@ -1,0 +1,257 @@
+"""Patient-grouped, stratified train/val/test splits that cannot leak.
+
+Rules (printed by `cxr-cascade data split`):
+
+1. A patient is `source:patient_id` (`Record.patient_key`), so two sources' `person1` never merge.
+2. Units: all images of one patient form a unit; duplicate groups (exact or near, from
+   `pipelines.dedup`) join the units of their members, so the copies of one picture and every
+   patient they touch land in ONE split. A duplicate is therefore never kept across splits.
+3. `keep_official_test`: the official test images of the named sources stay in test. A unit that
+   holds such an image goes to test as a whole: its other images are MOVED to test (listed in
+   `SplitResult.moved`). The other units of those sources go to train/val only.
+4. Units are assigned greedily, largest first (ties broken by the seeded shuffle), each to the
+   split that most reduces the squared gap, per stratum (source, label), between the split's count
+   and its target share; the gap is measured relative to the stratum's size so that small classes
+   (21 ieee8023 viral images) are spread as carefully as big ones. This is the idea of scikit-learn's
+   StratifiedGroupKFold, but with arbitrary ratios instead of 1/k folds.
+5. The result is checked with `assert_patient_disjoint` and `assert_duplicates_disjoint` before
+   anyone may write it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from pipelines.records import Record
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class LeakageError(ValueError):
+    """A patient or a duplicate image sits in more than one split."""
+
+
+def leaking_patients(records: Iterable[Record]) -> dict[str, list[str]]:
+    """{patient_key: sorted splits} for every patient found in more than one split.
+
+    Records without a split are ignored.
+    """
+    splits: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        if record.split:
+            splits[record.patient_key].add(record.split)
+    return {key: sorted(value) for key, value in sorted(splits.items()) if len(value) > 1}
+
+
+def assert_patient_disjoint(records: Iterable[Record]) -> None:
+    """Raises `LeakageError` listing every patient (source:patient_id) found in more than one split."""
+    leaks = leaking_patients(records)
+    if leaks:
+        shown = [f"{key} ({', '.join(splits)})" for key, splits in list(leaks.items())[:20]]
+        more = f" ... and {len(leaks) - 20} more" if len(leaks) > 20 else ""
+        raise LeakageError(
+            f"{len(leaks)} patient(s) in more than one split: {'; '.join(shown)}{more}"
+        )
+
+
+def assert_duplicates_disjoint(
+    records: Sequence[Record], groups: Iterable[Sequence[int]]
+) -> None:
+    """Raises `LeakageError` listing duplicate groups (indices into `records`) that span splits."""
+    bad = []
+    for group in groups:
+        members = list(group)
+        splits = sorted({records[i].split for i in members if records[i].split})
+        if len(splits) > 1:
+            bad.append(
+                " = ".join(f"{records[i].path} ({records[i].split})" for i in members)
+            )
+    if bad:
+        shown = "; ".join(bad[:10]) + (f" ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise LeakageError(f"{len(bad)} duplicate group(s) span splits: {shown}")
+
+
+@dataclass
+class SplitResult:
+    """records: the input records with `split` set, in input order; moved: (path, from, to, why)."""
+
+    records: list[Record]
+    moved: list[tuple[str, str, str, str]] = field(default_factory=list)
+    units: int = 0
+    kept_test_sources: tuple[str, ...] = ()
+
+
+def _units(records: Sequence[Record], groups: Iterable[Sequence[int]]) -> list[list[int]]:
+    parent = list(range(len(records)))
+
+    def find(item: int) -> int:
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    def union(a: int, b: int) -> None:
+        a, b = find(a), find(b)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    first: dict[str, int] = {}
+    for index, record in enumerate(records):
+        union(first.setdefault(record.patient_key, index), index)
+    for group in groups:
+        members = list(group)
+        for other in members[1:]:
+            union(members[0], other)
+    units: dict[int, list[int]] = defaultdict(list)
+    for index in range(len(records)):
+        units[find(index)].append(index)
+    return [units[root] for root in sorted(units)]
+
+
+def _assign(
+    records: Sequence[Record],
+    units: list[list[int]],
+    ratios: dict[str, float],
+    rng: np.random.Generator,
+) -> dict[int, str]:
+    """Greedy stratified assignment of `units` to the splits of `ratios` (see module rule 4)."""
+    names = [name for name in SPLIT_NAMES if name in ratios]
+    if not units:
+        return {}
+    strata_of = [Counter((records[i].source, records[i].label) for i in unit) for unit in units]
+    totals: Counter = Counter()
+    for strata in strata_of:
+        totals.update(strata)
+    counts = {name: Counter() for name in names}
+    sizes = {name: 0 for name in names}
+    total_size = sum(len(unit) for unit in units)
+    order = rng.permutation(len(units))
+    order = sorted(order.tolist(), key=lambda u: -len(units[u]))  # stable: ties keep shuffle order
+    assignment: dict[int, str] = {}
+    for unit_index in order:
+        strata = strata_of[unit_index]
+        best, best_key = None, None
+        for name in names:
+            delta = 0.0
+            for stratum, n in strata.items():
+                target = ratios[name] * totals[stratum]
+                before = counts[name][stratum] - target
+                delta += ((before + n) ** 2 - before**2) / totals[stratum]
+            deficit = ratios[name] * total_size - sizes[name]
+            key = (round(delta, 12), -deficit)
+            if best_key is None or key < best_key:
+                best, best_key = name, key
+        counts[best].update(strata)
+        sizes[best] += len(units[unit_index])
+        for i in units[unit_index]:
+            assignment[i] = best
+    return assignment
+
+
+def split_records(
+    records: Sequence[Record],
+    *,
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+    keep_official_test: Union[bool, Iterable[str]] = False,
+    duplicate_groups: Iterable[Sequence[int]] = (),
+) -> SplitResult:
+    """Splits `records` into train/val/test by patient, stratified by (source, label).
+
+    Args:
+        records: the records; their `split` is read only for `keep_official_test`.
+        val: fraction of images for validation, in [0, 1).
+        test: fraction of images for test, in [0, 1); val + test < 1. For a source whose official
+            test is kept, its remaining images go to train/val in the ratio (1-val-test) : val.
+        seed: seed of the shuffle that breaks ties between equal-sized units.
+        keep_official_test: True keeps the official test images of every source that has some;
+            a list of source names keeps only those.
+        duplicate_groups: groups of record indices that are copies of one image
+            (`[g.members for g in DuplicateReport.groups]`); each group ends in one split.
+
+    Returns:
+        `SplitResult` with new records (input order) and the list of moved images.
+
+    Raises:
+        ValueError: bad ratios or an unknown source in `keep_official_test`.
+        LeakageError: never expected; raised if the result were to leak (a bug guard).
+    """
+    for name, value in (("val", val), ("test", test)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1). Received: {name}={value}")
+    if val + test >= 1.0:
+        raise ValueError(f"val + test must be < 1. Received: val={val}, test={test}")
+    records = list(records)
+    sources_with_test = sorted({r.source for r in records if r.split == "test"})
+    if keep_official_test is True:
+        kept = set(sources_with_test)
+    elif keep_official_test is False or keep_official_test is None:
+        kept = set()
+    else:
+        kept = set(keep_official_test)
+        unknown = sorted(kept - set(sources_with_test))
+        if unknown:
+            raise ValueError(
+                f"keep_official_test names source(s) without official test images: "
+                f"{', '.join(unknown)}. Sources with a test split: "
+                f"{', '.join(sources_with_test) or 'none'}"
+            )
+    groups = [list(group) for group in duplicate_groups]
+    units = _units(records, groups)
+    assignment: dict[int, str] = {}
+    moved: list[tuple[str, str, str, str]] = []
+    pool_all, pool_trainval = [], []
+    for unit in units:
+        official = [i for i in unit if records[i].split == "test" and records[i].source in kept]
+        if official:
+            for i in unit:
+                assignment[i] = "test"
+                if records[i].split != "test" or records[i].source not in kept:
+                    moved.append(
+                        (
+                            records[i].path,
+                            records[i].split or "-",
+                            "test",
+                            f"same patient or duplicate image as official test image "
+                            f"{records[official[0]].path}",
+                        )
+                    )
+        elif any(records[i].source in kept for i in unit):
+            pool_trainval.append(unit)
+        else:
+            pool_all.append(unit)
+    rng = np.random.default_rng(seed)
+    train = 1.0 - val - test
+    assignment.update(_assign(records, pool_all, {"train": train, "val": val, "test": test}, rng))
+    assignment.update(
+        _assign(
+            records,
+            pool_trainval,
+            {"train": train / (train + val), "val": val / (train + val)},
+            rng,
+        )
+    )
+    result = [record.replace(split=assignment[i]) for i, record in enumerate(records)]
+    assert_patient_disjoint(result)
+    assert_duplicates_disjoint(result, groups)
+    return SplitResult(result, moved, len(units), tuple(sorted(kept)))
+
+
+def split_table(records: Iterable[Record]) -> dict[str, dict[str, int]]:
+    """{split: {label: images, "patients": n, "images": n}} for a summary."""
+    table: dict[str, dict[str, int]] = {}
+    patients: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        row = table.setdefault(record.split or "-", Counter())
+        row[record.label] += 1
+        row["images"] += 1
+        patients[record.split or "-"].add(record.patient_key)
+    for split, row in table.items():
+        row["patients"] = len(patients[split])
+    order = {name: i for i, name in enumerate(SPLIT_NAMES)}
+    return {k: dict(table[k]) for k in sorted(table, key=lambda s: order.get(s, 99))}
