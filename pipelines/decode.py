@@ -90,12 +90,19 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
         raw = tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16)
         return tf.cast(raw, tf.float32) / 65535.0
 
+    def jpeg():
+        # The accurate integer IDCT (libjpeg's JDCT_ISLOW), as OpenCV and PIL decode by default;
+        # TensorFlow's default fast IDCT is off by up to 4 grey levels.
+        raw = tf.io.decode_jpeg(image_bytes, channels=0, dct_method="INTEGER_ACCURATE")
+        return tf.cast(raw, tf.float32) / 255.0
+
     def other():
-        # decode_image(dtype=uint16) would widen JPEG/BMP/GIF by v * 256, so decode at 8 bit.
+        # decode_image(dtype=uint16) would widen BMP/GIF by v * 256, so decode at 8 bit.
         raw = tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint8, expand_animations=False)
         return tf.cast(raw, tf.float32) / 255.0
 
-    image = tf.cond(is_png, png, other)
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+    image = tf.cond(is_png, png, lambda: tf.cond(is_jpeg, jpeg, other))
     image.set_shape([None, None, None])
     return to_grayscale(image)
 
