@@ -1,0 +1,470 @@
+"""Contrast enhancement as TensorFlow graph ops: OpenCV-exact CLAHE and histogram equalisation.
+
+The paper (Lv et al. 2020, Sec. 3.1 and Figure 7) enhances every radiograph with CLAHE before
+training and compares it with plain histogram equalisation (HE). To let the *same* code run in
+`tf.data`, in a Keras model, under XLA and in an exported SavedModel (TF Serving), both are written
+here with TensorFlow ops only, which is why this module, unlike the model code, uses `tensorflow`
+directly.
+
+Both functions reproduce OpenCV bit for bit (`cv2.createCLAHE(clipLimit, tileGridSize).apply` and
+`cv2.equalizeHist`, OpenCV 4.x/5.x `modules/imgproc/src/clahe.cpp` and `histogram.cpp`):
+
+* CLAHE: tile histograms of the image padded at the bottom and right with BORDER_REFLECT_101 when
+  its size is not a multiple of the grid (padding both axes, by a whole tile where one axis is
+  already divisible, as OpenCV does); an integer clip limit ``max(int(clip * tile_area / bins), 1)``
+  (``clip <= 0`` disables clipping); clipped counts returned as an integer batch to every bin plus a
+  strided residual; LUT ``saturate_cast(cdf * (float32(bins - 1) / tile_area))``; bilinear blending
+  of the four neighbouring tile LUTs with clamped tile indices, in float32 with OpenCV's operation
+  order, rounded half to even.
+* HE: LUT from the cumulative histogram counted from the first non-empty bin, scale
+  ``float32(255) / (total - hist[first])``; an image of one grey level is returned unchanged.
+
+Memory: histograms are one `bincount` over ``(image * tiles + tile) * bins + value`` keys and the
+LUT lookup is a gather, so no tensor of ``H * W * bins`` elements is ever built (Keras 3's
+`RandomCLAHE`-style one-hot histograms take ~268 MB per 512x512 image).
+
+Shapes: ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``; each channel of each image is processed on
+its own (as OpenCV would process each plane), so grey images use ``C = 1``. Height and width may
+be unknown until run time.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["clahe", "equalize_hist", "CLAHE"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks (Keras-style errors)
+
+
+def _check_clip_limit(clip_limit) -> float:
+    if isinstance(clip_limit, bool) or not isinstance(clip_limit, numbers.Real):
+        raise ValueError(
+            "`clip_limit` must be a real number (<= 0 disables clipping). "
+            f"Received: clip_limit={clip_limit!r}"
+        )
+    if not math.isfinite(float(clip_limit)):
+        raise ValueError(f"`clip_limit` must be finite. Received: clip_limit={clip_limit!r}")
+    return float(clip_limit)
+
+
+def _check_tile_grid_size(tile_grid_size) -> Tuple[int, int]:
+    ok = (
+        isinstance(tile_grid_size, (tuple, list))
+        and len(tile_grid_size) == 2
+        and all(
+            isinstance(t, numbers.Integral) and not isinstance(t, bool) and t >= 1
+            for t in tile_grid_size
+        )
+    )
+    if not ok:
+        raise ValueError(
+            "`tile_grid_size` must be a pair of positive integers (tiles along width, tiles "
+            f"along height), as cv2.createCLAHE's tileGridSize. Received: tile_grid_size={tile_grid_size!r}"
+        )
+    return int(tile_grid_size[0]), int(tile_grid_size[1])
+
+
+def _bins_for(dtype: tf.DType, name: str) -> int:
+    if dtype == tf.uint8:
+        return 256
+    if dtype == tf.uint16:
+        return 65536
+    raise ValueError(
+        f"`{name}` must be uint8 (or uint16 for CLAHE, 12-16 bit radiographs). "
+        f"Received: {name}.dtype={dtype.name}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape handling: everything is computed on a stack of single-channel planes [B, H, W].
+
+
+def _to_planes(image: tf.Tensor, name: str):
+    """Reshape [H, W] / [H, W, C] / [N, H, W, C] to planes [B, H, W] and return the inverse."""
+    rank = image.shape.rank
+    if rank not in (2, 3, 4):
+        raise ValueError(
+            f"`{name}` must have shape [H, W], [H, W, C] or [N, H, W, C]. "
+            f"Received: {name}.shape={image.shape}"
+        )
+    if rank == 2:
+        return image[tf.newaxis], lambda planes: planes[0]
+    channels = image.shape[-1]
+    if channels == 1:
+        if rank == 3:
+            return image[tf.newaxis, :, :, 0], lambda planes: planes[0, :, :, tf.newaxis]
+        return image[..., 0], lambda planes: planes[..., tf.newaxis]
+    # Several (or statically unknown) channels: channel-major planes, one per image and channel.
+    if rank == 3:
+        return tf.transpose(image, [2, 0, 1]), lambda planes: tf.transpose(planes, [1, 2, 0])
+    shape = tf.shape(image)
+    planes = tf.reshape(tf.transpose(image, [0, 3, 1, 2]), [-1, shape[1], shape[2]])
+
+    def restore(out):
+        return tf.transpose(tf.reshape(out, [shape[0], shape[3], shape[1], shape[2]]), [0, 2, 3, 1])
+
+    return planes, restore
+
+
+def _reflect_101(index: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Source index of `index` (>= 0) under cv::BORDER_REFLECT_101 (``dcb|abcd|cba``).
+
+    Folds repeatedly, as cv::borderInterpolate does, so pads wider than the image also work
+    (a 9-pixel-high image with an 8-tile grid on an undivisible width is padded by 8 rows).
+    """
+    period = tf.maximum(2 * (size - 1), 1)
+    folded = index % period
+    return tf.where(folded >= size, period - folded, folded)
+
+
+def _dims(planes: tf.Tensor):
+    """(batch, height, width) of planes [B, H, W]: Python ints where static, else scalars."""
+    dynamic = tf.shape(planes)
+    return tuple(
+        static if static is not None else dynamic[i] for i, static in enumerate(planes.shape)
+    )
+
+
+def _is_static(*values) -> bool:
+    return all(isinstance(v, int) for v in values)
+
+
+def _equal(a, b):
+    return a == b if _is_static(a, b) else tf.equal(a, b)
+
+
+def _logical_and(a, b):
+    if isinstance(a, bool) and isinstance(b, bool):
+        return a and b
+    return tf.logical_and(a, b)
+
+
+def _bincount(keys: tf.Tensor, size) -> tf.Tensor:
+    """int32 counts of the values of `keys` (all in [0, size)).
+
+    The raw op takes `size` as given; `tf.math.bincount` derives it from the data, which XLA
+    cannot compile.
+    """
+    return tf.raw_ops.DenseBincount(
+        input=tf.reshape(keys, [-1]), size=size, weights=tf.zeros([0], tf.int32), binary_output=False
+    )
+
+
+def _where(cond, a, b):
+    return (a if cond else b) if isinstance(cond, bool) else tf.where(cond, a, b)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLAHE
+
+
+def _axis_weights(length, tile, n_tiles):
+    """Per-row (or per-column) tile indices and weights of OpenCV's CLAHE interpolation.
+
+    ``pos = float32(i) * float32(1 / tile) - 0.5`` in float32; returns the clamped lower and upper
+    tile indices (int32) and the weights ``pos - floor(pos)`` and ``1 - that`` as float64 tensors
+    holding float32 values. With static sizes they are computed by NumPy, whose float32 ops
+    round each step as OpenCV's do; unknown sizes use TF ops with the product rounded explicitly.
+    """
+    if _is_static(length, tile):
+        inv = np.float32(1.0) / np.float32(tile)
+        pos = np.arange(length, dtype=np.float32) * inv - np.float32(0.5)
+        first = np.floor(pos)
+        frac = pos - first
+        frac1 = np.float32(1.0) - frac
+        first = first.astype(np.int32)
+        return (
+            tf.constant(np.maximum(first, 0)),
+            tf.constant(np.minimum(first + 1, n_tiles - 1)),
+            tf.constant(frac.astype(np.float64)),
+            tf.constant(frac1.astype(np.float64)),
+        )
+    inv = tf.constant(1.0, tf.float32) / tf.cast(tile, tf.float32)
+    pos = tf.cast(tf.cast(tf.range(length), tf.float64) * tf.cast(inv, tf.float64), tf.float32) - 0.5
+    first = tf.floor(pos)
+    frac = pos - first
+    frac1 = 1.0 - frac
+    first = tf.cast(first, tf.int32)
+    return (
+        tf.maximum(first, 0),
+        tf.minimum(first + 1, n_tiles - 1),
+        tf.cast(frac, tf.float64),
+        tf.cast(frac1, tf.float64),
+    )
+
+
+def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: int) -> tf.Tensor:
+    """CLAHE of planes [B, H, W] (uint8 or uint16), OpenCV semantics; returns the same dtype."""
+    bins = _bins_for(planes.dtype, "image")
+    n_tiles = tiles_x * tiles_y
+    batch, height, width = _dims(planes)
+
+    # OpenCV pads both axes (bottom and right) as soon as either is not a multiple of the grid.
+    # Static sizes keep every shape a Python int (needed by XLA); unknown ones become tensors.
+    divisible = _logical_and(_equal(height % tiles_y, 0), _equal(width % tiles_x, 0))
+    pad_h = _where(divisible, 0, tiles_y - height % tiles_y)
+    pad_w = _where(divisible, 0, tiles_x - width % tiles_x)
+    tile_h = (height + pad_h) // tiles_y
+    tile_w = (width + pad_w) // tiles_x
+    tile_area = tile_h * tile_w
+
+    # Histograms of the padded image: one bincount over (plane, tile, value) keys.
+    rows_p = tf.range(height + pad_h)
+    cols_p = tf.range(width + pad_w)
+    values = tf.cast(planes, tf.int32)
+
+    def padded():
+        rows = _reflect_101(rows_p, height)
+        cols = _reflect_101(cols_p, width)
+        return tf.gather(tf.gather(values, rows, axis=1), cols, axis=2)
+
+    if isinstance(divisible, bool):
+        values = values if divisible else padded()
+    else:
+        values = tf.cond(divisible, lambda: values, padded)
+    tile_of_pixel = (rows_p // tile_h)[:, tf.newaxis] * tiles_x + (cols_p // tile_w)[tf.newaxis, :]
+    plane_offset = tf.range(batch)[:, tf.newaxis, tf.newaxis] * n_tiles
+    keys = (plane_offset + tile_of_pixel[tf.newaxis]) * bins + values
+    n_keys = batch * n_tiles * bins
+    hist = tf.reshape(_bincount(keys, n_keys), [-1, bins])  # [B * tiles, bins]
+
+    if clip_limit > 0.0:
+        # cv: static_cast<int>(clipLimit * tileSizeTotal / histSize), at least 1; in double.
+        limit = tf.cast(clip_limit * tf.cast(tile_area, tf.float64) / bins, tf.int32)
+        limit = tf.maximum(limit, 1)
+        clipped = tf.reduce_sum(tf.maximum(hist - limit, 0), axis=1, keepdims=True)
+        hist = tf.minimum(hist, limit)
+        batch_add = clipped // bins
+        residual = clipped - batch_add * bins
+        # One extra count to bins 0, step, 2 step, ... while the residual lasts.
+        step = tf.maximum(bins // tf.maximum(residual, 1), 1)
+        bin_index = tf.range(bins)[tf.newaxis, :]
+        extra = tf.logical_and(bin_index % step == 0, bin_index // step < residual)
+        hist = hist + batch_add + tf.cast(extra, tf.int32)
+
+    cdf = tf.cumsum(hist, axis=1)
+    if isinstance(tile_area, int):
+        lut_scale = tf.constant(np.float32(bins - 1) / np.float32(tile_area))
+    else:
+        lut_scale = tf.constant(bins - 1, tf.float32) / tf.cast(tile_area, tf.float32)
+    lut = tf.clip_by_value(tf.round(tf.cast(cdf, tf.float32) * lut_scale), 0.0, bins - 1.0)
+    lut = tf.reshape(lut, [-1])  # float32 [B * tiles * bins], integer values
+
+    # Bilinear blending between tile centres, with the tile size of the padded image, rounded
+    # like OpenCV's float32 code. XLA on CPU contracts a*b + c into fused multiply-adds, which
+    # round once instead of twice and move a few pixels by one grey level, so every product is
+    # taken exactly in float64 (8- or 24-bit by 24-bit significands) and rounded to float32
+    # explicitly; the LUT is gathered as float64 so no float32 multiply feeds an add.
+    lut = tf.cast(lut, tf.float64)
+    ty1, ty2, ya, ya1 = _axis_weights(height, tile_h, tiles_y)
+    tx1, tx2, xa, xa1 = _axis_weights(width, tile_w, tiles_x)
+    row1 = (ty1 * tiles_x)[:, tf.newaxis]
+    row2 = (ty2 * tiles_x)[:, tf.newaxis]
+    col1 = tx1[tf.newaxis, :]
+    col2 = tx2[tf.newaxis, :]
+    pix = tf.cast(planes, tf.int32)
+
+    def lookup(row, col):
+        return tf.gather(lut, (plane_offset + (row + col)[tf.newaxis]) * bins + pix)
+
+    def product(a, b):  # float32 a * b, rounded once
+        return tf.cast(a * b, tf.float32)
+
+    xa = xa[tf.newaxis, tf.newaxis, :]
+    xa1 = xa1[tf.newaxis, tf.newaxis, :]
+    ya = ya[tf.newaxis, :, tf.newaxis]
+    ya1 = ya1[tf.newaxis, :, tf.newaxis]
+    top = product(lookup(row1, col1), xa1) + product(lookup(row1, col2), xa)
+    bottom = product(lookup(row2, col1), xa1) + product(lookup(row2, col2), xa)
+    res = product(tf.cast(top, tf.float64), ya1) + product(tf.cast(bottom, tf.float64), ya)
+    res = tf.clip_by_value(tf.round(res), 0.0, bins - 1.0)
+    return tf.cast(res, planes.dtype)
+
+
+def clahe(
+    image,
+    clip_limit: float = 2.0,
+    tile_grid_size: Sequence[int] = (8, 8),
+) -> tf.Tensor:
+    """Contrast Limited Adaptive Histogram Equalisation, identical to OpenCV's.
+
+    Reproduces ``cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid_size).apply``
+    (Zuiderveld 1994 as implemented in OpenCV ``imgproc/src/clahe.cpp``) with TensorFlow ops, so it
+    runs eagerly, in `tf.function` (also ``jit_compile=True``), in `tf.data.Dataset.map` and in a
+    SavedModel. Used by the paper (Lv et al. 2020) to enhance every radiograph.
+
+    Args:
+        image: uint8 tensor (or uint16 for 12-16 bit radiographs, OpenCV's 65536-bin CV_16U
+            semantics) of shape ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``; any H and W >= 1,
+            possibly unknown until run time. Channels are equalised independently.
+        clip_limit: OpenCV's ``clipLimit``: the histogram clip as a multiple of the mean bin count
+            (the integer limit is ``max(int(clip_limit * tile_area / bins), 1)``); ``<= 0`` means no
+            clipping (plain adaptive HE).
+        tile_grid_size: OpenCV's ``tileGridSize``: ``(tiles along width, tiles along height)``.
+
+    Returns:
+        Tensor of the same shape and dtype as `image`.
+
+    Raises:
+        ValueError: bad rank, dtype, `clip_limit` or `tile_grid_size`.
+    """
+    clip_limit = _check_clip_limit(clip_limit)
+    tiles_x, tiles_y = _check_tile_grid_size(tile_grid_size)
+    image = tf.convert_to_tensor(image)
+    _bins_for(image.dtype, "image")
+    planes, restore = _to_planes(image, "image")
+    return restore(_clahe_planes(planes, clip_limit, tiles_x, tiles_y))
+
+
+# ----------------------------------------------------------------------------------------------
+# Histogram equalisation
+
+
+def _equalize_planes(planes: tf.Tensor) -> tf.Tensor:
+    """cv2.equalizeHist of uint8 planes [B, H, W]."""
+    batch, height, width = _dims(planes)
+    total = height * width
+    values = tf.cast(planes, tf.int32)
+    keys = tf.range(batch)[:, tf.newaxis, tf.newaxis] * 256 + values
+    hist = tf.reshape(_bincount(keys, batch * 256), [-1, 256])
+    first = tf.argmax(tf.cast(hist > 0, tf.int32), axis=1, output_type=tf.int32)  # first non-empty
+    first_count = tf.gather(hist, first, batch_dims=1)
+    # cv: scale = (256 - 1.f) / (total - hist[first]) in float32; lut[first] = 0 and, above it,
+    # saturate_cast<uchar>(sum * scale) with sum counting from the bin after `first`.
+    denom = tf.maximum(total - first_count, 1)  # 0 only for one-level images, handled below
+    scale = tf.constant(255.0, tf.float32) / tf.cast(denom, tf.float32)
+    partial = tf.cumsum(hist, axis=1) - first_count[:, tf.newaxis]
+    lut = tf.clip_by_value(tf.round(tf.cast(partial, tf.float32) * scale[:, tf.newaxis]), 0.0, 255.0)
+    lut = tf.cast(lut, tf.uint8)
+    out = tf.gather(tf.reshape(lut, [-1]), keys)
+    single_level = tf.equal(first_count, total)[:, tf.newaxis, tf.newaxis]
+    return tf.where(single_level, planes, out)
+
+
+def equalize_hist(image) -> tf.Tensor:
+    """Global histogram equalisation, identical to ``cv2.equalizeHist``.
+
+    The HE baseline of the paper's Figure 7 (Lv et al. 2020). Each image (and channel) is
+    equalised with its own histogram; an image of a single grey level is returned unchanged,
+    as OpenCV does.
+
+    Args:
+        image: uint8 tensor of shape ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``.
+
+    Returns:
+        uint8 tensor of the same shape.
+
+    Raises:
+        ValueError: bad rank or dtype.
+    """
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise ValueError(f"`image` must be uint8. Received: image.dtype={image.dtype.name}")
+    planes, restore = _to_planes(image, "image")
+    return restore(_equalize_planes(planes))
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras layer
+
+
+@keras.saving.register_keras_serializable(package="cxr_cascade")
+class CLAHE(keras.layers.Layer):
+    """CLAHE as a Keras preprocessing layer (TensorFlow backend), the same code as `clahe`.
+
+    Putting this layer at the front of an exported model makes the serving graph enhance images
+    exactly as the `tf.data` training pipeline (which calls `clahe`) and as OpenCV do.
+
+    Input dtypes:
+        * uint8 (or uint16): passed to `clahe`; the output has the input dtype.
+        * float: read as intensities in [0, 1]; quantised to uint8 with ``round(clip(x, 0, 1) *
+          255)``, equalised, and returned as float in [0, 1] (``/ 255``) in the layer's compute
+          dtype. Use ``input_scale=255.0`` for float images in [0, 255] (then returned in [0, 255]).
+
+    The layer runs TensorFlow ops (it is a preprocessing layer for the TensorFlow backend, like
+    Keras' own `tf.data`-compatible layers) and is not trainable.
+
+    Args:
+        clip_limit: see `clahe`.
+        tile_grid_size: see `clahe`.
+        apply_in_inference: when False, the layer is the identity for ``training=False`` (e.g.
+            when images are already enhanced by the `tf.data` pipeline). Default True: enhance
+            always, which is what a serving model needs.
+        input_scale: the value of white for float inputs (1.0 or 255.0); ignored for integers.
+        **kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
+
+    Input shape: ``[N, H, W, C]`` (or ``[H, W, C]`` / ``[H, W]`` when called directly).
+    Output shape: the same.
+    """
+
+    def __init__(
+        self,
+        clip_limit: float = 2.0,
+        tile_grid_size: Sequence[int] = (8, 8),
+        apply_in_inference: bool = True,
+        input_scale: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.clip_limit = _check_clip_limit(clip_limit)
+        self.tile_grid_size = _check_tile_grid_size(tile_grid_size)
+        if not isinstance(apply_in_inference, bool):
+            raise ValueError(
+                "`apply_in_inference` must be a bool. "
+                f"Received: apply_in_inference={apply_in_inference!r}"
+            )
+        self.apply_in_inference = apply_in_inference
+        if (
+            isinstance(input_scale, bool)
+            or not isinstance(input_scale, numbers.Real)
+            or not input_scale > 0
+            or not math.isfinite(input_scale)
+        ):
+            raise ValueError(
+                "`input_scale` must be a positive number (1.0 for floats in [0, 1], 255.0 for "
+                f"floats in [0, 255]). Received: input_scale={input_scale!r}"
+            )
+        self.input_scale = float(input_scale)
+        self.supports_masking = False
+        self.trainable = False
+
+    def call(self, inputs, training: Optional[bool] = None):
+        if not self.apply_in_inference and not training:
+            return inputs
+        inputs = tf.convert_to_tensor(inputs)
+        if inputs.dtype in (tf.uint8, tf.uint16):
+            return clahe(inputs, self.clip_limit, self.tile_grid_size)
+        if not inputs.dtype.is_floating:
+            raise ValueError(
+                "CLAHE layer inputs must be uint8, uint16 or float. "
+                f"Received: inputs.dtype={inputs.dtype.name}"
+            )
+        scaled = tf.cast(inputs, tf.float32) / self.input_scale
+        quantised = tf.cast(tf.round(tf.clip_by_value(scaled, 0.0, 1.0) * 255.0), tf.uint8)
+        enhanced = clahe(quantised, self.clip_limit, self.tile_grid_size)
+        out = tf.cast(enhanced, tf.float32) * (self.input_scale / 255.0)
+        return tf.cast(out, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "clip_limit": self.clip_limit,
+                "tile_grid_size": list(self.tile_grid_size),
+                "apply_in_inference": self.apply_in_inference,
+                "input_scale": self.input_scale,
+            }
+        )
+        return config
