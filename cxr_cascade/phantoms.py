@@ -29,8 +29,9 @@ described in ``shared/data/README.md``:
   29-column header, lateral and CT rows, a missing file; JPEG and PNG, RGB / L / RGBA).
 * ``lung-masks/images/<stem>.jpeg`` + ``lung-masks/masks/<stem>_mask.png`` (V7 Labs / Kaggle layout,
   made of the Kermany train images and the ieee8023 frontal images, as the real set is).
-* ``ground_truth/`` (lung and lesion masks of every image), ``phantoms.csv`` (one row per image file)
-  and ``README.txt``.
+* ``ground_truth/`` (lung and lesion masks of every image), ``phantoms.csv`` (one row per image file,
+  readable as a project manifest: path,label,patient_id,source,split,mask_path plus the ground
+  truth) and ``README.txt``.
 
 Determinism: each patient and each image draws from its own ``numpy.random.Generator`` seeded by
 ``SeedSequence(seed, spawn_key=(layout, patient[, image]))``, so the same seed gives byte-identical
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import os
 import shutil
@@ -79,8 +81,8 @@ IEEE8023_COLUMNS: tuple[str, ...] = (
 )
 
 TABLE_COLUMNS: tuple[str, ...] = (
-    "path", "layout", "label", "patient_id", "split", "view", "width", "height",
-    "lung_mask_path", "lesion_mask_path", "lesion_fraction", "laterality",
+    "path", "label", "patient_id", "source", "split", "view", "width", "height",
+    "mask_path", "lung_mask_path", "lesion_mask_path", "lesion_fraction", "laterality",
     "shortcut", "shortcut_label", "shortcut_agrees",
     "shortcut_x0", "shortcut_y0", "shortcut_x1", "shortcut_y1",
 )
@@ -220,7 +222,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         heart_angle=u(-30.0, -10.0),
         rib_phase=u(-0.3, 0.3),
         tissue_level=u(135.0, 165.0),
-        air_contrast=u(75.0, 100.0),
+        air_contrast=u(95.0, 115.0),
         bone_gain=u(0.8, 1.2),
         lesion_side=int(rng.choice((-1, 1))),
     )
@@ -373,6 +375,75 @@ def _lesion_density(label: str, a: Anatomy, frames: Sequence[dict], lung: np.nda
     return density * lung
 
 
+
+@functools.lru_cache(maxsize=8)
+def _static_layers(a: Anatomy, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Patient-level layers (no randomness): soft tissue with spine and trachea, bones, heart.
+
+    Cached because the images of one patient share them. Returned arrays are read-only.
+    """
+    x, y = _grid(s)
+    sc = s / 256.0
+    bw, cx = a.body_half_width, a.body_cx
+    body_pts = np.array([
+        [cx - 0.09, -0.05], [cx - 0.10, 0.08], [cx - bw, 0.17], [cx - bw - 0.03, 0.35],
+        [cx - bw + 0.01, 1.05], [cx + bw - 0.01, 1.05], [cx + bw + 0.03, 0.35], [cx + bw, 0.17],
+        [cx + 0.10, 0.08], [cx + 0.09, -0.05]], np.float32)
+    body = np.zeros((s, s), np.float32)
+    cv2.fillPoly(body, [_poly(body_pts, s)], 1.0, cv2.LINE_AA, 4)
+    body = _blur(body, s / 50)
+    col = np.clip(1.0 - ((x - cx) / (bw + 0.08)) ** 2, 0, 1) ** 0.5  # thicker in the middle
+    tissue = a.tissue_level * (0.78 + 0.22 * col) + 18.0 * np.clip((y - a.lung_bottom) * 6, 0, 1)
+    base = 12.0 + body * (tissue - 12.0)
+
+    spine = np.zeros((s, s), np.float32)
+    step = 0.045
+    for k in range(int(1.1 / step)):
+        yk = -0.02 + k * step + a.rib_phase * 0.02
+        cv2.rectangle(spine, (int((cx - 0.035) * s * 16), int(yk * s * 16)),
+                      (int((cx + 0.035) * s * 16), int((yk + step * 0.78) * s * 16)),
+                      1.0, -1, cv2.LINE_AA, 4)
+    base += _blur(spine, 1.5 * sc) * np.float32(34.0 * a.bone_gain)
+    trachea = np.exp(-((x - cx) / 0.014) ** 2) * np.clip((a.lung_top + 0.2 - y) * 12, 0, 1)
+    base -= trachea * 28.0
+
+    bones = np.zeros((s, s), np.float32)
+    span = a.lung_bottom - a.lung_top
+    # Posterior ribs rise a little from the spine, then sweep down laterally; anterior ribs
+    # (fainter) run down and inwards from the lateral chest wall.
+    uu = np.linspace(0.0, 1.0, 14, dtype=np.float32)[None, :]
+    level = (np.arange(10, dtype=np.float32)[:, None] + a.rib_phase)
+    y0 = a.lung_top - 0.035 + level * span / 9.0 * (1.0 + 0.02 * level)
+    ribs_post, ribs_ant = [], []
+    for side in (-1, 1):
+        reach = (a.lung_width_right if side < 0 else a.lung_width_left) + 0.05
+        xs = np.broadcast_to(cx + side * (0.035 + uu * reach), (10, 14))
+        ys = y0 - 0.05 * np.sin(np.pi * uu * 0.9) + 0.2 * uu ** 2.2
+        ribs_post.append(np.stack([xs, ys], axis=-1))
+        xa = np.broadcast_to(cx + side * (reach + 0.02 - uu * (reach - 0.07)), (6, 14))
+        ya = y0[:6] + 0.11 + 0.12 * uu ** 1.4
+        ribs_ant.append(np.stack([xa, ya], axis=-1))
+    ribs_post = np.concatenate(ribs_post).astype(np.float32)
+    ribs_ant = np.concatenate(ribs_ant).astype(np.float32)
+    _draw_lines(bones, ribs_ant, s, round(5 * sc), 0.35)
+    _draw_lines(bones, ribs_post, s, round(6 * sc), 1.0)
+    # A darker medulla, so that ribs read as bands with bright cortices.
+    _draw_lines(bones, ribs_post, s, round(2 * sc), 0.6)
+    clav = [np.array([[cx + side * 0.03, a.lung_top + 0.045], [cx + side * 0.16, a.lung_top + 0.01],
+                      [cx + side * 0.33, a.lung_top - 0.045]], np.float32) for side in (-1, 1)]
+    _draw_lines(bones, clav, s, round(8 * sc), 1.1)
+    bones = _blur(bones, 1.2 * sc) * np.float32(a.bone_gain)
+
+    heart = np.zeros((s, s), np.float32)
+    cv2.ellipse(heart, (int(a.heart_cx * s * 16), int(a.heart_cy * s * 16)),
+                (int(a.heart_rx * s * 16), int(a.heart_ry * s * 16)), a.heart_angle, 0, 360,
+                1.0, -1, cv2.LINE_AA, 4)
+    heart = _blur(heart, s / 60)
+    for arr in (base, bones, heart):
+        arr.flags.writeable = False
+    return base, bones, heart
+
+
 def _put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, thickness: int,
               value: int) -> tuple[int, int, int, int]:
     """Burns `text` with its baseline-left at `org`; returns its pixel box (x0, y0, x1, y1)."""
@@ -431,79 +502,21 @@ def render_phantom(
     x, y = _grid(s)
     sc = s / 256.0
 
-    # --- Body outline, shoulders, soft tissue -------------------------------------------------
-    bw, cx = a.body_half_width, a.body_cx
-    body_pts = np.array([
-        [cx - 0.09, -0.05], [cx - 0.10, 0.08], [cx - bw, 0.17], [cx - bw - 0.03, 0.35],
-        [cx - bw + 0.01, 1.05], [cx + bw - 0.01, 1.05], [cx + bw + 0.03, 0.35], [cx + bw, 0.17],
-        [cx + 0.10, 0.08], [cx + 0.09, -0.05]], np.float32)
-    body = np.zeros((s, s), np.float32)
-    cv2.fillPoly(body, [_poly(body_pts, s)], 1.0, cv2.LINE_AA, 4)
-    body = _blur(body, s / 50)
-    col = np.clip(1.0 - ((x - cx) / (bw + 0.08)) ** 2, 0, 1) ** 0.5  # thicker in the middle
-    tissue = a.tissue_level * (0.78 + 0.22 * col) + 18.0 * np.clip((y - a.lung_bottom) * 6, 0, 1)
-    img = 12.0 + body * (tissue - 12.0)
+    base, bones, heart = _static_layers(a, s)
 
     # --- Lungs --------------------------------------------------------------------------------
     inspiration = rng.uniform(0.93, 1.04)
     outlines, frames = zip(*(_lung_outline(a, side, inspiration) for side in (-1, 1)))
     lung_hard = np.zeros((s, s), np.uint8)
     cv2.fillPoly(lung_hard, [_poly(p, s) for p in outlines], 255, cv2.LINE_8, 4)
-    lung = _blur(lung_hard.astype(np.float32) / 255.0, s / 90)
-
-    # Heart and mediastinal fat lie in front of the lung: they replace its air.
-    heart = np.zeros((s, s), np.float32)
-    cv2.ellipse(heart, (int(a.heart_cx * s * 16), int(a.heart_cy * s * 16)),
-                (int(a.heart_rx * s * 16), int(a.heart_ry * s * 16)), a.heart_angle, 0, 360,
-                1.0, -1, cv2.LINE_AA, 4)
-    heart = _blur(heart, s / 60)
-
-    lesion = _lesion_density(label, a, frames, lung_hard.astype(np.float32) / 255.0, rng, s)
+    lung01 = lung_hard.astype(np.float32) * np.float32(1 / 255)
+    lung = _blur(lung01, s / 90)
+    lesion = _lesion_density(label, a, frames, lung01, rng, s)
+    # Heart and mediastinum lie in front of the lung and replace its air; so does a lesion.
     air = lung * (1.0 - 0.85 * heart) * (1.0 - lesion)
-    # Air is a little thinner at apex and base; vessels fan out from the hila.
     air *= 0.85 + 0.15 * _smooth_noise(rng, s, 5)
-    img -= a.air_contrast * air
-
-    # --- Bones: ribs, clavicles, spine; vessels; trachea ------------------------------------
-    bones = np.zeros((s, s), np.float32)
-    span = a.lung_bottom - a.lung_top
-    # Posterior ribs rise a little from the spine, then sweep down laterally; anterior ribs
-    # (fainter) run down and inwards from the lateral chest wall.
-    uu = np.linspace(0.0, 1.0, 14, dtype=np.float32)[None, :]
-    level = (np.arange(10, dtype=np.float32)[:, None] + a.rib_phase)
-    y0 = a.lung_top - 0.035 + level * span / 9.0 * (1.0 + 0.02 * level)
-    ribs_post, ribs_ant = [], []
-    for side in (-1, 1):
-        reach = (a.lung_width_right if side < 0 else a.lung_width_left) + 0.05
-        xs = np.broadcast_to(cx + side * (0.035 + uu * reach), (10, 14))
-        ys = y0 - 0.05 * np.sin(np.pi * uu * 0.9) + 0.2 * uu ** 2.2
-        ribs_post.append(np.stack([xs, ys], axis=-1))
-        xa = np.broadcast_to(cx + side * (reach + 0.02 - uu * (reach - 0.07)), (6, 14))
-        ya = y0[:6] + 0.11 + 0.12 * uu ** 1.4
-        ribs_ant.append(np.stack([xa, ya], axis=-1))
-    ribs_post = np.concatenate(ribs_post).astype(np.float32)
-    ribs_ant = np.concatenate(ribs_ant).astype(np.float32)
-    _draw_lines(bones, ribs_ant, s, round(5 * sc), 0.35)
-    _draw_lines(bones, ribs_post, s, round(6 * sc), 1.0)
-    # A darker medulla, so that ribs read as bands with bright cortices.
-    _draw_lines(bones, ribs_post, s, round(2 * sc), 0.6)
-    clav = [np.array([[cx + side * 0.03, a.lung_top + 0.045], [cx + side * 0.16, a.lung_top + 0.01],
-                      [cx + side * 0.33, a.lung_top - 0.045]], np.float32) for side in (-1, 1)]
-    _draw_lines(bones, clav, s, round(8 * sc), 1.1)
-    bones = _blur(bones, 1.2 * sc)
-    img += bones * (10.0 + 18.0 * lung) * a.bone_gain
-
-    spine = np.zeros((s, s), np.float32)
-    step = 0.045
-    for k in range(int(1.1 / step)):
-        yk = -0.02 + k * step + a.rib_phase * 0.02
-        cv2.rectangle(spine, (int((cx - 0.035) * s * 16), int(yk * s * 16)),
-                      (int((cx + 0.035) * s * 16), int((yk + step * 0.78) * s * 16)),
-                      1.0, -1, cv2.LINE_AA, 4)
-    spine = _blur(spine, 1.5 * sc)
-    img += spine * 34.0 * a.bone_gain
-    trachea = np.exp(-((x - cx) / 0.014) ** 2) * np.clip((a.lung_top + 0.2 - y) * 12, 0, 1)
-    img -= trachea * 28.0
+    img = base - a.air_contrast * air
+    img += bones * (8.0 + 14.0 * lung)
 
     vessels = []
     for frame in frames:
@@ -537,7 +550,7 @@ def render_phantom(
 
     img *= 0.92 + 0.16 * _smooth_noise(rng, s, 4)
     img = _blur(img, rng.uniform(0.3, 0.7) * sc)
-    gamma = rng.uniform(0.85, 1.2)
+    gamma = rng.uniform(0.9, 1.25)
     contrast = rng.uniform(0.9, 1.1)
     brightness = rng.uniform(-12.0, 12.0)
     # Exposure curve through a 256-entry table (cv2.LUT maps uint8 to float32 in one pass); the
@@ -1000,13 +1013,14 @@ def _write(out: Path, n: int, size: int, seed: int, formats: tuple[str, ...],
         stem, ext = item.relpath.rsplit(".", 1)
         gt_stem = f"{GROUND_TRUTH_DIR}/{layout_dir}/{stem}"
         lung_path, lesion_path = f"{gt_stem}_lung.png", f"{gt_stem}_lesion.png"
-        _atomic_write(out / lung_path, _encode_mask(lung_m))
+        lung_png = _encode_mask(lung_m)
+        _atomic_write(out / lung_path, lung_png)
         _atomic_write(out / lesion_path, _encode_mask(lesion_m))
         n_files += 2
         lung_px = int(np.count_nonzero(lung_m))
         base_row = dict(
             label=item.label, patient_id=item.patient_id, split=item.split, view=item.view,
-            width=w, height=h, lung_mask_path=lung_path, lesion_mask_path=lesion_path,
+            width=w, height=h, mask_path=lung_path, lung_mask_path=lung_path, lesion_mask_path=lesion_path,
             lesion_fraction=f"{np.count_nonzero(lesion_m) / max(lung_px, 1):.4f}",
             laterality=ph.meta["laterality"], shortcut=ph.meta["shortcut"],
             shortcut_label=ph.meta["shortcut_label"],
@@ -1014,13 +1028,14 @@ def _write(out: Path, n: int, size: int, seed: int, formats: tuple[str, ...],
                              str(int(ph.meta["shortcut_label"] == item.label))),
             shortcut_x0="" if box is None else box[0], shortcut_y0="" if box is None else box[1],
             shortcut_x1="" if box is None else box[2], shortcut_y1="" if box is None else box[3])
+        encoded = None
         if layout_requested:
             encoded = _encode(image, ext, item.mode, rng)
             path = f"{layout_dir}/{item.relpath}"
             _atomic_write(out / path, encoded)
             n_files += 1
             n_images += 1
-            table.append(dict(base_row, path=path, layout=item.layout))
+            table.append(dict(base_row, path=path, source=item.layout))
             counts[item.layout][item.label] = counts[item.layout].get(item.label, 0) + 1
         if to_masks:
             mstem = Path(item.relpath).stem
@@ -1028,19 +1043,24 @@ def _write(out: Path, n: int, size: int, seed: int, formats: tuple[str, ...],
                 f = 512 / max(h, w)
                 mh, mw = max(1, round(h * f)), max(1, round(w * f))
                 m_img = cv2.resize(image, (mw, mh), interpolation=cv2.INTER_AREA)
-                m_lung = cv2.resize(lung_m, (mw, mh), interpolation=cv2.INTER_NEAREST)
+                m_png = _encode_mask(cv2.resize(lung_m, (mw, mh), interpolation=cv2.INTER_NEAREST))
             else:
-                m_img, m_lung = image, lung_m
-            # Kermany images are RGB JPEGs (R=G=B) in the real set, ieee8023 ones grey.
-            mode = "RGB" if item.layout == "kermany" else "L"
+                m_img, m_png = image, lung_png
+            # Kermany images are the very same RGB JPEGs (R=G=B) as in chest_xray/, as in the
+            # real set; ieee8023 ones are grey.
+            if item.layout == "kermany" and encoded is not None:
+                m_bytes = encoded
+            else:
+                m_bytes = _encode(m_img, "jpeg", "RGB" if item.layout == "kermany" else "L", None)
             path = f"{LAYOUT_DIRS['lung-masks']}/images/{mstem}.jpeg"
-            _atomic_write(out / path, _encode(m_img, "jpeg", mode, None))
-            _atomic_write(out / f"{LAYOUT_DIRS['lung-masks']}/masks/{mstem}_mask.png",
-                          _encode_mask(m_lung))
+            _atomic_write(out / path, m_bytes)
+            m_path = f"{LAYOUT_DIRS['lung-masks']}/masks/{mstem}_mask.png"
+            _atomic_write(out / m_path, m_png)
             n_files += 2
             n_images += 1
             mh, mw = m_img.shape
-            row = dict(base_row, path=path, layout="lung-masks", width=mw, height=mh)
+            row = dict(base_row, path=path, source="lung-masks", width=mw, height=mh,
+                       mask_path=m_path)
             if (mh, mw) != (h, w):  # the ground truth at the image's own size lives elsewhere
                 row.update(lung_mask_path="", lesion_mask_path="")
             table.append(row)
