@@ -450,7 +450,8 @@ def _put_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, th
     font = cv2.FONT_HERSHEY_SIMPLEX
     (w, h), base = cv2.getTextSize(text, font, scale, thickness)
     cv2.putText(img, text, org, font, scale, int(value), thickness, cv2.LINE_AA)
-    return org[0], org[1] - h, org[0] + w, org[1] + base
+    rows, cols = img.shape[:2]
+    return (max(0, org[0]), max(0, org[1] - h), min(cols, org[0] + w), min(rows, org[1] + base))
 
 
 def render_phantom(
@@ -572,7 +573,7 @@ def render_phantom(
         side_r = rng.random() < 0.75
         letter = "R" if rng.random() < 0.8 else "L"
         pos_x = int(0.06 * s) if side_r else int(0.88 * s)
-        _put_text(image, letter, (pos_x, int(0.1 * s)), 0.6 * sc, thick, int(rng.integers(215, 256)))
+        _put_text(image, letter, (pos_x, int(0.1 * s)), max(0.3, 0.6 * sc), thick, int(rng.integers(215, 256)))
         meta["laterality"] = letter
         if rng.random() < 0.6:
             words = f"{_HOSPITALS[int(rng.integers(len(_HOSPITALS)))]} " \
@@ -597,9 +598,10 @@ def render_phantom(
         meta["shortcut_label"] = shortcut_label
     elif shortcut == "text":
         token = _SHORTCUT_TOKENS[shortcut_label]
-        scale_t = 0.45 * sc
-        (w, _), _ = cv2.getTextSize(token, cv2.FONT_HERSHEY_SIMPLEX, scale_t, thick)
-        box = _put_text(image, token, (s // 2 - w // 2, int(0.075 * s)), scale_t, thick, 245)
+        scale_t = max(0.3, 0.45 * sc)  # still legible on small images
+        (w, h), _ = cv2.getTextSize(token, cv2.FONT_HERSHEY_SIMPLEX, scale_t, thick)
+        box = _put_text(image, token, (s // 2 - w // 2, max(int(0.075 * s), h + 1)), scale_t,
+                        thick, 245)
         meta["shortcut_box"] = tuple(int(v) for v in box)
         meta["shortcut_label"] = shortcut_label
     return Phantom(image=image, lung_mask=lung_mask, lesion_mask=lesion_mask, meta=meta)

@@ -229,7 +229,7 @@ def test_lung_mask_layout_pairs(phantom_set):
         assert set(np.unique(mask)) <= {0, 255} and (mask == 255).any()
         assert mask.shape == cv2.imread(str(image), cv2.IMREAD_GRAYSCALE).shape
         if image.name in kermany:  # the very same file as in chest_xray/, as in the real set
-            [twin] = list((out / "chest_xray").rglob(image.name))
+            [twin] = list((out / "chest_xray" / "train").rglob(image.name))
             assert twin.read_bytes() == image.read_bytes()
 
 
