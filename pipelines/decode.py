@@ -35,6 +35,7 @@ __all__ = [
     "read_image",
     "read_mask",
     "to_grayscale",
+    "to_unit_float",
     "validate_image_files",
 ]
 
@@ -45,6 +46,19 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _GIF_MAGICS = (b"GIF87a", b"GIF89a")
 _BMP_MAGIC = b"BM"
+
+
+def to_unit_float(image: tf.Tensor, max_value: int) -> tf.Tensor:
+    """Integer image -> float32 ``v / max_value``, correctly rounded on every path.
+
+    Computed in float64 and then rounded to float32: ``v / 255`` and ``v / 65535`` are never close
+    to a float32 rounding midpoint, so the result is the correctly rounded quotient whether or not
+    a graph optimiser rewrites the division as a multiplication by the reciprocal (Grappler does
+    this in some graphs and not in others, which made tf.data and a serving tf.function differ by
+    one ulp when dividing in float32).
+    """
+    scaled = tf.cast(image, tf.float64) * (1.0 / float(max_value))
+    return tf.cast(scaled, tf.float32)
 
 
 def to_grayscale(image: tf.Tensor) -> tf.Tensor:
@@ -88,18 +102,18 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     def png():
         # 16-bit decode keeps 16-bit PNGs exact and widens 8-bit ones to v * 257 (exact / 65535).
         raw = tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16)
-        return tf.cast(raw, tf.float32) / 65535.0
+        return to_unit_float(raw, 65535)
 
     def jpeg():
         # The accurate integer IDCT (libjpeg's JDCT_ISLOW), as OpenCV and PIL decode by default;
         # TensorFlow's default fast IDCT is off by up to 4 grey levels.
         raw = tf.io.decode_jpeg(image_bytes, channels=0, dct_method="INTEGER_ACCURATE")
-        return tf.cast(raw, tf.float32) / 255.0
+        return to_unit_float(raw, 255)
 
     def other():
         # decode_image(dtype=uint16) would widen BMP/GIF by v * 256, so decode at 8 bit.
         raw = tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint8, expand_animations=False)
-        return tf.cast(raw, tf.float32) / 255.0
+        return to_unit_float(raw, 255)
 
     is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
     image = tf.cond(is_png, png, lambda: tf.cond(is_jpeg, jpeg, other))

@@ -166,7 +166,9 @@ def apply_clahe(
         )
     enhanced = tf.reshape(enhanced, tf.shape(quantised))
     enhanced.set_shape(image.shape)
-    return tf.cast(enhanced, tf.float32) / 255.0
+    from pipelines.decode import to_unit_float
+
+    return to_unit_float(enhanced, 255)
 
 
 def apply_mask(image: tf.Tensor, mask: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:
