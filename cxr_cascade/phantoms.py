@@ -215,10 +215,10 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         lung_width_right=u(0.30, 0.36),
         lung_width_left=u(0.28, 0.34),
         dome_height=u(0.05, 0.09),
-        heart_cx=u(0.56, 0.61),
-        heart_cy=u(0.60, 0.66),
-        heart_rx=u(0.15, 0.19),
-        heart_ry=u(0.11, 0.14),
+        heart_cx=u(0.55, 0.60),
+        heart_cy=u(0.66, 0.71),
+        heart_rx=u(0.16, 0.20),
+        heart_ry=u(0.12, 0.15),
         heart_angle=u(-30.0, -10.0),
         rib_phase=u(-0.3, 0.3),
         tissue_level=u(135.0, 165.0),
@@ -839,7 +839,7 @@ def _encode(image: np.ndarray, ext: str, mode: str, rng: Optional[np.random.Gene
     elif mode == "RGBA":
         arr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
     elif mode == "tint":  # paper figures: a colour cast, label independent
-        gains = (np.array([1.0, 0.95, 0.85]) if rng is None else rng.uniform(0.8, 1.0, 3))
+        gains = (np.array([1.0, 0.95, 0.85]) if rng is None else rng.uniform(0.85, 1.0, 3))
         arr = np.clip(image[..., None] * gains[None, None, :], 0, 255).astype(np.uint8)
     else:
         arr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
