@@ -229,6 +229,11 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
 
 
 _GRIDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_T6 = np.linspace(0.0, 1.0, 6, dtype=np.float32)
+_T24 = np.linspace(0.0, 1.0, 24, dtype=np.float32)
+_U16 = np.linspace(0.0, 1.0, 16, dtype=np.float32)[1:-1]
+_APEX = np.linspace(1.0, 0.0, 5, dtype=np.float32)
+_APEX_ARC = np.sin(np.linspace(0.0, np.pi, 5, dtype=np.float32))
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,19 +275,18 @@ def _lung_outline(a: Anatomy, side: int, inspiration: float) -> tuple[np.ndarray
     top = a.lung_top + (0.0 if side < 0 else 0.01)
     # The right hemidiaphragm (image left) sits higher than the left one.
     bottom = a.lung_top + (a.lung_bottom - a.lung_top) * inspiration + (0.0 if side < 0 else 0.025)
-    t = np.linspace(0.0, 1.0, 24, dtype=np.float32)
+    t = _T24
     ys = top + t * (bottom - top)
     lateral = x_med + side * width * (0.1 + 0.9 * np.sin(np.minimum(t * 1.7, 1.0) * np.pi / 2) ** 0.7)
     # Medial border: straight along the mediastinum; on the heart side it moves out (cardiac notch).
     notch = 0.0 if side < 0 else 0.05
     medial = x_med + side * (0.01 * (1 - t) + notch * np.clip((t - 0.45) / 0.4, 0, 1) ** 2)
     # Diaphragm dome from the costophrenic angle (lateral, lowest) to the medial end (higher).
-    u = np.linspace(0.0, 1.0, 16, dtype=np.float32)[1:-1]
+    u = _U16
     x_cp, x_cm = lateral[-1], medial[-1]
     dome_x = x_cp + (x_cm - x_cp) * u
     dome_y = bottom - 0.03 * u - a.dome_height * np.sin(np.pi * np.clip(u * 0.9 + 0.1, 0, 1)) ** 0.7
-    apex = np.stack([x_med + side * width * 0.1 * np.linspace(1, 0, 5), top - 0.008 * np.sin(
-        np.linspace(0, np.pi, 5))], axis=1)
+    apex = np.stack([x_med + side * width * 0.1 * _APEX, top - 0.008 * _APEX_ARC], axis=1)
     pts = np.concatenate([
         np.stack([lateral, ys], axis=1),
         np.stack([dome_x, dome_y], axis=1),
@@ -324,19 +328,19 @@ def _lesion_density(label: str, a: Anatomy, frames: Sequence[dict], lung: np.nda
         side = a.lesion_side if rng.random() < 0.85 else -a.lesion_side
         frame = frames[0] if side < 0 else frames[1]
         blob = np.zeros((s, s), np.float32)
-        cu, cv = rng.uniform(0.35, 0.7), rng.uniform(0.55, 0.8)
-        for _ in range(int(rng.integers(2, 5))):
+        cu, cv = rng.uniform(0.35, 0.65), rng.uniform(0.55, 0.75)
+        for _ in range(int(rng.integers(3, 6))):
             uu = cu + rng.normal(0, 0.12)
             vv = cv + rng.normal(0, 0.07)
             px = frame["x_med"] + frame["side"] * uu * frame["width"]
             py = frame["top"] + vv * (frame["bottom"] - frame["top"])
-            ax = rng.uniform(0.16, 0.3) * frame["width"]
-            ay = rng.uniform(0.10, 0.18) * (frame["bottom"] - frame["top"])
+            ax = rng.uniform(0.2, 0.35) * frame["width"]
+            ay = rng.uniform(0.12, 0.2) * (frame["bottom"] - frame["top"])
             cv2.ellipse(blob, (int(px * s * 16), int(py * s * 16)),
                         (int(ax * s * 16), int(ay * s * 16)), float(rng.uniform(-40, 40)),
                         0, 360, 1.0, -1, cv2.LINE_AA, 4)
         texture = 0.8 + 0.2 * _smooth_noise(rng, s, 12)
-        density = _blur(blob, s / 45) * texture * rng.uniform(0.6, 0.85)
+        density = _blur(blob, s / 60) * texture * rng.uniform(0.75, 0.95)
         return density * lung
     if label == "viral":
         # Interstitial pattern: many short, thin, randomly oriented streaks in both lungs, denser
@@ -367,11 +371,11 @@ def _lesion_density(label: str, a: Anatomy, frames: Sequence[dict], lung: np.nda
     patches = _smooth_noise(rng, s, 7)
     for frame in frames:
         u, v = _lung_frame_coords(frame, s)
-        periph = np.clip((u - rng.uniform(0.35, 0.5)) / 0.3, 0, 1)
-        lower = np.clip((v - rng.uniform(0.35, 0.5)) / 0.3, 0, 1)
+        periph = np.clip((u - rng.uniform(0.3, 0.45)) / 0.3, 0, 1)
+        lower = np.clip((v - rng.uniform(0.3, 0.45)) / 0.3, 0, 1)
         density = np.maximum(density, periph * lower)
     patchy = np.clip((patches - 0.25) / 0.5, 0, 1)
-    density = _blur(density * (0.45 + 0.55 * patchy), s / 40) * rng.uniform(0.55, 0.7)
+    density = _blur(density * (0.5 + 0.5 * patchy), s / 40) * rng.uniform(0.65, 0.8)
     return density * lung
 
 
@@ -500,7 +504,6 @@ def render_phantom(
         rng = np.random.default_rng()
     a = anatomy if anatomy is not None else sample_anatomy(rng)
     s = size
-    x, y = _grid(s)
     sc = s / 256.0
 
     base, bones, heart = _static_layers(a, s)
@@ -515,22 +518,23 @@ def render_phantom(
     lesion = _lesion_density(label, a, frames, lung01, rng, s)
     # Heart and mediastinum lie in front of the lung and replace its air; so does a lesion.
     air = lung * (1.0 - 0.85 * heart) * (1.0 - lesion)
-    air *= 0.85 + 0.15 * _smooth_noise(rng, s, 5)
+    air *= 0.92 + 0.08 * _smooth_noise(rng, s, 5)
     img = base - a.air_contrast * air
     img += bones * (8.0 + 14.0 * lung)
 
+    # Vessels fan out from each hilum: 9 gently bent branches per lung, drawn in one call.
     vessels = []
+    tt = _T6[None, :]
     for frame in frames:
         hx = frame["x_med"] + frame["side"] * 0.03
         hy = frame["top"] + 0.45 * (frame["bottom"] - frame["top"])
-        for _ in range(9):
-            ang = rng.uniform(-0.4 * np.pi, 0.5 * np.pi)
-            ln = rng.uniform(0.12, 0.25)
-            tt = np.linspace(0, 1, 6, dtype=np.float32)
-            bend = rng.normal(0, 0.03)
-            px = hx + frame["side"] * (np.cos(ang) * ln * tt + bend * tt ** 2)
-            py = hy + np.sin(ang) * ln * tt * 0.9
-            vessels.append(np.stack([px, py], axis=1))
+        ang = rng.uniform(-0.4 * np.pi, 0.5 * np.pi, (9, 1))
+        ln = rng.uniform(0.12, 0.25, (9, 1))
+        bend = rng.normal(0, 0.03, (9, 1))
+        px = hx + frame["side"] * (np.cos(ang) * ln * tt + bend * tt ** 2)
+        py = hy + np.sin(ang) * ln * tt * 0.9
+        vessels.append(np.stack([px, py], axis=-1))
+    vessels = np.concatenate(vessels).astype(np.float32)
     vlayer = np.zeros((s, s), np.float32)
     _draw_lines(vlayer, vessels, s, round(2 * sc), 1.0)
     img += _blur(vlayer, 1.0 * sc) * 14.0 * lung
@@ -553,7 +557,7 @@ def render_phantom(
     img = _blur(img, rng.uniform(0.3, 0.7) * sc)
     gamma = rng.uniform(0.9, 1.25)
     contrast = rng.uniform(0.9, 1.1)
-    brightness = rng.uniform(-12.0, 12.0)
+    brightness = rng.uniform(-8.0, 8.0)
     # Exposure curve through a 256-entry table (cv2.LUT maps uint8 to float32 in one pass); the
     # quantisation before it is hidden by the noise added after it.
     levels = np.arange(256, dtype=np.float32)
