@@ -38,8 +38,10 @@ MIXED_PRECISION = ("off", "float16", "bfloat16", "auto")
 # Stage 2's negative class: ieee8023 non-COVID viral images only, or those plus Kermany's
 # viral images (closest to the paper's counts, but confounded by age and source).
 STAGE2_NEGATIVES = ("ieee8023_viral", "ieee8023_plus_kermany_viral")
+# pipelines.datasets: "replace" = each image CLAHE'd with probability clahe_fraction per epoch;
+# "add" = a CLAHE copy of round(clahe_fraction * N) images joins the originals.
+CLAHE_MODES = ("replace", "add")
 MONITORS = ("val_accuracy", "val_loss", "val_mean_iou")
-MOEX_POSITIONS = ("stem",)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class MoExConfig:
         lam: weight of the label of the image whose normalised features are kept
             (the loss is `lam * l(y_A) + (1 - lam) * l(y_B)`).
         epsilon: variance floor of the positional normalisation.
-        position: where the exchange happens; "stem" = after the first convolution.
+        position: where the exchange happens: "stem" = after the first convolution (the paper),
+            or the name of a backbone layer.
     """
 
     prob: float = 1.0
@@ -75,8 +78,8 @@ class ExperimentConfig:
     head: str = "gap"
     se_reduction: Optional[int] = None
     moex: Optional[MoExConfig] = None
-    width: float = 1.0  # channel multiplier; 1.0 = the paper's networks
-    unet_filters: int = 64
+    # U-Net widths from the first encoder level to the bottleneck (Ronneberger et al. 2015's).
+    unet_filters: tuple[int, ...] = (64, 128, 256, 512, 1024)
 
     # --- data
     classes: tuple[str, ...] = ()
@@ -89,7 +92,8 @@ class ExperimentConfig:
     rotation_degrees: float = 0.0
     val_fraction: float = 0.1
     test_fraction: float = 0.15
-    max_per_class: Optional[int] = None
+    max_per_class: Optional[int] = None  # smoke runs and demos: cap the images per class
+    dedup: str = "exact"  # identical images kept in one split ("off", "exact", "near")
 
     # --- optimisation
     epochs: int = 80
@@ -219,11 +223,15 @@ def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
             return value.strip()
         raise bad
     if typing.get_origin(inner) is tuple:
+        item_type = typing.get_args(inner)[0]
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise bad
+            value = [v.strip() for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        try:
+            return tuple(_coerce(key, v, item_type, where) for v in value)
+        except ValueError:
+            raise bad from None
     if inner is MoExConfig:
         if isinstance(value, MoExConfig):
             return value
@@ -242,7 +250,7 @@ def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
 
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is tuple:
-        return "comma-separated list of strings"
+        return f"comma-separated list of {_type_name(typing.get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -308,6 +316,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _check_choice(w, "jit_compile", config.jit_compile, ("auto", "on", "off"))
     _check_choice(w, "stage2_negative", config.stage2_negative, STAGE2_NEGATIVES)
     _check_choice(w, "monitor", config.monitor, MONITORS)
+    _check_choice(w, "clahe_mode", config.clahe_mode, CLAHE_MODES)
+    _check_choice(w, "dedup", config.dedup, ("off", "exact", "near"))
     _check_range(w, "image_size", config.image_size, 32)
     _check_range(w, "batch_size", config.batch_size, 1)
     _check_range(w, "epochs", config.epochs, 1)
@@ -318,8 +328,16 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _check_range(w, "rotation_degrees", config.rotation_degrees, 0.0, 180.0)
     _check_range(w, "val_fraction", config.val_fraction, 0.0, 0.5, lo_open=True)
     _check_range(w, "test_fraction", config.test_fraction, 0.0, 0.5)
-    _check_range(w, "width", config.width, 0.0, 1.0, lo_open=True)
-    _check_range(w, "unet_filters", config.unet_filters, 1)
+    if len(config.unet_filters) < 2 or min(config.unet_filters) < 1:
+        raise ValueError(
+            f"{w}: `unet_filters` must be >= 2 positive widths (one per U-Net level). "
+            f"Received: unet_filters={config.unet_filters}"
+        )
+    if config.task == "unet" and config.image_size % 2 ** (len(config.unet_filters) - 1):
+        raise ValueError(
+            f"{w}: the U-Net's `image_size` must be divisible by 2**(len(unet_filters) - 1) = "
+            f"{2 ** (len(config.unet_filters) - 1)}. Received: image_size={config.image_size}"
+        )
     _check_range(w, "seed", config.seed, 0)
     if config.se_reduction is not None:
         _check_range(w, "se_reduction", config.se_reduction, 1)
@@ -337,7 +355,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         _check_range(w, "moex.prob", m.prob, 0.0, 1.0)
         _check_range(w, "moex.lam", m.lam, 0.0, 1.0)
         _check_range(w, "moex.epsilon", m.epsilon, 0.0, lo_open=True)
-        _check_choice(w, "moex.position", m.position, MOEX_POSITIONS)
+        if not m.position:
+            raise ValueError(
+                f"{w}: `moex.position` must be 'stem' (after the first convolution, as the paper) "
+                f"or a layer name of the backbone. Received: moex.position={m.position!r}"
+            )
     if config.is_classifier:
         if len(config.classes) < 2:
             raise ValueError(

@@ -1,0 +1,150 @@
+"""`cxr-cascade train EXPERIMENT [--data PATH ...] [--set key=value ...]`: one training run.
+
+Examples:
+    cxr-cascade train --list
+    cxr-cascade train table4_resnet50_seme --data /data/chest_xray --set image_size=224
+    cxr-cascade train unet_lungs --data /data/lung-masks --run-dir runs/unet
+    cxr-cascade train table5_seme_densenet169 --data /data/covid-chestxray-dataset --unet runs/unet
+    cxr-cascade train --resume runs/unet            # after Ctrl-C, a crash or power loss
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one experiment (a config in experiments/) into a run directory",
+        description=(
+            "Train one experiment. The run directory receives the resolved config, the split "
+            "manifest, checkpoints (last and best), history.csv, curves.png, TensorBoard logs, "
+            "environment.json and results.json. Interrupted runs continue with --resume."
+        ),
+    )
+    parser.add_argument(
+        "experiment", nargs="?",
+        help="experiment name in experiments/ (see --list) or a path to a .py config",
+    )
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="[FORMAT=]PATH",
+        help="data set folder or manifest .csv (repeatable); FORMAT one of kermany, ieee8023, "
+             "lung-masks, montgomery, manifest (detected when omitted)",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field, e.g. --set image_size=224 --set moex.prob=0.5 (repeatable)",
+    )
+    parser.add_argument("--run-dir", help="run directory (default: RUNS/<experiment>-<UTC time>)")
+    parser.add_argument("--runs", default="runs", help="parent of default run directories (default: runs)")
+    parser.add_argument(
+        "--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+        help="continue an interrupted run from its last completed epoch (RUN_DIR or --run-dir)",
+    )
+    parser.add_argument("--unet", metavar="RUN_DIR", help="trained U-Net run (stage 2 segmented copies)")
+    parser.add_argument(
+        "--strategy", choices=("default", "mirrored", "multiworker"),
+        help="distribution strategy (same as --set strategy=...)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    parser.set_defaults(func=run)
+
+
+def _list() -> int:
+    from cxr_cascade.config import list_experiments, load_experiment
+
+    for name in list_experiments():
+        config = load_experiment(name)
+        print(f"{name:40s} {config.paper}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The command as a user would retype it (recorded in command.txt and results.json)."""
+    argv = ["cxr-cascade", "train"]
+    if args.experiment:
+        argv.append(args.experiment)
+    for path in args.data:
+        argv += ["--data", path]
+    for override in args.overrides:
+        argv += ["--set", override]
+    if args.run_dir:
+        argv += ["--run-dir", args.run_dir]
+    if args.resume:
+        argv += ["--resume"] + ([args.resume] if isinstance(args.resume, str) else [])
+    if args.unet:
+        argv += ["--unet", args.unet]
+    if args.strategy:
+        argv += ["--strategy", args.strategy]
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxr_cascade.cli import CLIError
+
+    if args.list:
+        return _list()
+    from cxr_cascade.config import apply_overrides, load_experiment, load_resolved
+
+    overrides = list(args.overrides)
+    if args.strategy:
+        overrides.append(f"strategy={args.strategy}")
+    resume = bool(args.resume)
+    run_dir = Path(args.resume) if isinstance(args.resume, str) else (
+        Path(args.run_dir) if args.run_dir else None
+    )
+    data_paths = list(args.data)
+    unet = args.unet
+    if resume:
+        if run_dir is None:
+            raise CLIError("--resume needs the run directory: --resume RUN_DIR (or --run-dir RUN_DIR)")
+        if not (run_dir / "config.json").is_file():
+            raise CLIError(f"--resume {run_dir}: not a run directory (no config.json)")
+        config = load_resolved(run_dir / "config.json")
+        if args.experiment and args.experiment not in (config.name, str(run_dir)):
+            stem = Path(args.experiment).stem
+            if stem != config.name:
+                raise CLIError(
+                    f"--resume {run_dir}: that run is experiment {config.name!r}, not {args.experiment!r}"
+                )
+        config = apply_overrides(config, overrides)
+        inputs = run_dir / "inputs.json"
+        if inputs.is_file():
+            saved = json.loads(inputs.read_text())
+            data_paths = data_paths or saved.get("data", [])
+            unet = unet or saved.get("unet")
+    else:
+        if not args.experiment:
+            raise CLIError("name an experiment (see `cxr-cascade train --list`) or --resume RUN_DIR")
+        config = load_experiment(args.experiment, overrides)
+        if run_dir is None:
+            from cxr_cascade.training.run_dir import default_run_dir
+
+            run_dir = default_run_dir(args.runs, config.name)
+
+    from cxr_cascade.training.callbacks import TrainingDiverged
+    from cxr_cascade.training.runner import train
+
+    verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
+    print(f"{config.name}: {config.paper or config.description}", flush=True)
+    print(f"run directory: {run_dir}", flush=True)
+    try:
+        result = train(
+            config,
+            run_dir,
+            data_paths=data_paths,
+            unet_weights=unet,
+            resume=resume,
+            verbose=verbose,
+            argv=_command_line(args),
+        )
+    except TrainingDiverged as error:
+        raise CLIError(str(error)) from None
+    if result.results is not None:
+        print(f"results: {result.run_dir / 'results.json'}")
+    return 0

@@ -1,0 +1,383 @@
+"""From a config and data-set paths to train / validation / test `tf.data` pipelines.
+
+Steps (each one fails with one line naming the path and the problem):
+
+1. Read every `--data` path with `pipelines.readers.read_dataset` (layout detected, or named as
+   `FORMAT=PATH`); reader problems (unreadable rows, odd names) are reported, not fatal.
+2. Select the task's images: stage 1 the Kermany classes normal / bacterial / viral; stage 2
+   COVID-19 vs the configured negative class (`stage2_negative`); the U-Net every image with a mask.
+   A class with no image is an error naming the class and what was found.
+3. Split by patient (`pipelines.splits.split_records`, official test splits kept, exact duplicate
+   images kept in one split) unless the records already carry a complete split (a manifest from
+   `cxr-cascade data split`). On `--resume` the split is re-read from the run's `splits.csv`
+   and its hash checked, so a resumed run can never train on a different split.
+4. Build the pipelines with `pipelines.datasets`; the training set is rebuilt for every epoch
+   from `seed + epoch` so that epoch `e`'s order and augmentation do not depend on history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from cxr_cascade.config import ExperimentConfig
+from cxr_cascade.training.run_dir import RunDir, atomic_write_text, sha256_file
+
+FORMAT_NAMES = ("kermany", "ieee8023", "lung-masks", "montgomery", "manifest")
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """Everything the runner needs from the data.
+
+    Attributes:
+        class_names: class order of the labels (empty for the U-Net).
+        records: every record used, with `split` set (written to the run's split manifest).
+        make_train: epoch (0-based) -> the training `tf.data.Dataset` for that epoch.
+        val: validation data set (fixed order, no augmentation).
+        test: test data set, or None.
+        steps_per_epoch: training batches per epoch (cosine schedule length).
+    """
+
+    class_names: tuple[str, ...]
+    records: list
+    make_train: Callable[[int], tf.data.Dataset]
+    val: tf.data.Dataset
+    test: Optional[tf.data.Dataset]
+    steps_per_epoch: int
+
+    def split_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for record in self.records:
+            row = counts.setdefault(record.split or "-", {})
+            row[record.label] = row.get(record.label, 0) + 1
+        return counts
+
+
+# ---------------------------------------------------------------------------- reading
+def parse_data_arg(text: str) -> tuple[Optional[str], str]:
+    """`PATH` or `FORMAT=PATH` -> (format or None, path)."""
+    name, sep, path = text.partition("=")
+    if sep and name in FORMAT_NAMES:
+        return name, path
+    return None, text
+
+
+def read_sources(data_paths: Sequence[str]) -> list:
+    """All records of all `data_paths`, reader problems printed (first few) to stderr."""
+    from pipelines.readers import read_dataset
+
+    if not data_paths:
+        raise ValueError(
+            "no data: pass --data PATH (a Kermany chest_xray/ folder, an ieee8023 "
+            "covid-chestxray-dataset/ folder, a lung-masks/ folder or a manifest .csv)"
+        )
+    records: list = []
+    for text in data_paths:
+        fmt, path = parse_data_arg(text)
+        if not Path(path).exists():
+            raise FileNotFoundError(f"--data {path}: no such file or folder")
+        table = read_dataset(path, fmt)
+        errors = [p for p in getattr(table, "problems", []) if getattr(p, "severity", "error") == "error"]
+        if errors:
+            print(
+                f"warning: {path}: {len(errors)} file(s) or row(s) left out, e.g. {errors[0]}",
+                file=sys.stderr,
+            )
+        if not table:
+            raise ValueError(f"--data {path}: no usable images found")
+        records.extend(table)
+    return records
+
+
+def _counts(records) -> str:
+    counts = Counter(r.label for r in records)
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no images"
+
+
+def select_records(config: ExperimentConfig, records: list, data_paths: Sequence[str]) -> list:
+    """The images `config.task` trains on, or a clear error when a class is missing."""
+    where = ", ".join(data_paths)
+    if config.task == "unet":
+        chosen = [r for r in records if r.mask_path]
+        if not chosen:
+            raise ValueError(
+                f"--data {where}: no image has a lung mask; the U-Net needs a lung-masks folder "
+                "(images/ + masks/) or a manifest with a mask_path column"
+            )
+        return chosen
+    classes = set(config.classes)
+    if config.task == "stage2":
+        kermany_viral = [r for r in records if r.source == "kermany" and r.label in classes]
+        others = [r for r in records if r.source != "kermany" and r.label in classes]
+        if config.stage2_negative == "ieee8023_plus_kermany_viral":
+            if not kermany_viral:
+                raise ValueError(
+                    f"--data {where}: stage2_negative=ieee8023_plus_kermany_viral needs the Kermany "
+                    "set too: add --data /path/to/chest_xray"
+                )
+            chosen = others + [r for r in kermany_viral if r.label == "viral"]
+        else:
+            chosen = others
+    else:
+        chosen = [r for r in records if r.label in classes]
+    found = Counter(r.label for r in chosen)
+    missing = [c for c in config.classes if not found.get(c)]
+    if missing:
+        raise ValueError(
+            f"--data {where}: no images of class {', '.join(repr(m) for m in missing)} "
+            f"(found: {_counts(records)}); experiment {config.name!r} needs classes "
+            f"{', '.join(config.classes)}"
+        )
+    return chosen
+
+
+# ---------------------------------------------------------------------------- splitting
+def _cap_per_class(records: list, cap: int, seed: int) -> list:
+    """Keeps the same fraction of each class in every split, `cap` images per class in train.
+
+    Whole patients are kept or dropped (seeded order), so the cap never splits a patient.
+    """
+    rng = np.random.default_rng(seed)
+    train_counts = Counter(r.label for r in records if r.split == "train")
+    keep: list = []
+    by_key: dict[tuple[str, str], list] = {}
+    for record in records:
+        by_key.setdefault((record.split, record.label), []).append(record)
+    for (split, label), members in sorted(by_key.items()):
+        fraction = min(1.0, cap / max(1, train_counts.get(label, len(members))))
+        target = max(1, int(round(fraction * len(members))))
+        patients: dict[str, list] = {}
+        for record in members:
+            patients.setdefault(record.patient_key, []).append(record)
+        order = sorted(patients)
+        rng.shuffle(order)
+        taken: list = []
+        for key in order:
+            if len(taken) >= target:
+                break
+            taken.extend(patients[key])
+        keep.extend(taken)
+    chosen = {id(r) for r in keep}
+    return [r for r in records if id(r) in chosen]
+
+
+def split(config: ExperimentConfig, records: list) -> list:
+    """Records with `split` set: kept when complete, else by `pipelines.splits.split_records`."""
+    from pipelines.splits import split_records
+
+    splits = {r.split for r in records}
+    if splits >= {"train", "val"} and "" not in splits:
+        result = list(records)
+    else:
+        groups: list = []
+        if config.dedup != "off":
+            from pipelines.dedup import DEFAULT_THRESHOLD, find_duplicates
+
+            threshold = DEFAULT_THRESHOLD if config.dedup == "near" else None
+            report = find_duplicates(records, threshold=threshold)
+            groups = [g.members for g in report.groups]
+        has_test = any(r.split == "test" for r in records)
+        result = split_records(
+            records,
+            val=config.val_fraction,
+            test=config.test_fraction,
+            seed=config.seed,
+            keep_official_test=has_test,
+            duplicate_groups=groups,
+        ).records
+    if config.max_per_class is not None:
+        result = _cap_per_class(result, config.max_per_class, config.seed)
+    for name in ("train", "val"):
+        part = [r for r in result if r.split == name]
+        if not part:
+            raise ValueError(
+                f"experiment {config.name!r}: the {name} split is empty "
+                f"({len(result)} images in all); use more data or change val_fraction/test_fraction"
+            )
+        if config.is_classifier and name == "train":
+            found = Counter(r.label for r in part)
+            missing = [c for c in config.classes if not found.get(c)]
+            if missing:
+                raise ValueError(
+                    f"experiment {config.name!r}: no training images of class "
+                    f"{', '.join(map(repr, missing))} after the patient split (train: {_counts(part)})"
+                )
+    return result
+
+
+def write_split_manifest(rd: RunDir, records: list, resume: bool) -> None:
+    """splits.csv + splits.sha256; on resume, verifies the stored hash instead."""
+    from pipelines.records import write_manifest
+
+    if resume and rd.splits.is_file() and rd.splits_hash.is_file():
+        stored = rd.splits_hash.read_text().split()[0]
+        if sha256_file(rd.splits) != stored:
+            raise ValueError(f"{rd.splits}: split manifest does not match {rd.splits_hash}; refusing to resume")
+        return
+    write_manifest(records, rd.splits)
+    atomic_write_text(rd.splits_hash, f"{sha256_file(rd.splits)}  splits.csv\n")
+
+
+def _read_resume_split(run_dir: Path) -> Optional[list]:
+    from pipelines.records import read_manifest
+
+    rd = RunDir(run_dir)
+    if not rd.splits.is_file():
+        return None
+    if rd.splits_hash.is_file():
+        stored = rd.splits_hash.read_text().split()[0]
+        if sha256_file(rd.splits) != stored:
+            raise ValueError(f"{rd.splits}: split manifest does not match {rd.splits_hash}; refusing to resume")
+    return read_manifest(rd.splits)
+
+
+# ---------------------------------------------------------------------------- U-Net masks
+def load_unet_mask_fn(unet: str, image_size: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`image [S, S, 1] -> lung probability [S, S, 1]` from a trained U-Net run or weights file.
+
+    `unet` is a run directory of `cxr-cascade train unet_lungs` (its best.weights.h5 and
+    config.json are used) or a `.weights.h5` file inside one. The U-Net is rebuilt at the
+    classifier's `image_size` (it is fully convolutional).
+    """
+    from cxr_cascade import models
+    from cxr_cascade.config import load_resolved
+
+    path = Path(unet)
+    if path.is_dir():
+        run_dir, weights = path, path / "best.weights.h5"
+    else:
+        run_dir, weights = path.parent, path
+    if not weights.is_file():
+        raise FileNotFoundError(f"--unet {unet}: no U-Net weights at {weights}")
+    config = load_resolved(run_dir / "config.json")
+    if config.task != "unet":
+        raise ValueError(f"--unet {unet}: {run_dir} is a {config.task} run, not a U-Net run")
+    factor = 2 ** (len(config.unet_filters) - 1)
+    if image_size % factor:
+        raise ValueError(
+            f"--unet {unet}: the classifier's image_size={image_size} is not divisible by the "
+            f"U-Net's 2**depth = {factor}"
+        )
+    model = models.build_unet(input_shape=(image_size, image_size, 1), filters=config.unet_filters)
+    # Checkpoints also hold optimizer slots; an uncompiled model loads the layers only.
+    model.load_weights(weights)
+
+    def mask_fn(image: tf.Tensor) -> tf.Tensor:
+        return model(image[tf.newaxis], training=False)[0]
+
+    return mask_fn
+
+
+# ---------------------------------------------------------------------------- pipelines
+def prepare_data(
+    config: ExperimentConfig,
+    data_paths: Sequence[str],
+    *,
+    run_dir: Optional[Path] = None,
+    resume: bool = False,
+    unet_weights: Optional[str] = None,
+    num_replicas: int = 1,
+) -> DataBundle:
+    """Reads, selects, splits and wraps the data for `config` (see the module docstring)."""
+    from pipelines.datasets import build_dataset, build_segmentation_dataset
+
+    records = None
+    if resume and run_dir is not None:
+        records = _read_resume_split(run_dir)
+    if records is None:
+        records = select_records(config, read_sources(data_paths), data_paths)
+        records = split(config, records)
+    train_records = [r for r in records if r.split == "train"]
+    val_records = [r for r in records if r.split == "val"]
+    test_records = [r for r in records if r.split == "test"]
+    batch = config.batch_size
+    if batch % num_replicas:
+        raise ValueError(
+            f"experiment {config.name!r}: batch_size={batch} is not divisible by the "
+            f"{num_replicas} replicas of the strategy"
+        )
+    drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
+    size = config.image_size
+
+    if config.task == "unet":
+        common: dict[str, Any] = dict(image_size=size, batch_size=batch)
+
+        def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
+            return build_segmentation_dataset(
+                train_records, training=True, seed=epoch_seed, clahe_fraction=config.clahe_fraction,
+                rotation_degrees=config.rotation_degrees, drop_remainder=drop, validate=validate,
+                **common,
+            )
+
+        def build_eval(part: list) -> tf.data.Dataset:
+            return build_segmentation_dataset(part, training=False, seed=config.seed, cache=True, **common)
+
+        class_names: tuple[str, ...] = ()
+    else:
+        class_names = tuple(config.classes)
+        mask_fn = None
+        if config.segmented_copies:
+            if unet_weights:
+                mask_fn = load_unet_mask_fn(unet_weights, size)
+            elif not all(r.mask_path for r in train_records):
+                raise ValueError(
+                    f"experiment {config.name!r}: segmented_copies needs lung masks: pass --unet "
+                    "RUN_DIR (a U-Net trained with `cxr-cascade train unet_lungs`), give data whose "
+                    "records have masks, or --set segmented_copies=false"
+                )
+        common = dict(class_names=class_names, image_size=size, batch_size=batch)
+
+        def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
+            return build_dataset(
+                train_records, training=True, seed=epoch_seed,
+                clahe_fraction=config.clahe_fraction, clahe_mode=config.clahe_mode,
+                segmented_copies=config.segmented_copies, mask_fn=mask_fn,
+                rotation_degrees=config.rotation_degrees, drop_remainder=drop, validate=validate,
+                **common,
+            )
+
+        def build_eval(part: list) -> tf.data.Dataset:
+            return build_dataset(part, training=False, seed=config.seed, cache=True, **common)
+
+    validated = {"done": False}
+
+    def make_train(epoch: int) -> tf.data.Dataset:
+        # Files are decoded once for validation on the first build only.
+        ds = build_train(epoch_seed(config.seed, epoch), validate=not validated["done"])
+        validated["done"] = True
+        return ds
+
+    first = make_train(0)
+    examples = int(getattr(first, "num_examples", 0)) or len(train_records)
+    steps = examples // batch if drop else math.ceil(examples / batch)
+    cache = {0: first}
+
+    def make_train_cached(epoch: int) -> tf.data.Dataset:
+        return cache.pop(epoch) if epoch in cache else make_train(epoch)
+
+    return DataBundle(
+        class_names=class_names,
+        records=records,
+        make_train=make_train_cached,
+        val=build_eval(val_records),
+        test=build_eval(test_records) if test_records else None,
+        steps_per_epoch=max(1, steps),
+    )
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of 0-based `epoch`: order and augmentation of that epoch, nothing else."""
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
+
+
+def describe(bundle: DataBundle) -> str:
+    return json.dumps(bundle.split_counts(), sort_keys=True)

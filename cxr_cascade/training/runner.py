@@ -1,0 +1,456 @@
+"""The training loop: one config + data in, one run directory out; killed at any moment, resumable.
+
+Resume contract (checked by tests/test_resume.py): a run killed at any instant and restarted with
+`resume=True` ends with the same weights and metrics as a run that was never interrupted, when ops
+are deterministic (`config.deterministic`, the default). That holds because everything epoch `e`
+depends on is either in the checkpoint or a pure function of `(seed, e)`:
+
+- model weights and optimizer state (slots, iteration count, hence the learning-rate schedule's
+  position) are in `checkpoints/epoch-NNNN.weights.h5`;
+- the training data order and augmentation come from a dataset rebuilt each epoch with
+  `seed + epoch` (never from an iterator that has history);
+- in-model randomness (MoEx pairing, dropout) comes from Keras seed generators whose states are
+  reset to a function of `(seed, epoch)` at the start of each epoch, and the global seeds likewise;
+- the history, best metric and the name of the last checkpoint are in `state.json`, written after
+  the checkpoint it names, so a kill between the two leaves the previous consistent pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from cxr_cascade.config import ExperimentConfig, from_dict
+from cxr_cascade.training import callbacks as cb
+from cxr_cascade.training.run_dir import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_with,
+    capture_environment,
+)
+from cxr_cascade.training.strategy import Runtime, setup_runtime
+
+STATE_VERSION = 1
+ModelFn = Callable[[ExperimentConfig], keras.Model]
+
+
+class ResumeError(ValueError):
+    """A run directory cannot be resumed (or would be overwritten): one clear line."""
+
+
+# ---------------------------------------------------------------------------- model
+def build_model(config: ExperimentConfig) -> keras.Model:
+    """The paper's network for `config`, uncompiled (cxr_cascade.models builders)."""
+    from cxr_cascade import models
+
+    shape = (config.image_size, config.image_size, 1)
+    if config.task == "unet":
+        return models.build_unet(input_shape=shape, filters=config.unet_filters)
+    moex = None
+    if config.moex is not None:
+        moex = models.MoEx(
+            prob=config.moex.prob,
+            lam=config.moex.lam,
+            epsilon=config.moex.epsilon,
+            position=None if config.moex.position == "stem" else config.moex.position,
+            seed=config.seed,
+        )
+    return models.build_classifier(
+        config.backbone,
+        num_classes=len(config.classes),
+        input_shape=shape,
+        head=config.head,
+        se_reduction=config.se_reduction,
+        moex=moex,
+    )
+
+
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """SGD/Adam with a constant rate or one cosine-annealing cycle over the whole run.
+
+    Cosine annealing (Loshchilov & Hutter 2017), as the paper uses for stage 2 (0.1 -> 1e-8) and the
+    U-Net: `lr_t = lr_min + (lr_max - lr_min) (1 + cos(pi t / T)) / 2`, t counted in steps.
+    """
+    if config.lr_schedule == "cosine":
+        rate: Any = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate,
+            decay_steps=max(1, config.epochs * steps_per_epoch),
+            alpha=config.lr_min / config.learning_rate,
+        )
+    else:
+        rate = config.learning_rate
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=rate, momentum=config.momentum)
+    return keras.optimizers.Adam(learning_rate=rate)
+
+
+def compile_model(model: keras.Model, config: ExperimentConfig, steps_per_epoch: int,
+                  jit_compile: bool) -> None:
+    optimizer = make_optimizer(config, steps_per_epoch)
+    if config.task == "unet":
+        from cxr_cascade import models
+
+        loss: Any = models.DiceBCELoss()
+        metrics: list[Any] = [models.mean_iou()]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+
+
+def _current_lr(model: keras.Model) -> float:
+    optimizer = model.optimizer
+    rate = optimizer.learning_rate
+    try:
+        return float(keras.ops.convert_to_numpy(rate))
+    except Exception:  # a schedule object on some Keras versions
+        return float(keras.ops.convert_to_numpy(rate(optimizer.iterations)))
+
+
+def reset_model_seeds(model: keras.Model, seed: int, epoch: int) -> None:
+    """Sets every in-model seed generator (MoEx pairing, dropout) to a function of (seed, epoch).
+
+    Keras seed-generator states are model variables that `save_weights` does not store; resetting
+    them per epoch makes epoch `e`'s randomness independent of how the run got there.
+    """
+    index = 0
+    for variable in model.variables:
+        if variable.path.endswith("seed_generator_state"):
+            value = np.array([seed * 1_000_003 + index, epoch], dtype=variable.dtype)
+            variable.assign(value)
+            index += 1
+
+
+def _epoch_seed(config: ExperimentConfig, epoch: int) -> int:
+    return (config.seed * 7919 + epoch) % (2**31 - 1)
+
+
+# ---------------------------------------------------------------------------- state
+def _fresh_state(config: ExperimentConfig) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "experiment": config.name,
+        "epochs_completed": 0,
+        "checkpoint": None,
+        "best": {"epoch": None, "value": None, "monitor": config.monitor},
+        "history": [],
+        "wall_seconds": 0.0,
+        "data_order": "dataset rebuilt per epoch from seed + epoch",
+        "finished": False,
+        "stopped": None,
+    }
+
+
+def _is_better(value: float, best: Optional[float], mode: str) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    state: dict[str, Any]
+    results: Optional[dict[str, Any]]
+
+
+def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> tuple[ExperimentConfig, dict]:
+    """Validates the run directory against `resume` and returns (config, state)."""
+    rd = RunDir(run_dir)
+    if resume:
+        if not rd.config.is_file():
+            raise ResumeError(f"--resume: {run_dir} is not a run directory (no config.json)")
+        saved = json.loads(rd.config.read_text())
+        stored = from_dict(saved)
+        # Runtime-only fields may change on resume (another machine, more GPUs); nothing else.
+        runtime_fields = {"strategy", "mixed_precision", "jit_compile", "epochs"}
+        wanted = config.to_dict()
+        changed = [k for k, v in stored.to_dict().items() if k not in runtime_fields and wanted.get(k) != v]
+        if changed:
+            raise ResumeError(
+                f"--resume: the config differs from the one {run_dir} was started with in "
+                f"{', '.join(changed)} (stored: {', '.join(f'{k}={saved.get(k)!r}' for k in changed)})"
+            )
+        state = rd.read_state() or _fresh_state(config)
+        return config, state
+    if rd.exists() or rd.config.is_file():
+        raise ResumeError(
+            f"run directory {run_dir} already holds a run; pass --resume to continue it, "
+            "or choose another --run-dir"
+        )
+    return config, _fresh_state(config)
+
+
+def train(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    *,
+    data_paths: Optional[list[str]] = None,
+    unet_weights: Optional[str] = None,
+    resume: bool = False,
+    data=None,
+    model_fn: Optional[ModelFn] = None,
+    verbose: int | str = "auto",
+    argv: Optional[list[str]] = None,
+    stop_after_epochs: Optional[int] = None,
+) -> TrainResult:
+    """Trains `config` into `run_dir` (see the module docstring for the resume contract).
+
+    Args:
+        config: the validated experiment.
+        run_dir: the run directory; created if absent.
+        data_paths: data set folders / manifests (`training.data.prepare_data`).
+        unet_weights: trained U-Net for stage 2's segmented copies.
+        resume: continue the run in `run_dir` from its last completed epoch.
+        data: a prepared `DataBundle` (overrides `data_paths`; tests use it for tiny data).
+        model_fn: builds the uncompiled model from the config (default: the paper's builders).
+        verbose: Keras progress-bar verbosity (bars with ETA on a terminal).
+        argv: the command line, recorded in `command.txt` and `results.json`.
+        stop_after_epochs: stop (resumably) after this many epochs of this call; for tests.
+
+    Returns:
+        `TrainResult` with the final state and the test results (None on non-chief workers).
+
+    Raises:
+        cb.TrainingDiverged: NaN/inf or divergent loss; the last good checkpoint is kept.
+        ResumeError, ValueError, FileNotFoundError: bad run directory, data or config.
+    """
+    from cxr_cascade.training import data as data_mod
+
+    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
+    config, state = prepare_run_dir(config, run_dir, resume)
+    runtime = setup_runtime(config)
+    chief = runtime.is_chief
+    # Non-chief workers write nothing into the shared run directory.
+    out = rd if chief else None
+    started = time.monotonic()
+
+    if data is None:
+        data = data_mod.prepare_data(
+            config,
+            data_paths or [],
+            run_dir=run_dir if chief else None,
+            resume=resume,
+            unet_weights=unet_weights,
+            num_replicas=runtime.replicas,
+        )
+    if config.is_classifier and tuple(data.class_names) != tuple(config.classes):
+        raise ValueError(
+            f"experiment {config.name!r}: the data's classes {list(data.class_names)} differ from the "
+            f"config's `classes` {list(config.classes)}"
+        )
+
+    if out is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume or not rd.config.is_file():
+            atomic_write_json(rd.config, config.to_dict())
+        env = capture_environment()
+        env.update(
+            strategy=runtime.name,
+            replicas=runtime.replicas,
+            precision_policy=runtime.precision_policy,
+            jit_compile=runtime.jit_compile,
+            deterministic=config.deterministic,
+        )
+        atomic_write_json(rd.environment, env)
+        rd.append_command(argv or sys.argv)
+        inputs = run_dir / "inputs.json"
+        if not inputs.is_file() and (data_paths or unet_weights):
+            atomic_write_json(inputs, {
+                "data": [_absolute_data_arg(p) for p in data_paths or []],
+                "unet": str(Path(unet_weights).resolve()) if unet_weights else None,
+            })
+        if data.records:
+            data_mod.write_split_manifest(rd, data.records, resume=resume)
+
+    steps = data.steps_per_epoch
+    model_fn = model_fn or build_model
+    with runtime.strategy.scope():
+        model = model_fn(config)
+        compile_model(model, config, steps, runtime.jit_compile)
+        if state["checkpoint"]:
+            checkpoint = run_dir / state["checkpoint"]
+            if not checkpoint.is_file():
+                raise ResumeError(f"--resume: checkpoint named in {rd.state} is missing: {checkpoint}")
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(checkpoint)
+
+    first = int(state["epochs_completed"])
+    if resume:
+        print(f"resuming {config.name} from epoch {first}/{config.epochs} in {run_dir}", flush=True)
+    if state.get("finished") and first >= config.epochs:
+        print(f"{run_dir}: run already finished ({first} epochs)", flush=True)
+    metric = "mean_iou" if config.task == "unet" else "accuracy"
+    guard = cb.DivergenceGuard()
+    timer = cb.EpochTimer(config.epochs, first)
+    run_epochs = 0
+    scalars = cb.ScalarLog(rd.tensorboard) if out is not None else None
+    for epoch in range(first, config.epochs):
+        if stop_after_epochs is not None and run_epochs >= stop_after_epochs:
+            break
+        keras.utils.set_random_seed(_epoch_seed(config, epoch))
+        reset_model_seeds(model, config.seed, epoch)
+        train_ds = data.make_train(epoch)
+        callbacks: list[keras.callbacks.Callback] = [guard]
+        timer.start_epoch()
+        history = model.fit(
+            train_ds,
+            validation_data=data.val,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        logs = {k: float(v[-1]) for k, v in history.history.items() if v}
+        problem = guard.problem or cb.check_epoch_divergence(
+            logs, state["history"], config.divergence_factor
+        )
+        if problem:
+            last = state["checkpoint"] or "none (no epoch completed)"
+            state["stopped"] = f"diverged: {problem}"
+            if out is not None:
+                rd.write_state(state)
+            raise cb.TrainingDiverged(
+                f"training stopped: {problem}. Last good checkpoint: {last} in {run_dir}. "
+                "Try a lower learning_rate (--set learning_rate=...)"
+            )
+        seconds, line = timer.end_epoch(epoch)
+        row = {"epoch": epoch + 1, **logs, "lr": _current_lr(model), "seconds": round(seconds, 3)}
+        state["history"].append(row)
+        state["epochs_completed"] = epoch + 1
+        state["wall_seconds"] = float(state.get("wall_seconds", 0.0)) + seconds
+        monitored = logs.get(config.monitor)
+        improved = _is_better(monitored, state["best"]["value"], config.monitor_mode)
+        if improved:
+            state["best"] = {"epoch": epoch + 1, "value": monitored, "monitor": config.monitor}
+        if out is not None:
+            checkpoint = rd.epoch_checkpoint(epoch + 1)
+            atomic_write_with(checkpoint, model.save_weights, suffix=".weights.h5")
+            if improved:
+                atomic_write_with(rd.best_weights, model.save_weights, suffix=".weights.h5")
+            state["checkpoint"] = str(checkpoint.relative_to(run_dir))
+            rd.write_state(state)
+            rd.prune_checkpoints(keep=checkpoint)
+            cb.write_history_csv(rd.history_csv, state["history"])
+            scalars.write(epoch + 1, {k: v for k, v in row.items() if k not in ("epoch", "seconds")})
+            cb.plot_curves(rd.curves, state["history"], title=config.name, metric=metric)
+        best = state["best"]
+        print(f"{line}; best {config.monitor}={best['value']:.4f} (epoch {best['epoch']})"
+              if best["value"] is not None else line, flush=True)
+        run_epochs += 1
+
+    results = None
+    if state["epochs_completed"] >= config.epochs:
+        state["finished"] = True
+        if out is not None:
+            results = evaluate_run(config, run_dir, data, model_fn, state, argv or sys.argv)
+            state["results"] = str(rd.results.relative_to(run_dir))
+            rd.write_state(state)
+    del started
+    return TrainResult(run_dir=run_dir, state=state, results=results)
+
+
+def _absolute_data_arg(text: str) -> str:
+    from cxr_cascade.training.data import parse_data_arg
+
+    fmt, path = parse_data_arg(text)
+    path = str(Path(path).resolve())
+    return f"{fmt}={path}" if fmt else path
+
+
+# ---------------------------------------------------------------------------- evaluation
+def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelFn,
+                 state: dict[str, Any], argv: list[str]) -> dict[str, Any]:
+    """Best checkpoint on the held-out test split (validation when there is none) -> results.json."""
+    rd = RunDir(run_dir)
+    # A single-device copy: evaluation is the same whatever strategy trained the weights.
+    model = model_fn(config)
+    compile_model(model, config, data.steps_per_epoch, jit_compile=False)
+    model.optimizer.build(model.trainable_variables)
+    weights = rd.best_weights if rd.best_weights.is_file() else run_dir / state["checkpoint"]
+    model.load_weights(weights)
+    split, dataset = ("test", data.test) if data.test is not None else ("val", data.val)
+    results: dict[str, Any] = {
+        "experiment": config.name,
+        "paper": config.paper,
+        "evaluated_split": split,
+        "weights": str(Path(weights).relative_to(run_dir)),
+        "best_epoch": state["best"]["epoch"],
+        "best_" + config.monitor: state["best"]["value"],
+        "epochs": state["epochs_completed"],
+        "wall_seconds": round(float(state.get("wall_seconds", 0.0)), 1),
+        "command": " ".join(argv),
+        "image_size": config.image_size,
+        "split_counts": data.split_counts(),
+    }
+    if config.is_classifier:
+        y_true, y_prob = [], []
+        for images, labels in dataset:
+            y_prob.append(np.asarray(model(images, training=False), dtype=np.float64))
+            y_true.append(np.asarray(labels).reshape(-1))
+        y_true_arr = np.concatenate(y_true).astype(int)
+        probs = np.concatenate(y_prob)
+        if y_true_arr.ndim == 1 and probs.shape[0] != y_true_arr.shape[0]:
+            raise ValueError("labels and predictions differ in length")
+        y_pred = probs.argmax(axis=-1)
+        results.update(classification_metrics(y_true_arr, y_pred, probs, config.classes))
+    else:
+        scores = model.evaluate(dataset, verbose=0, return_dict=True)
+        results.update({k: float(v) for k, v in scores.items()})
+    atomic_write_json(rd.results, results)
+    summary = ", ".join(
+        f"{k}={results[k]:.4f}" for k in ("accuracy", "macro_f1", "mean_iou", "loss") if k in results
+    )
+    print(f"{config.name}: {split} {summary} (best epoch {state['best']['epoch']}) -> {rd.results}",
+          flush=True)
+    return results
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray,
+                           classes: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, macro F1, per-class precision/recall/F1, confusion matrix (scikit-learn)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    out: dict[str, Any] = {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(classes, precision, recall, f1, support)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "classes": list(classes),
+    }
+    try:
+        if len(classes) == 2:
+            out["auc"] = float(roc_auc_score(y_true, probs[:, 1]))
+        else:
+            out["auc_macro_ovr"] = float(
+                roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=labels)
+            )
+    except ValueError:
+        pass  # a class absent from the evaluated split: AUC undefined
+    return out

@@ -1,0 +1,134 @@
+"""Where training runs: TensorFlow distribution strategies, mixed precision, XLA, determinism.
+
+- `default`: one device (the first GPU, else the CPU).
+- `mirrored`: `tf.distribute.MirroredStrategy`, synchronous data parallelism over the local GPUs
+  (or over logical CPU devices, which is how the tests exercise it).
+- `multiworker`: `tf.distribute.MultiWorkerMirroredStrategy` across hosts; each process reads its
+  role from the `TF_CONFIG` environment variable (cluster addresses + its own task).
+
+The batch size in a config is the *global* batch: each replica sees `batch_size / replicas`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import tensorflow as tf
+import keras
+
+
+@dataclass
+class Runtime:
+    """What `setup_runtime` decided: the strategy and the worker's role."""
+
+    strategy: tf.distribute.Strategy
+    name: str
+    replicas: int
+    is_chief: bool
+    worker_index: int
+    precision_policy: str
+    jit_compile: bool
+
+
+def _tf_config() -> Optional[dict[str, Any]]:
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}). Received: TF_CONFIG={text!r}") from None
+
+
+def worker_role() -> tuple[bool, int]:
+    """(is_chief, worker index) from TF_CONFIG; a process without TF_CONFIG is the chief."""
+    config = _tf_config()
+    if not config:
+        return True, 0
+    task = config.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    cluster = config.get("cluster", {})
+    if kind == "chief":
+        return True, 0
+    # Without an explicit chief, worker 0 is the chief (TensorFlow's convention).
+    return ("chief" not in cluster and kind == "worker" and index == 0), index
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The `tf.distribute.Strategy` named `name` ("default", "mirrored" or "multiworker")."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        # Collective all-reduce across CPU devices needs a cross-device op that works on the host.
+        cross = None if gpus else tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross)
+    if name == "multiworker":
+        config = _tf_config()
+        if not config or "cluster" not in config or "task" not in config:
+            raise ValueError(
+                "strategy=multiworker needs TF_CONFIG with `cluster` and `task`, e.g. "
+                '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                '"task": {"type": "worker", "index": 0}}. '
+                f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(
+        f"Unknown strategy. Allowed: default, mirrored, multiworker. Received: strategy={name!r}"
+    )
+
+
+def precision_policy(mode: str) -> str:
+    """The Keras dtype policy for a config's `mixed_precision` ("off", "float16", "bfloat16", "auto").
+
+    "auto" is float16 on GPUs (tensor cores) and bfloat16 elsewhere (no loss scaling needed).
+    """
+    if mode == "off":
+        return "float32"
+    if mode == "float16":
+        return "mixed_float16"
+    if mode == "bfloat16":
+        return "mixed_bfloat16"
+    if mode == "auto":
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    raise ValueError(
+        f"Unknown mixed_precision. Allowed: off, float16, bfloat16, auto. Received: mixed_precision={mode!r}"
+    )
+
+
+def resolve_jit(mode: str) -> bool:
+    """XLA for `model.compile(jit_compile=...)`: "auto" compiles on GPUs only."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def enable_determinism(seed: int, deterministic: bool) -> None:
+    """Seeds Python, NumPy and TensorFlow; with `deterministic`, forces deterministic TF kernels."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def setup_runtime(config) -> Runtime:
+    """Applies a config's runtime fields; call before building any model or dataset."""
+    enable_determinism(config.seed, config.deterministic)
+    policy = precision_policy(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    strategy = make_strategy(config.strategy)
+    is_chief, index = worker_role() if config.strategy == "multiworker" else (True, 0)
+    return Runtime(
+        strategy=strategy,
+        name=config.strategy,
+        replicas=strategy.num_replicas_in_sync,
+        is_chief=is_chief,
+        worker_index=index,
+        precision_policy=policy,
+        jit_compile=resolve_jit(config.jit_compile),
+    )
