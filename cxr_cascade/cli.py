@@ -16,6 +16,7 @@ from cxr_cascade import __version__
 # (sub-command, module in cxr_cascade.commands)
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("data", "data"),
+    ("train", "train"),
 )
 
 
