@@ -26,7 +26,9 @@ from cxr_cascade.export.serving import BYTES_ENDPOINT, Endpoint
 __all__ = [
     "existing_versions",
     "next_version",
+    "StagedModel",
     "publish_savedmodel",
+    "stage_savedmodel",
     "write_savedmodel",
 ]
 
@@ -79,6 +81,81 @@ def next_version(models_dir: PathLike, names: Iterable[str]) -> int:
     return highest + 1
 
 
+def _check_destination(models_dir: PathLike, name: str, version: int, force: bool) -> Path:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            "`name` must be letters, digits, '_', '.' or '-' (TF Serving model name). "
+            f"Received: name={name!r}"
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"`version` must be a positive integer. Received: version={version!r}")
+    final = Path(models_dir) / name / str(version)
+    if final.exists() and not force:
+        raise FileExistsError(
+            f"{final} already exists; choose another --version or pass --force to replace it"
+        )
+    return final
+
+
+class StagedModel:
+    """A SavedModel written to a hidden temporary folder beside its destination, not yet visible.
+
+    `commit()` renames it into place; `discard()` deletes it. Exporting several models stages all
+    of them first, so that a failure in the last leaves none of them half-published.
+    """
+
+    def __init__(self, tmp: Path, final: Path, force: bool):
+        self.tmp, self.final, self.force = tmp, final, force
+
+    def commit(self) -> Path:
+        staged = self.tmp / "model"
+        final, parent = self.final, self.final.parent
+        try:
+            if final.exists():
+                if not self.force:
+                    raise FileExistsError(
+                        f"{final} already exists; choose another --version or pass --force to "
+                        "replace it"
+                    )
+                old = parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+                os.rename(final, old)
+                try:
+                    os.rename(staged, final)
+                except BaseException:
+                    os.rename(old, final)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(staged, final)
+        finally:
+            self.discard()
+        return final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def stage_savedmodel(
+    models_dir: PathLike,
+    name: str,
+    version: int,
+    endpoints: Mapping[str, Endpoint],
+    track: Sequence[keras.Model] = (),
+    force: bool = False,
+) -> StagedModel:
+    """Writes the SavedModel for ``models_dir/name/version`` into a temporary folder next to it."""
+    final = _check_destination(models_dir, name, version, force)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # A dot-prefixed, non-numeric name: TF Serving never mistakes it for a version.
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=final.parent))
+    try:
+        write_savedmodel(tmp / "model", endpoints, track)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StagedModel(tmp, final, force)
+
+
 def publish_savedmodel(
     models_dir: PathLike,
     name: str,
@@ -103,36 +180,4 @@ def publish_savedmodel(
         FileExistsError: the version exists and `force` is False (nothing is written).
         ValueError: bad `name` or `version`.
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ValueError(
-            "`name` must be letters, digits, '_', '.' or '-' (TF Serving model name). "
-            f"Received: name={name!r}"
-        )
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"`version` must be a positive integer. Received: version={version!r}")
-    parent = Path(models_dir) / name
-    final = parent / str(version)
-    if final.exists() and not force:
-        raise FileExistsError(
-            f"{final} already exists; choose another --version or pass --force to replace it"
-        )
-    parent.mkdir(parents=True, exist_ok=True)
-    # A dot-prefixed, non-numeric name: TF Serving never mistakes it for a version.
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=parent))
-    try:
-        write_savedmodel(tmp / "model", endpoints, track)
-        staged = tmp / "model"
-        if final.exists():
-            old = parent / f".old-{version}-{uuid.uuid4().hex[:8]}"
-            os.rename(final, old)
-            try:
-                os.rename(staged, final)
-            except BaseException:
-                os.rename(old, final)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staged, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return stage_savedmodel(models_dir, name, version, endpoints, track, force).commit()

@@ -17,8 +17,13 @@ Each model gets two endpoints (see `cxr_cascade.export.archive`, which writes th
 * ``serving_images(images)``: the same outputs from already preprocessed float32 images
   ``[N, S, S, 1]``, exactly the tensors the evaluation pipeline feeds the Keras model (the cascade
   takes ``stage1_images`` and ``stage2_images``, since the stages may differ in size, CLAHE and lung
-  masking). These are the models' inputs as they are: lung masking, where a stage uses it, is
-  part of ``serving_default`` only.
+  masking). These are the models' inputs as they are (lung masking included).
+* ``preprocess(image_bytes)``: the preprocessed inputs themselves (``images``, or the cascade's
+  ``stage1_images`` and ``stage2_images``), e.g. to draw Grad-CAM overlays on what the model saw.
+* ``explain_images(images)`` (cascade: ``explain_stage1``, ``explain_stage2``): Grad-CAM
+  ingredients, ``cam_features`` A, ``gradients`` dS_c/dA for the predicted class, ``logits`` and
+  ``class_index``; `cxr_cascade.explain.gradcam.cam_from_gradients` turns them into heatmaps, so
+  `cxr-cascade predict --heatmap` needs nothing but the exported models.
 
 Training-only layers (MoEx, dropout, random augmentation) are cut out of the graph before export by
 `inference_model`, so the exported functions contain no MoEx layer and no random op.
@@ -35,7 +40,7 @@ import tensorflow as tf
 __all__ = [
     "BYTES_ENDPOINT",
     "IMAGES_ENDPOINT",
-    "LungMasker",
+    "PREPROCESS_ENDPOINT",
     "StagePreprocessing",
     "cascade_endpoints",
     "cascade_class_names",
@@ -45,15 +50,18 @@ __all__ = [
     "inference_model",
     "is_training_only",
     "unet_endpoints",
+    "unet_mask_fn",
 ]
 
 BYTES_ENDPOINT = "serving_default"
 IMAGES_ENDPOINT = "serving_images"
+PREPROCESS_ENDPOINT = "preprocess"
 
 # Keras layers that only act when training=True; they are identities at inference and are removed
 # so that the exported graph provably holds no random op.
 _TRAINING_ONLY_CLASSES = frozenset(
     {
+        "MomentExchange",  # cxr_cascade.models.moex
         "Dropout",
         "SpatialDropout1D",
         "SpatialDropout2D",
@@ -80,10 +88,40 @@ PreprocessFn = Callable[[tf.Tensor], tf.Tensor]
 
 
 def is_training_only(layer: keras.layers.Layer) -> bool:
-    """True for layers that act only in training: MoEx (any class named *MoEx*), dropout, noise and
-    random augmentation layers."""
+    """True for layers that act only in training: MoEx (`MomentExchange`, or any class named
+    *MoEx*), dropout, noise and random augmentation layers."""
     name = type(layer).__name__
     return "moex" in name.lower() or name in _TRAINING_ONLY_CLASSES
+
+
+def _rebuild(model: keras.Model) -> tuple[keras.Model, dict]:
+    """Reruns `model`'s functional graph on new inputs, bypassing training-only layers.
+
+    Returns the rebuilt model (weights shared) and {layer name: its output tensor in the rebuilt
+    graph}, from which sub-models such as Grad-CAM's (cam_features, logits) are cut.
+    """
+    if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
+        raise ValueError(
+            "Only functional models can be exported (training-only layers are cut from the graph). "
+            f"Received: model={type(model).__name__}"
+        )
+    outputs: dict = {}
+
+    def call_function(layer, *args, **kwargs):
+        if is_training_only(layer):
+            out = args[0] if args else next(iter(kwargs.values()))
+        else:
+            out = layer(*args, **kwargs)
+        outputs[layer.name] = out
+        return out
+
+    rebuilt = keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call_function
+    )
+    if type(rebuilt) is not keras.Model:
+        # e.g. MoExClassifier, whose only difference is a training loss: serve a plain Model.
+        rebuilt = keras.Model(rebuilt.inputs, rebuilt.outputs, name=model.name)
+    return rebuilt, outputs
 
 
 def inference_model(model: keras.Model) -> keras.Model:
@@ -97,26 +135,9 @@ def inference_model(model: keras.Model) -> keras.Model:
         model: a functional Keras model (classifier or U-Net).
 
     Returns:
-        A functional model with the same inputs, outputs and (shared) weights, or `model` itself
-        when it has no training-only layer.
+        A functional model with the same inputs, outputs and (shared) weights.
     """
-    if not any(is_training_only(layer) for layer in model.layers):
-        return model
-    if not isinstance(model, keras.Model) or not hasattr(model, "_run_through_graph"):
-        raise ValueError(
-            "Only functional models can be exported (training-only layers are cut from the graph). "
-            f"Received: model={type(model).__name__}"
-        )
-
-    def call_function(layer, *args, **kwargs):
-        if is_training_only(layer):
-            return args[0] if args else next(iter(kwargs.values()))
-        return layer(*args, **kwargs)
-
-    stripped = keras.models.clone_model(
-        model, clone_function=lambda layer: layer, call_function=call_function
-    )
-    return stripped
+    return _rebuild(model)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,41 +155,53 @@ class StagePreprocessing:
     preprocess: PreprocessFn
     key: str = ""
 
+    @classmethod
+    def from_config(
+        cls, config, unet: Optional[keras.Model] = None
+    ) -> "StagePreprocessing":
+        """The evaluation pipeline's preprocessing: `pipelines.preprocess.preprocess_image_bytes`
+        with `config` (a `pipelines.preprocess.PreprocessConfig`) and, when `unet` is given, lung
+        masking by that U-Net (`unet_mask_fn`)."""
+        from pipelines.preprocess import preprocess_image_bytes
+        from pipelines.transforms import normalize_image_size
 
-class LungMasker:
-    """Keeps the lungs only: ``image * (unet(image) > threshold)``, as the evaluation pipeline does.
+        height, width = normalize_image_size(config.image_size)
+        if height != width:
+            raise ValueError(
+                "Exported models take square images. "
+                f"Received: image_size={config.image_size}"
+            )
+        kwargs = config.as_kwargs()
+        mask_fn = unet_mask_fn(unet) if unet is not None else None
 
-    The U-Net runs at its own input size; its probability map is resized (bilinear) to the image's
-    size before thresholding.
+        def preprocess(image_bytes):
+            return preprocess_image_bytes(image_bytes, mask_fn=mask_fn, **kwargs)
 
-    Args:
-        unet: functional U-Net, ``[N, U, U, 1]`` -> sigmoid ``[N, U, U, 1]``.
-        threshold: lung if the probability is above it.
-        mask_fn: optional replacement for the masking arithmetic, ``(images, unet) -> images``;
-            the evaluation pipeline's own function when it provides one.
+        key = repr(sorted(kwargs.items())) + (f"+unet:{id(unet)}" if unet is not None else "")
+        return cls(int(height), preprocess, key)
+
+
+def unet_mask_fn(unet: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A `pipelines.preprocess` ``mask_fn`` from a lung U-Net (Lv et al. 2020, Sec. 3.2.3).
+
+    The returned function takes one resized image float32 ``[S, S, 1]`` (before CLAHE, as
+    `preprocess_image` passes it) and returns the U-Net's lung probability ``[S, S, 1]``; the
+    U-Net runs at its own input size U (bilinear resize in and out when U != S).
     """
+    unet = inference_model(unet)
+    size = unet.inputs[0].shape[1]
 
-    def __init__(
-        self,
-        unet: keras.Model,
-        threshold: float = 0.5,
-        mask_fn: Optional[Callable[[tf.Tensor, keras.Model], tf.Tensor]] = None,
-    ):
-        if not 0.0 < float(threshold) < 1.0:
-            raise ValueError(f"`threshold` must be in (0, 1). Received: threshold={threshold}")
-        self.unet = inference_model(unet)
-        self.threshold = float(threshold)
-        self.mask_fn = mask_fn
-        self.unet_size = int(self.unet.inputs[0].shape[1])
+    def mask_fn(image: tf.Tensor) -> tf.Tensor:
+        target = tf.shape(image)[0:2]
+        x = image[tf.newaxis]
+        if size is not None:
+            x = tf.image.resize(x, [size, size], method="bilinear")
+        prob = tf.cast(unet(x, training=False), tf.float32)
+        if size is not None:
+            prob = tf.image.resize(prob, target, method="bilinear")
+        return prob[0]
 
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        if self.mask_fn is not None:
-            return self.mask_fn(images, self.unet)
-        size = tf.shape(images)[1:3]
-        unet_in = tf.image.resize(images, [self.unet_size, self.unet_size], method="bilinear")
-        prob = tf.cast(self.unet(unet_in, training=False), tf.float32)
-        prob = tf.image.resize(prob, size, method="bilinear")
-        return images * tf.cast(prob > self.threshold, images.dtype)
+    return mask_fn
 
 
 def _check_magic(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -257,21 +290,19 @@ def classifier_endpoints(
     model: keras.Model,
     class_names: Sequence[str],
     stage: StagePreprocessing,
-    lung_masker: Optional[LungMasker] = None,
 ) -> dict[str, Endpoint]:
     """Endpoints of one classifier (stage 1 or stage 2).
 
     Args:
         model: functional classifier ``[N, S, S, 1]`` -> softmax ``[N, C]``.
         class_names: C names, in the model's output order.
-        stage: its preprocessing (S must equal the model's input size).
-        lung_masker: applied after preprocessing when the model was evaluated on lung-masked
-            images (`serving_default` only: `serving_images` takes the model's input as is).
+        stage: its preprocessing (S must equal the model's input size), lung masking included
+            when the model was evaluated on lung-masked images.
 
     Returns:
         {endpoint name: (function, input signature)} for `ExportArchive.add_endpoint`.
     """
-    model = inference_model(model)
+    model, tensors = _rebuild(model)
     class_names = _check_class_names(model, class_names, "class_names")
     _check_size(model, stage.image_size, "stage.image_size")
 
@@ -279,18 +310,23 @@ def classifier_endpoints(
         return _class_outputs(model(images, training=False), class_names)
 
     def serving_default(image_bytes):
-        images = decode_batch(image_bytes, stage)
-        if lung_masker is not None:
-            images = lung_masker(images)
-        return run(images)
+        return run(decode_batch(image_bytes, stage))
 
     def serving_images(images):
         return run(images)
 
-    return {
+    def preprocess(image_bytes):
+        return {"images": decode_batch(image_bytes, stage)}
+
+    endpoints = {
         BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
         IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
+        PREPROCESS_ENDPOINT: (preprocess, [_BYTES_SPEC]),
     }
+    explain = _explain_fn(model, tensors)
+    if explain is not None:
+        endpoints["explain_images"] = (explain, [_images_spec(stage.image_size)])
+    return endpoints
 
 
 def unet_endpoints(
@@ -310,10 +346,46 @@ def unet_endpoints(
     def serving_images(images):
         return run(images)
 
+    def preprocess(image_bytes):
+        return {"images": decode_batch(image_bytes, stage)}
+
     return {
         BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
         IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
+        PREPROCESS_ENDPOINT: (preprocess, [_BYTES_SPEC]),
     }
+
+
+def _explain_fn(model: keras.Model, tensors: dict) -> Optional[Callable]:
+    """Grad-CAM ingredients in the graph: ``A`` (cam_features), ``dS_c/dA`` for the predicted class
+    c, the logits and c; `cxr_cascade.explain.gradcam.cam_from_gradients` turns them into maps
+    (`cxr_cascade.explain.gradcam.GradCAM` computes the same from a Keras model).
+    None when the model has no ``cam_features``/``logits`` layers.
+
+    Args:
+        model: the rebuilt inference model; tensors: its layer outputs (see `_rebuild`).
+    """
+    if "cam_features" not in tensors or "logits" not in tensors:
+        return None
+    grad_model = keras.Model(
+        model.inputs, [tensors["cam_features"], tensors["logits"]], name=f"{model.name}_gradcam"
+    )
+
+    def explain(images):
+        with tf.GradientTape() as tape:
+            features, logits = grad_model(images, training=False)
+            tape.watch(features)
+            classes = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
+        grads = tape.gradient(score, features)
+        return {
+            "cam_features": tf.cast(features, tf.float32),
+            "gradients": tf.cast(grads, tf.float32),
+            "logits": tf.cast(logits, tf.float32),
+            "class_index": tf.cast(classes, tf.int64),
+        }
+
+    return explain
 
 
 def _check_size(model: keras.Model, size: int, what: str) -> None:
@@ -372,7 +444,6 @@ def cascade_endpoints(
     stage2_classes: Sequence[str],
     stage2_prep: StagePreprocessing,
     refined_class: str = "viral",
-    lung_masker: Optional[LungMasker] = None,
     combine: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None,
 ) -> dict[str, Endpoint]:
     """Endpoints of Cascade-SEMEnet: stage 1 on every image, stage 2 refining `refined_class`.
@@ -385,12 +456,11 @@ def cascade_endpoints(
         stage1_classes, stage2_classes: their class names in output order.
         stage1_prep, stage2_prep: each stage's evaluation preprocessing (sizes may differ).
         refined_class: the stage-1 class that stage 2 subdivides ("viral" in the paper).
-        lung_masker: stage 2's lung masking, when stage 2 was evaluated on masked images.
         combine: ``(p1, p2) -> probabilities`` in `cascade_class_names` order; default
             `cascade_probabilities`.
     """
-    stage1 = inference_model(stage1)
-    stage2 = inference_model(stage2)
+    stage1, tensors1 = _rebuild(stage1)
+    stage2, tensors2 = _rebuild(stage2)
     c1 = _check_class_names(stage1, stage1_classes, "stage1_classes")
     c2 = _check_class_names(stage2, stage2_classes, "stage2_classes")
     _check_size(stage1, stage1_prep.image_size, "stage1_prep.image_size")
@@ -412,21 +482,29 @@ def cascade_endpoints(
     def serving_default(image_bytes):
         images1 = decode_batch(image_bytes, stage1_prep)
         images2 = images1 if share else decode_batch(image_bytes, stage2_prep)
-        if lung_masker is not None:
-            images2 = lung_masker(images2)
         return run(images1, images2)
 
     def serving_images(stage1_images, stage2_images):
         return run(stage1_images, stage2_images)
 
-    return {
+    def preprocess(image_bytes):
+        images1 = decode_batch(image_bytes, stage1_prep)
+        images2 = images1 if share else decode_batch(image_bytes, stage2_prep)
+        return {"stage1_images": images1, "stage2_images": images2}
+
+    spec1 = _images_spec(stage1_prep.image_size, "stage1_images")
+    spec2 = _images_spec(stage2_prep.image_size, "stage2_images")
+    endpoints = {
         BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
-        IMAGES_ENDPOINT: (
-            serving_images,
-            [
-                _images_spec(stage1_prep.image_size, "stage1_images"),
-                _images_spec(stage2_prep.image_size, "stage2_images"),
-            ],
-        ),
+        IMAGES_ENDPOINT: (serving_images, [spec1, spec2]),
+        PREPROCESS_ENDPOINT: (preprocess, [_BYTES_SPEC]),
     }
+    for label, model, tensors, spec in (
+        ("stage1", stage1, tensors1, spec1),
+        ("stage2", stage2, tensors2, spec2),
+    ):
+        explain = _explain_fn(model, tensors)
+        if explain is not None:
+            endpoints[f"explain_{label}"] = (explain, [spec])
+    return endpoints
 
