@@ -716,7 +716,7 @@ def _ieee_row(**values) -> dict:
     return row
 
 
-def _plan_ieee(n: int, seed: int, size: int) -> list[_Item]:
+def _plan_ieee(n: int, seed: int, size: int, missing_files: bool = False) -> list[_Item]:
     """ieee8023 rows; `n` counts the frontal X-ray images with a file."""
     items: list[_Item] = []
     n_frontal = 0
@@ -771,7 +771,8 @@ def _plan_ieee(n: int, seed: int, size: int) -> list[_Item]:
                     patient_id=f"ieee8023/{pid}", split="", view="L", key=(_KEY_IEEE, i, j, 1),
                     patient_key=(_KEY_IEEE, i), mode="L", out_hw=(size, size),
                     row=dict(row, view="L", filename=lname)))
-            if i == 2 and j == 0 or irng.random() < 0.01:  # listed upstream, file absent
+            gap = irng.random()  # drawn either way, so the option leaves the images unchanged
+            if missing_files and (i == 2 and j == 0 or gap < 0.01):  # listed, file absent
                 mname = f"{i + 1:06d}-{j + 1}-missing.jpg"
                 items.append(_Item(
                     layout="ieee8023", relpath=f"images/{mname}", label=label,
@@ -878,16 +879,17 @@ def _is_phantom_set(out: Path) -> bool:
         return False
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _prepare_out(out: Path, overwrite: bool, readme: str) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"`out` must be a directory. Received: out={str(out)!r} (a file)")
     if out.is_dir() and any(out.iterdir()):
         if not _is_phantom_set(out):
             raise ValueError(f"`out` is not empty and holds no phantom set ({README_NAME} missing); "
                              f"refusing to write into it. Received: out={str(out)!r}")
-        if not overwrite:
-            raise ValueError(f"`out` already holds a phantom set; pass overwrite=True "
-                             f"(--overwrite) to replace it. Received: out={str(out)!r}")
+        same = (out / README_NAME).read_text(errors="replace") == readme
+        if not overwrite and not same:
+            raise ValueError(f"`out` already holds a phantom set made with other options; pass "
+                             f"overwrite=True (--overwrite) to replace it. Received: out={str(out)!r}")
         # Only what this generator writes is removed, so that a smaller n leaves no stale files.
         for name in (*LAYOUT_DIRS.values(), GROUND_TRUTH_DIR):
             if (out / name).is_dir():
@@ -907,7 +909,8 @@ def _pick_shortcut_label(label: str, labels: Sequence[str], strength: float,
 
 
 def readme_text(n: int, size: int, seed: int, formats: Sequence[str], shortcut: Optional[str],
-                shortcut_strength: float, text: bool) -> str:
+                shortcut_strength: float, text: bool, missing_files: bool = False) -> str:
+    """The README.txt of a phantom set (it also records the options, see `_prepare_out`)."""
     return (
         f"{README_FIRST_LINE}\n\n"
         "These images are SYNTHETIC PHANTOMS drawn by a program. They are not radiographs of any\n"
@@ -918,7 +921,7 @@ def readme_text(n: int, size: int, seed: int, formats: Sequence[str], shortcut: 
         f"generator: cxr_cascade.phantoms {GENERATOR_VERSION}\n"
         f"n: {n}\nsize: {size}\nseed: {seed}\nformats: {','.join(formats)}\n"
         f"shortcut: {shortcut or 'none'}\nshortcut_strength: {shortcut_strength}\n"
-        f"text: {'yes' if text else 'no'}\n\n"
+        f"text: {'yes' if text else 'no'}\nmissing_files: {'yes' if missing_files else 'no'}\n\n"
         "Layouts imitate Kermany et al. 2018 (chest_xray/), ieee8023 covid-chestxray-dataset\n"
         "(metadata.csv + images/) and the V7 Labs lung masks (lung-masks/). Ground truth for every\n"
         f"image (lung and lesion masks, planted shortcut boxes) is in {TABLE_NAME} and "
@@ -936,6 +939,7 @@ def write_phantom_dataset(
     shortcut: Optional[str] = None,
     shortcut_strength: float = 1.0,
     text: bool = True,
+    missing_files: bool = False,
     overwrite: bool = False,
 ) -> PhantomSummary:
     """Writes a phantom data set in the real layouts under `out`.
@@ -951,7 +955,11 @@ def write_phantom_dataset(
         shortcut_strength: probability that the mark encodes the true label; otherwise it encodes
             a label drawn uniformly, so 0 means no correlation and 1 a perfect one.
         text: burn in laterality markers and hospital/date strings (label independent).
-        overwrite: replace an earlier phantom set in `out`.
+        missing_files: also list ieee8023 X-ray rows whose file is absent, as upstream has
+            (readers must report them; `data check --strict` then fails, as on the real set).
+            CT rows without files are always listed.
+        overwrite: replace an earlier phantom set in `out`. Writing the very same set again
+            (same options, recorded in README.txt) needs no `overwrite`: the bytes are the same.
 
     Returns:
         A `PhantomSummary`.
@@ -963,24 +971,30 @@ def write_phantom_dataset(
     _check_shortcut(shortcut, shortcut_strength)
     out = Path(out)
     start = time.perf_counter()
-    _prepare_out(out, bool(overwrite))
+    readme = readme_text(n, size, seed, formats, shortcut, float(shortcut_strength), bool(text),
+                         bool(missing_files))
+    _prepare_out(out, bool(overwrite), readme)
     # Small images: OpenCV's worker threads cost more than they save (measured 2x slower).
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        summary = _write(out, n, size, seed, formats, shortcut, float(shortcut_strength), text)
+        summary = _write(out, n, size, seed, formats, shortcut, float(shortcut_strength),
+                         bool(text), bool(missing_files), readme)
     finally:
         cv2.setNumThreads(threads)
     return dataclasses.replace(summary, seconds=time.perf_counter() - start)
 
 
 def _write(out: Path, n: int, size: int, seed: int, formats: tuple[str, ...],
-           shortcut: Optional[str], shortcut_strength: float, text: bool) -> PhantomSummary:
-
+           shortcut: Optional[str], shortcut_strength: float, text: bool, missing_files: bool,
+           readme: str) -> PhantomSummary:
+    # README.txt first: a run killed midway can be rerun with the same options (see _prepare_out);
+    # phantoms.csv, written last, marks a complete set.
+    _atomic_write(out / README_NAME, readme.encode("utf-8"))
     want_kermany = "kermany" in formats or "lung-masks" in formats
     want_ieee = "ieee8023" in formats or "lung-masks" in formats
     items = (_plan_kermany(n, seed) if want_kermany else []) + (
-        _plan_ieee(n, seed, size) if want_ieee else [])
+        _plan_ieee(n, seed, size, missing_files) if want_ieee else [])
 
     table: list[dict] = []
     counts: dict = {f: {} for f in formats}
@@ -1078,8 +1092,6 @@ def _write(out: Path, n: int, size: int, seed: int, formats: tuple[str, ...],
                       _csv_bytes(IEEE8023_COLUMNS, rows))
         n_files += 1
     _atomic_write(out / TABLE_NAME, _csv_bytes(TABLE_COLUMNS, table))
-    _atomic_write(out / README_NAME, readme_text(n, size, seed, formats, shortcut,
-                                                 shortcut_strength, text).encode("utf-8"))
     n_files += 2
     counts = {k: dict(sorted(v.items(), key=lambda kv: LABELS.index(kv[0])))
               for k, v in counts.items()}

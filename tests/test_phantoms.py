@@ -44,7 +44,7 @@ def _digests(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def phantom_set(tmp_path_factory) -> tuple[Path, phantoms.PhantomSummary]:
     out = tmp_path_factory.mktemp("phantoms") / "set"
-    return out, write_phantom_dataset(out, 24, 64, seed=3)
+    return out, write_phantom_dataset(out, 24, 64, seed=3, missing_files=True)
 
 
 # --- render_phantom -------------------------------------------------------------------------
@@ -209,7 +209,8 @@ def test_ieee8023_layout_has_the_real_header_and_mixed_files(phantom_set):
     present = [r for r in rows if (root / r["folder"] / r["filename"]).is_file()]
     frontal = [r for r in present if r["view"] != "L" and r["modality"] == "X-ray"]
     assert len(frontal) == 24
-    assert len(present) < len(rows)  # CT rows and a listed-but-missing X-ray
+    assert len(present) < len(rows)  # CT rows and (missing_files=True) a listed-but-absent X-ray
+    assert any(r["modality"] == "X-ray" and r not in present for r in rows)
     assert all(r["modality"] == "X-ray" for r in present)
     assert "COVID-19" in {r["finding"] for r in rows}
     modes, formats = set(), set()
@@ -268,6 +269,15 @@ def test_same_seed_same_bytes_and_larger_n_keeps_earlier_images(tmp_path):
     assert images and all(dc.get(k) == v for k, v in images.items())
     assert da != _digests(tmp_path / "d")
     assert not list((tmp_path / "a").rglob(".*.tmp"))  # no temporary file left behind
+
+
+def test_missing_x_ray_files_only_on_request(tmp_path):
+    write_phantom_dataset(tmp_path / "o", 12, 48, formats="ieee8023")
+    root = tmp_path / "o" / "covid-chestxray-dataset"
+    with open(root / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert all((root / r["folder"] / r["filename"]).is_file() for r in rows if r["modality"] == "X-ray")
+    assert any(r["modality"] == "CT" for r in rows)
 
 
 def test_formats_option_writes_only_the_requested_layouts(tmp_path):
@@ -351,6 +361,9 @@ def test_refuses_foreign_directory_and_overwrites_only_with_permission(tmp_path)
     assert (foreign / "precious.txt").read_text() == "keep me"
     out = tmp_path / "set"
     write_phantom_dataset(out, 8, 48, formats="kermany")
+    before = _digests(out)
+    write_phantom_dataset(out, 8, 48, formats="kermany")  # the same set again: allowed, same bytes
+    assert _digests(out) == before
     with pytest.raises(ValueError, match="overwrite"):
         write_phantom_dataset(out, 3, 48, formats="kermany")
     write_phantom_dataset(out, 3, 48, formats="kermany", overwrite=True)

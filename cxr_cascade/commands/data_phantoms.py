@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--out", required=True, help="output directory (absent or empty)")
+    parser.add_argument("--out", required=True,
+                        help="output directory: absent, empty, or the same phantom set again")
     parser.add_argument("--n", type=int, default=240,
                         help="frontal images in each of the Kermany and ieee8023 layouts")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
@@ -41,6 +42,9 @@ def register(subparsers) -> None:
                              "(0: no correlation, 1: perfect)")
     parser.add_argument("--no-text", action="store_true",
                         help="burn in no laterality markers or hospital/date strings")
+    parser.add_argument("--missing-files", action="store_true",
+                        help="also list ieee8023 X-ray rows whose file is absent, as upstream "
+                             "(readers must report them)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier phantom set in --out")
     parser.set_defaults(func=run)
@@ -52,6 +56,6 @@ def run(args) -> int:
     summary = write_phantom_dataset(
         args.out, args.n, args.size, args.seed, formats=args.formats,
         shortcut=_shortcut(args.shortcut), shortcut_strength=args.shortcut_strength,
-        text=not args.no_text, overwrite=args.overwrite)
+        text=not args.no_text, missing_files=args.missing_files, overwrite=args.overwrite)
     print(summary.line())
     return 0
