@@ -1011,8 +1011,10 @@ def _write(out: Path, n: int, size: int, seed: int, formats: tuple[str, ...],
         rng = _rng(seed, *item.key)
         source = item.layout
         labels = list(_KERMANY_CLASS_P) if source == "kermany" else list(LABELS)
-        sc_label = (_pick_shortcut_label(item.label, labels, shortcut_strength, rng)
-                    if shortcut else None)
+        # The shortcut draws from its own stream: with and without it, an image differs only
+        # inside the shortcut's box (paired images for shortcut audits).
+        sc_label = (_pick_shortcut_label(item.label, labels, shortcut_strength,
+                                         _rng(seed, *item.key, 7)) if shortcut else None)
         if item.view == "L":
             ph = render_lateral(item.label, size, rng)
         else:
