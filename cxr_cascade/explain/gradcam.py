@@ -38,8 +38,10 @@ def build_grad_model(
                 f"`{arg}` must name a layer of the model {model.name!r} (a flat functional "
                 f"classifier with `cam_features` and `logits`). Received: {arg}={name!r}"
             )
+    # A single input is passed as a tensor, not a list (keras warns on a structure mismatch).
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(
-        model.inputs,
+        inputs,
         [model.get_layer(feature_layer).output, model.get_layer(logits_layer).output],
         name=f"{model.name}_gradcam",
     )

@@ -1,0 +1,213 @@
+"""Shortcut audit: unit checks of each measure, then the proof on phantoms.
+
+The phantom test trains two tiny flat conv nets (the project's cam_features -> pool -> logits
+naming) on 64 px phantoms: one on raw images whose planted marker encodes the label (shortcut
+strength 1.0), one on lung-masked images. The audit must flag the first and not the second.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+
+from cxr_cascade.audit import ablation, attention, pointing, probe
+from cxr_cascade.audit.report import flag_rule, run_audit, write_audit
+
+
+def _lung(n=2, size=8):
+    masks = np.zeros((n, size, size), np.uint8)
+    masks[:, 2:6, 1:4] = 255
+    return masks
+
+
+def test_lung_attention_uniform_inside_and_outside():
+    masks = _lung(3)
+    maps = np.stack([np.ones((8, 8)), (masks[1] > 0).astype(float), 1.0 - (masks[2] > 0)])
+    out = attention.lung_attention(maps, masks)
+    area = 12 / 64
+    assert out["share"] == pytest.approx([area, 1.0, 0.0])
+    assert out["area"] == pytest.approx([area] * 3)
+    assert out["ratio"] == pytest.approx([1.0, 1 / area, 0.0])
+    assert out["fraction_below_area"] == pytest.approx(1 / 3)
+    # Masks at another resolution are resized by nearest neighbour.
+    big = np.repeat(np.repeat(masks, 2, axis=1), 2, axis=2)
+    assert attention.lung_attention(maps, big)["share"] == pytest.approx(out["share"])
+    empty = attention.lung_attention(np.zeros((1, 8, 8)), masks[:1])
+    assert empty["share"] == [None] and empty["mean_share"] is None
+    with pytest.raises(ValueError, match="non-negative"):
+        attention.lung_attention(-maps, masks)
+    with pytest.raises(ValueError, match="one mask per map"):
+        attention.lung_attention(maps, masks[:2])
+
+
+def test_ablate_modes_and_fill():
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 8, 8, 1)).astype(np.float32)
+    masks = _lung()
+    inside = masks[..., None] > 0
+    removed = ablation.ablate(images, masks, "lungs_removed", fill=0.0)
+    assert np.all(removed[inside] == 0) and np.array_equal(removed[~inside], images[~inside])
+    only = ablation.ablate(images, masks, "lungs_only", fill=0.0)
+    assert np.all(only[~inside] == 0) and np.array_equal(only[inside], images[inside])
+    # "mean" fills with the mean of the kept pixels: nothing of the blanked region leaks.
+    mean_removed = ablation.ablate(images, masks, "lungs_removed", fill="mean")
+    for i in range(2):
+        assert np.allclose(mean_removed[i][inside[i]], images[i][~inside[i]].mean())
+    changed = images.copy()
+    changed[inside] = 1.0  # a "consolidated" lung
+    np.testing.assert_array_equal(ablation.ablate(changed, masks, "lungs_removed", "mean"), mean_removed)
+    assert removed.dtype == np.float32 and removed.shape == images.shape
+    with pytest.raises(ValueError, match="mode"):
+        ablation.ablate(images, masks, "lungs")
+    with pytest.raises(ValueError, match="fill"):
+        ablation.ablate(images, masks, "lungs_only", fill="median")
+
+
+def test_ablation_accuracies_of_a_marker_reader():
+    # A "model" that reads a pixel outside the lungs: full marks, and lungs do not matter.
+    labels = np.array([0, 1, 1, 0, 1, 1])
+    images = np.zeros((6, 8, 8, 1), np.float32)
+    images[:, 7, 7, 0] = labels
+    masks = _lung(6)
+    predict = lambda x: np.eye(2)[(x[:, 7, 7, 0] > 0.5).astype(int)]  # noqa: E731
+    out = ablation.ablation_accuracies(predict, images, labels, masks, fill=0.0)
+    assert out["full"] == 1.0 and out["lungs_removed"] == 1.0
+    assert out["lungs_only"] == pytest.approx(2 / 6)  # marker blanked -> always class 0
+    assert out["chance"] == pytest.approx(4 / 6)
+    assert out["skill_retained_without_lungs"] == pytest.approx(1.0)
+    assert out["skill_retained_lungs_only"] == pytest.approx((2 / 6 - 4 / 6) / (1 - 4 / 6))
+    flag = flag_rule({"mean_share": 0.5, "mean_area": 0.2}, out)
+    assert flag["flagged"] and flag["lungs_removed"] and flag["lungs_only"] and not flag["attention"]
+
+
+def test_flag_rule_parts():
+    honest = {"full": 0.9, "chance": 0.4, "lungs_removed": 0.4, "lungs_only": 0.85,
+              "skill_retained_without_lungs": 0.0, "skill_retained_lungs_only": 0.9}
+    assert not flag_rule({"mean_share": 0.6, "mean_area": 0.3}, honest)["flagged"]
+    assert flag_rule({"mean_share": 0.2, "mean_area": 0.3}, honest)["attention"]
+    at_chance = {**honest, "full": 0.45, "skill_retained_lungs_only": 0.0}
+    assert not flag_rule({"mean_share": 0.6, "mean_area": 0.3}, at_chance)["flagged"]
+
+
+def test_source_probe_against_direct_sklearn():
+    rng = np.random.default_rng(0)
+    sources = np.array(["a", "b"] * 60)
+    informative = rng.normal(size=(120, 4)) + 2.0 * (sources == "b")[:, None]
+    out = probe.source_probe(informative, sources, n_splits=4)
+    assert out["balanced_accuracy"] > 0.9 and out["chance_balanced"] == 0.5
+    noise = probe.source_probe(rng.normal(size=(120, 4)), sources, n_splits=4)
+    assert noise["balanced_accuracy"] < 0.7
+    # Grouped folds never split a patient; with one feature per patient the probe still works.
+    order = np.argsort(sources, kind="stable")  # 60 a's, then 60 b's; two images per patient
+    groups = np.repeat(np.arange(60), 2)
+    grouped = probe.source_probe(informative[order], sources[order], groups=groups, n_splits=3)
+    assert grouped["n_splits"] == 3 and grouped["balanced_accuracy"] > 0.9
+    # In-sample sklearn fit is an upper bound on the cross-validated number.
+    fit = LogisticRegression(max_iter=2000).fit(informative, sources)
+    assert out["balanced_accuracy"] <= balanced_accuracy_score(sources, fit.predict(informative)) + 0.05
+    assert "skipped" in probe.source_probe(informative, ["a"] * 120)
+    within = probe.source_probe_within_classes(informative, sources, ["x"] * 60 + ["y"] * 60)
+    assert set(within) == {"x", "y"}
+    with pytest.raises(ValueError, match="features"):
+        probe.source_probe(informative[:10], sources)
+
+
+def test_pointing_game():
+    lesions = np.zeros((3, 8, 8), np.uint8)
+    lesions[0, 1, 1] = lesions[1, 5, 5] = 255  # third image: no lesion (normal)
+    maps = np.zeros((3, 8, 8))
+    maps[0, 1, 1] = 1.0  # hit
+    maps[1, 5, 3] = 1.0  # miss by 2 px
+    maps[2, 0, 0] = 1.0
+    out = pointing.pointing_game(maps, lesions)
+    assert (out["hits"], out["misses"], out["skipped"], out["score"]) == (1, 1, 1, 0.5)
+    assert pointing.pointing_game(maps, lesions, tolerance=2)["score"] == 1.0
+    assert pointing.lesion_area_share(lesions) == pytest.approx(1 / 64)
+    with pytest.raises(ValueError, match="tolerance"):
+        pointing.pointing_game(maps, lesions, tolerance=-1)
+
+
+# --- the proof on phantoms ------------------------------------------------------------------
+
+SIZE = 64
+CLASSES = ("normal", "bacterial", "viral")
+
+
+def _phantoms(n, seed):
+    from cxr_cascade import phantoms
+
+    images, lungs, lesions, labels = [], [], [], []
+    for i in range(n):
+        label = i % len(CLASSES)
+        ph = phantoms.render_phantom(CLASSES[label], SIZE, np.random.default_rng([seed, i]),
+                                     shortcut="marker", text=False)
+        images.append(ph.image)
+        lungs.append(ph.lung_mask)
+        lesions.append(ph.lesion_mask)
+        labels.append(label)
+    images = np.stack(images)[..., None].astype(np.float32) / 255.0
+    return images, np.stack(lungs), np.stack(lesions), np.array(labels)
+
+
+def _tiny_net(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 1), name="image")
+    x = inputs
+    for i, filters in enumerate((8, 16, 16)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_last")(x)
+    x = keras.layers.Activation("linear", name="cam_features")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    logits = keras.layers.Dense(len(CLASSES), name="logits")(x)
+    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits), name="tiny")
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.fixture(scope="module")
+def phantom_audits():
+    train = _phantoms(240, seed=1)
+    test = _phantoms(90, seed=2)
+    sources = ["site_a" if i % 2 else "site_b" for i in range(90)]
+    results = {}
+    for name, masked in (("shortcut", False), ("masked", True)):
+        x_train = train[0] * (train[1][..., None] > 0) if masked else train[0]
+        x_test = test[0] * (test[1][..., None] > 0) if masked else test[0]
+        model = _tiny_net(seed=0)
+        model.fit(x_train, train[3], epochs=20, batch_size=32, verbose=0)
+        results[name], _ = run_audit(model, x_test, test[3], test[1], CLASSES, lesion_masks=test[2],
+                                     sources=sources, fill=0.0)
+    return results
+
+
+def test_audit_flags_the_shortcut_model(phantom_audits):
+    r = phantom_audits["shortcut"]
+    assert r["accuracy"] > 0.8  # it learned the task ... from the marker:
+    assert r["flag"]["flagged"], r["flag"]
+    assert r["ablation"]["skill_retained_lungs_only"] < 0.5
+
+
+def test_audit_passes_the_lung_masked_model(phantom_audits):
+    r = phantom_audits["masked"]
+    assert r["accuracy"] > 0.5
+    assert not r["flag"]["flagged"], r["flag"]
+    assert r["lung_attention"]["mean_share"] > r["lung_attention"]["mean_area"]
+
+
+def test_pointing_game_and_report_on_phantoms(phantom_audits, tmp_path):
+    masked, shortcut = phantom_audits["masked"], phantom_audits["shortcut"]
+    # The lung reader points at lesions more often than the marker reader.
+    assert masked["pointing_game"]["score"] > shortcut["pointing_game"]["score"]
+    # Sources were assigned at random: the probe must not decode them.
+    assert masked["source_probe"]["all"]["balanced_accuracy"] < 0.75
+    path = write_audit(tmp_path, shortcut)
+    text = path.read_text()
+    assert "FLAGGED" in text and "lungs only" in text
+    assert json.loads((tmp_path / "audit.json").read_text())["flag"]["flagged"] is True
