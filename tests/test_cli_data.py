@@ -151,3 +151,23 @@ def test_check_text_json_and_strict(kermany, tmp_path, capsys):
 def test_check_unknown_layout_is_a_clear_error(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path)]) == 2
     assert "cannot tell the data set layout" in capsys.readouterr().err
+
+
+def test_official_test_sources_must_exist(kermany, tmp_path, capsys):
+    records = tmp_path / "records.csv"
+    main(["data", "index", str(kermany), "--out", str(records)])
+    out = tmp_path / "split.csv"
+    assert main(["data", "split", str(records), "--out", str(out), "--no-dedup",
+                 "--keep-official-test", "--official-test-sources", "ieee8023"]) == 2
+    assert "without official test images: ieee8023" in capsys.readouterr().err
+    assert main(["data", "split", str(records), "--out", str(out), "--no-dedup",
+                 "--keep-official-test", "--official-test-sources", "kermany"]) == 0
+    assert sum(r.split == "test" for r in read_manifest(out)) == 12
+
+
+def test_check_passes_on_the_phantom_generator_output(tmp_path):
+    """The phantoms helper writes the publisher layouts; the readers must take them as they are."""
+    phantoms = pytest.importorskip("cxr_cascade.phantoms")
+    phantoms.write_phantom_dataset(tmp_path / "ph", 24, 48, 0)
+    for folder in ("chest_xray", "covid-chestxray-dataset", "lung-masks"):
+        assert main(["data", "check", str(tmp_path / "ph" / folder), "--strict"]) == 0, folder

@@ -29,9 +29,11 @@ def register(subparsers) -> None:
     parser.add_argument("--val", type=float, default=0.1, help="fraction of images for validation")
     parser.add_argument("--test", type=float, default=0.1, help="fraction of images for test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tie-breaking shuffle")
-    parser.add_argument("--keep-official-test", nargs="*", metavar="SOURCE", default=None,
-                        help="keep the official test split of these sources (no name: every "
-                             "source whose records have split=test)")
+    parser.add_argument("--keep-official-test", action="store_true",
+                        help="keep the official test split (records with split=test) of every "
+                             "source that has one, or of --official-test-sources only")
+    parser.add_argument("--official-test-sources", default=None, metavar="SOURCE[,SOURCE]",
+                        help="with --keep-official-test: the sources whose test split is kept")
     parser.add_argument("--no-dedup", action="store_true",
                         help="do not look for duplicate images (patients are still grouped)")
     parser.add_argument("--near-threshold", type=int, default=DEFAULT_THRESHOLD,
@@ -93,8 +95,11 @@ def run(args) -> int:
     if report is not None:
         for group in report.groups:
             print(f"kept in one split: {report.describe(group)}")
-    keep = args.keep_official_test
-    keep = False if keep is None else (True if keep == [] else keep)
+    keep = bool(args.keep_official_test)
+    if args.official_test_sources:
+        if not keep:
+            raise CLIError("--official-test-sources needs --keep-official-test")
+        keep = [name.strip() for name in args.official_test_sources.split(",") if name.strip()]
     result = split_records(
         records, val=args.val, test=args.test, seed=args.seed, keep_official_test=keep,
         duplicate_groups=[g.members for g in report.groups] if report else (),
