@@ -16,9 +16,9 @@ state theirs. MoEx is a training-time augmentation only: with ``training`` false
 ``evaluate``, Grad-CAM, export) the layer is the identity.
 
 Keras 3 design: ``MomentExchange`` draws the permutation from its own ``SeedGenerator`` and
-records the seed it used and whether it fired as non-trainable state; ``MoExClassifier`` (a
-functional ``keras.Model`` subclass, still one flat graph) replays that permutation in
-``compute_loss`` to mix the labels. Everything is ``keras.ops``/``keras.random``, so it runs on
+records it, and whether it fired, as non-trainable state; ``MoExClassifier`` (a functional
+``keras.Model`` subclass, still one flat graph) reads that permutation in ``compute_loss`` to
+mix the labels. Everything is ``keras.ops``/``keras.random``, so it runs on
 the TensorFlow and JAX backends, and both classes survive ``.keras`` save/load.
 """
 
@@ -120,26 +120,39 @@ class MomentExchange(keras.layers.Layer):
 
     Input and output: ``(batch, height, width, channels)``, channels >= 2 (PONO needs a spread).
 
-    State (non-trainable, saved with the model): ``exchange_seed``, the seed of the last
-    permutation, and ``applied``, 1.0 when the last training call exchanged moments. A model's
-    loss reads them through ``partner_indices`` and ``applied``.
+    State (non-trainable, saved with the model): ``partner``, int32 ``(max_batch_size,)``, whose
+    first ``batch`` entries are the permutation of the last training call, and ``applied``,
+    1.0 when that call exchanged moments. A model's loss reads them through ``partner_indices``
+    and ``applied``. Storing the permutation itself (rather than a seed to replay) keeps the
+    loss correct whatever the execution mode: TensorFlow's stateless RNG may give another
+    stream under XLA than eagerly.
 
     Args:
         prob: probability of exchanging a training batch.
         lam: loss weight of the sample's own label (read by ``MoExClassifier``).
         epsilon: added to the PONO variance.
         seed: seed of the layer's random stream.
+        max_batch_size: largest training batch the layer can record a permutation for.
     """
 
-    def __init__(self, prob: float = 1.0, lam: float = 0.9, epsilon: float = 1e-5, seed: Optional[int] = None, **kwargs):
+    def __init__(
+        self,
+        prob: float = 1.0,
+        lam: float = 0.9,
+        epsilon: float = 1e-5,
+        seed: Optional[int] = None,
+        max_batch_size: int = 4096,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.prob = _check_unit_interval("prob", prob)
         self.lam = _check_unit_interval("lam", lam)
         self.epsilon = _check_epsilon(epsilon)
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise ValueError(f"`max_batch_size` must be an integer >= 1. Received: max_batch_size={max_batch_size!r}")
+        self.max_batch_size = max_batch_size
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="moex_seed_generator")
-        # Scratch stream that is rewound to `exchange_seed` to replay the permutation.
-        self.replay_generator = keras.random.SeedGenerator(0, name="moex_replay_generator")
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -148,43 +161,52 @@ class MomentExchange(keras.layers.Layer):
                 "MoEx's PONO moments need at least 2 channels at the exchange position. "
                 f"Received: input_shape={tuple(input_shape)!r}"
             )
-        seed_dtype = self.seed_generator.state.dtype
-        self.exchange_seed = self.add_weight(
-            shape=(2,), dtype=seed_dtype, initializer="zeros", trainable=False, name="exchange_seed"
+        self.partner = self.add_weight(
+            shape=(self.max_batch_size,), dtype="int32", initializer="zeros", trainable=False, name="partner"
         )
         self.applied = self.add_weight(shape=(), dtype="float32", initializer="zeros", trainable=False, name="applied")
-
-    @staticmethod
-    def _permutation(batch_size, generator):
-        return keras.random.shuffle(ops.arange(batch_size, dtype="int32"), seed=generator)
 
     def call(self, inputs, training=None):
         if not training or self.prob == 0.0:
             return inputs
+        batch = inputs.shape[0]
+        if batch is not None and batch > self.max_batch_size:
+            raise ValueError(
+                f"MoEx records at most max_batch_size={self.max_batch_size} partners; raise it for larger "
+                f"batches. Received: batch size {batch}"
+            )
+        batch = ops.shape(inputs)[0]
         fire = keras.random.uniform((), seed=self.seed_generator) < self.prob
-        self.exchange_seed.assign(self.seed_generator.state.value)
-        partner = self._permutation(ops.shape(inputs)[0], self.seed_generator)
+        partner = keras.random.shuffle(ops.arange(batch, dtype="int32"), seed=self.seed_generator)
+        self.partner.assign(ops.pad(partner, [[0, self.max_batch_size - batch]]))
         self.applied.assign(ops.cast(fire, "float32"))
         return ops.where(fire, moment_exchange(inputs, partner, self.epsilon), inputs)
 
     def partner_indices(self, batch_size):
-        """The permutation used by the last training call, replayed from ``exchange_seed``.
+        """The permutation drawn by the last training call.
 
         Args:
             batch_size: the batch size of that call.
 
         Returns:
-            int32 ``(batch_size,)``.
+            int32 ``(batch_size,)``; sample ``a`` took the moments of sample ``partner[a]``.
         """
-        self.replay_generator.state.assign(self.exchange_seed.value)
-        return self._permutation(batch_size, self.replay_generator)
+        return ops.slice(self.partner.value, [0], [batch_size])
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         config = super().get_config()
-        config.update({"prob": self.prob, "lam": self.lam, "epsilon": self.epsilon, "seed": self.seed})
+        config.update(
+            {
+                "prob": self.prob,
+                "lam": self.lam,
+                "epsilon": self.epsilon,
+                "seed": self.seed,
+                "max_batch_size": self.max_batch_size,
+            }
+        )
         return config
 
 
