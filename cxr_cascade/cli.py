@@ -17,6 +17,8 @@ from cxr_cascade import __version__
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("data", "data"),
     ("train", "train"),
+    ("export", "export"),
+    ("predict", "predict"),
 )
 
 

@@ -10,13 +10,14 @@ so a reader sees either the old or the new model, never a mixture.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -24,6 +25,7 @@ import tensorflow as tf
 from cxr_cascade.export.serving import BYTES_ENDPOINT, Endpoint
 
 __all__ = [
+    "INFO_FILE",
     "existing_versions",
     "next_version",
     "StagedModel",
@@ -37,8 +39,14 @@ PathLike = Union[str, os.PathLike]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+INFO_FILE = "assets.extra/cxr_cascade.json"
+
+
 def write_savedmodel(
-    path: PathLike, endpoints: Mapping[str, Endpoint], track: Sequence[keras.Model] = ()
+    path: PathLike,
+    endpoints: Mapping[str, Endpoint],
+    track: Sequence[keras.Model] = (),
+    info: Optional[Mapping] = None,
 ) -> Path:
     """Writes one SavedModel with `keras.export.ExportArchive` (TensorFlow backend).
 
@@ -47,6 +55,8 @@ def write_savedmodel(
         endpoints: {name: (function, input signature)}; `serving_default` is written first so that
             TF Serving's default signature is the bytes endpoint.
         track: the Keras models whose variables the endpoints use.
+        info: JSON-able description (class names, preprocessing, sources) written to
+            ``assets.extra/cxr_cascade.json``, the SavedModel folder TF Serving leaves alone.
 
     Returns:
         `path` as a Path.
@@ -63,6 +73,10 @@ def write_savedmodel(
         fn, signature = endpoints[name]
         archive.add_endpoint(name, tf.function(fn, autograph=False), input_signature=signature)
     archive.write_out(os.fspath(path), verbose=False)
+    if info is not None:
+        target = Path(path) / INFO_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
     return Path(path)
 
 
@@ -142,6 +156,7 @@ def stage_savedmodel(
     endpoints: Mapping[str, Endpoint],
     track: Sequence[keras.Model] = (),
     force: bool = False,
+    info: Optional[Mapping] = None,
 ) -> StagedModel:
     """Writes the SavedModel for ``models_dir/name/version`` into a temporary folder next to it."""
     final = _check_destination(models_dir, name, version, force)
@@ -149,7 +164,7 @@ def stage_savedmodel(
     # A dot-prefixed, non-numeric name: TF Serving never mistakes it for a version.
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=final.parent))
     try:
-        write_savedmodel(tmp / "model", endpoints, track)
+        write_savedmodel(tmp / "model", endpoints, track, info)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

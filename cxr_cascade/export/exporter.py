@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from cxr_cascade import __version__
 from cxr_cascade.export import archive, models_config, serving
 from cxr_cascade.export.runs import ExportStage
 
@@ -39,6 +40,15 @@ def _prep(stage: ExportStage, unet: Optional[ExportStage]) -> serving.StagePrepr
     return serving.StagePreprocessing.from_config(
         stage.preprocess, unet=unet.model if (stage.segment and unet is not None) else None
     )
+
+
+def _describe(stage: ExportStage) -> dict:
+    pre = stage.preprocess
+    return {
+        "preprocess": pre.as_kwargs() if hasattr(pre, "as_kwargs") else pre,
+        "lung_masked": bool(stage.segment),
+        "source": stage.source,
+    }
 
 
 def _check_task(stage: Optional[ExportStage], task: str, what: str) -> None:
@@ -88,17 +98,20 @@ def export_models(
         jobs["stage1"] = (
             serving.classifier_endpoints(stage1.model, stage1.class_names, _prep(stage1, lung_unet)),
             [stage1.model],
+            {"kind": "classifier", "class_names": list(stage1.class_names), **_describe(stage1)},
         )
     if stage2 is not None:
         track = [stage2.model] + ([lung_unet.model] if stage2.segment and lung_unet else [])
         jobs["stage2"] = (
             serving.classifier_endpoints(stage2.model, stage2.class_names, _prep(stage2, lung_unet)),
             track,
+            {"kind": "classifier", "class_names": list(stage2.class_names), **_describe(stage2)},
         )
     if lung_unet is not None:
         jobs["lung_unet"] = (
             serving.unet_endpoints(lung_unet.model, _prep(lung_unet, None)),
             [lung_unet.model],
+            {"kind": "segmentation", **_describe(lung_unet)},
         )
     if cascade and stage1 is not None and stage2 is not None:
         track = [stage1.model, stage2.model]
@@ -115,6 +128,15 @@ def export_models(
                 refined_class=refined_class,
             ),
             track,
+            {
+                "kind": "cascade",
+                "class_names": serving.cascade_class_names(
+                    stage1.class_names, stage2.class_names, refined_class
+                ),
+                "refined_class": refined_class,
+                "stage1": {"class_names": list(stage1.class_names), **_describe(stage1)},
+                "stage2": {"class_names": list(stage2.class_names), **_describe(stage2)},
+            },
         )
     if not jobs:
         raise ValueError("Nothing to export: give at least one of stage1, stage2, lung_unet.")
@@ -125,9 +147,10 @@ def export_models(
         archive._check_destination(models_dir, name, version, force)
     staged: list[archive.StagedModel] = []
     try:
-        for name, (endpoints, track) in jobs.items():
+        for name, (endpoints, track, info) in jobs.items():
+            info = {"name": name, "version": version, "cxr_cascade": __version__, **info}
             staged.append(
-                archive.stage_savedmodel(models_dir, name, version, endpoints, track, force)
+                archive.stage_savedmodel(models_dir, name, version, endpoints, track, force, info)
             )
     except BaseException:
         for s in staged:

@@ -90,15 +90,14 @@ def load_run(run_dir: PathLike) -> ExportStage:
     """
     run = Path(run_dir)
     config_path = run / "config.json"
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: run directory not found")
     if not config_path.is_file():
         raise FileNotFoundError(f"{run}: not a run directory (no config.json)")
-    try:
-        raw = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path}: not valid JSON ({err})") from None
-    from cxr_cascade.config import from_dict
+    from cxr_cascade.config import load_resolved
 
-    config = from_dict(raw)
+    config = load_resolved(config_path)
+    raw = json.loads(config_path.read_text(encoding="utf-8"))
     keras_files = sorted(run.glob("*.keras"))
     if keras_files:
         model = keras.saving.load_model(keras_files[0], compile=False)
@@ -112,6 +111,7 @@ def load_run(run_dir: PathLike) -> ExportStage:
         from cxr_cascade.training.runner import build_model
 
         model = build_model(config)
+        # Checkpoints also hold optimizer slots; an uncompiled model loads the layers only.
         model.load_weights(weights)
     pre, segment = evaluation_preprocess_config(raw)
     pre = dataclasses.replace(pre, image_size=config.image_size)

@@ -1,0 +1,72 @@
+"""`cxr-cascade predict IMAGE... [--models MODELS_DIR] [--heatmap DIR] [--json]`: diagnoses.
+
+Examples:
+    cxr-cascade predict scan1.png scan2.jpg --models models
+    cxr-cascade predict scans/*.png --json > predictions.jsonl
+    cxr-cascade predict scan1.png --heatmap heatmaps/
+
+Runs the exported SavedModel (default the cascade: normal / bacterial / COVID-19 / other viral) on
+each file's bytes, exactly as TF Serving would. A bad file is reported on one line and does not
+stop the others; the exit status is 1 when any file failed, 0 otherwise. Research software, not a
+medical device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="diagnose image files with the exported models (table or JSON lines)",
+        description=(
+            "Diagnose chest X-ray files (PNG or JPEG) with the models written by "
+            "`cxr-cascade export`. Research software, not a medical device."
+        ),
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "--models", default=os.environ.get("CXR_CASCADE_MODELS", "models"), metavar="MODELS_DIR",
+        help="export folder (default: $CXR_CASCADE_MODELS or ./models)",
+    )
+    parser.add_argument(
+        "--model", default="cascade", choices=("cascade", "stage1", "stage2"),
+        help="which exported model to run (default: cascade)",
+    )
+    parser.add_argument(
+        "--heatmap", metavar="DIR",
+        help="also write a Grad-CAM overlay per image to DIR/<name>_gradcam.png",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxr_cascade.predict import Failure, Predictor, format_table
+
+    predictor = Predictor(args.models, args.model)
+    results = []
+    failed = 0
+    for result in predictor.predict_files(args.images, heatmap_dir=args.heatmap):
+        if isinstance(result, Failure):
+            failed += 1
+            print(f"cxr-cascade predict: {result}", file=sys.stderr, flush=True)
+        if args.json:
+            print(json.dumps(result.to_json()), flush=True)
+        results.append(result)
+    if not args.json:
+        table = format_table(results, predictor.class_names)
+        if table:
+            print(table)
+        for r in results:
+            if getattr(r, "heatmap", None):
+                print(f"heatmap: {r.heatmap}")
+    if failed:
+        print(
+            f"cxr-cascade predict: {failed} of {len(results)} file(s) failed", file=sys.stderr
+        )
+    return 1 if failed else 0
