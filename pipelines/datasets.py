@@ -387,29 +387,38 @@ def build_dataset(
         clahe_backend=clahe_backend,
     )
 
+    def uniform_or_tensor(flags: np.ndarray, tensor):
+        # A constant flag stays a Python bool, so no tf.cond (and no unused CLAHE branch) is built.
+        return bool(flags[0]) if flags.all() or not flags.any() else tensor
+
     def load(row):
         image = D.read_image(row["path"])
+        clahe_flag = uniform_or_tensor(with_clahe, row["clahe"])
+        segment_flag = uniform_or_tensor(with_seg, row["segment"])
         out = dict(row)
         del out["path"], out["mask_path"]
         if not any_seg:
-            out["image"] = preprocess_image(image, clahe=row["clahe"], **pre)
+            out["image"] = preprocess_image(image, clahe=clahe_flag, **pre)
             return out
         mask = None
         if mask_fn is None:
             height, width = tf.shape(image)[0], tf.shape(image)[1]
-            mask = tf.cond(
-                row["segment"],
-                lambda: D.read_mask(row["mask_path"]),
-                lambda: tf.ones([height, width, 1], tf.float32),
-            )
+            if segment_flag is True:
+                mask = D.read_mask(row["mask_path"])
+            else:
+                mask = tf.cond(
+                    row["segment"],
+                    lambda: D.read_mask(row["mask_path"]),
+                    lambda: tf.ones([height, width, 1], tf.float32),
+                )
         if not need_mask_later:
             # Evaluation: exactly the shared function (what a serving graph with masks computes).
             out["image"] = preprocess_image(
-                image, clahe=row["clahe"], mask=mask, mask_fn=mask_fn, segment=row["segment"], **pre
+                image, clahe=clahe_flag, mask=mask, mask_fn=mask_fn, segment=segment_flag, **pre
             )
             return out
         # Training: the mask is applied after the per-epoch random CLAHE of "replace" mode.
-        out["image"] = preprocess_image(image, clahe=row["clahe"], **pre)
+        out["image"] = preprocess_image(image, clahe=clahe_flag, **pre)
         if mask is not None:
             lung = T.resize_mask(mask, image_size, resize_mode)
         else:

@@ -1,0 +1,123 @@
+"""Throughput of the tf.data input pipelines (pipelines.datasets.build_dataset), images per second.
+
+Measured in one run on the same image files, at each size S (files of S x S, output S x S):
+
+* decode + resize                     (evaluation pipeline, no enhancement)
+* + CLAHE, TF graph ops               (cxr_cascade.preprocessing.clahe inside Dataset.map)
+* + CLAHE, OpenCV in tf.numpy_function (same numbers, holds the GIL, not exportable)
+* + CLAHE (TF) + rotation +-30 deg    (training pipeline of stage 1/2)
+* + CLAHE (cv2) + rotation +-30 deg
+
+Goal: the all-TF pipeline at least as fast as the cv2 one. Images: Kermany radiographs from
+../shared/data/chest_xray when present (224 px copies, upscaled to S and written as RGB JPEG like the
+originals), else phantoms (cxr_cascade.phantoms), written to a temporary folder.
+
+    make bench-pipeline        # or: .venv/bin/python benchmarks/bench_pipeline.py --sizes 512 1024
+
+Not a timed test: numbers depend on the machine and its load (printed with them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pipelines.datasets import build_dataset  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+CONFIGS = [
+    ("decode + resize", dict(training=False)),
+    ("+ CLAHE (TF ops)", dict(training=False, clahe=True, clahe_backend="tf")),
+    ("+ CLAHE (cv2 numpy_function)", dict(training=False, clahe=True, clahe_backend="cv2")),
+    ("+ CLAHE (TF) + rotation 30", dict(training=True, clahe=True, clahe_backend="tf", rotation_degrees=30.0)),
+    ("+ CLAHE (cv2) + rotation 30", dict(training=True, clahe=True, clahe_backend="cv2", rotation_degrees=30.0)),
+]
+
+
+def source_images(count: int) -> tuple[list[np.ndarray], str]:
+    """`count` grey uint8 radiographs (any size) and where they came from."""
+    folder = SHARED_DATA / "chest_xray" / "train"
+    files = sorted(folder.glob("*/*.jpeg"))[:: max(1, len(list(folder.glob("*/*.jpeg"))) // count)] if folder.is_dir() else []
+    images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in files[:count]]
+    images = [im for im in images if im is not None]
+    if len(images) == count:
+        return images, f"Kermany chest_xray/train ({count} files)"
+    from cxr_cascade.phantoms import render_phantom
+
+    rng = np.random.default_rng(0)
+    labels = ("normal", "bacterial", "viral", "covid19")
+    return [render_phantom(labels[i % 4], 512, rng).image for i in range(count)], f"phantoms ({count})"
+
+
+def write_files(images, size: int, folder: Path) -> list[str]:
+    paths = []
+    for i, image in enumerate(images):
+        resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+        path = folder / f"s{size}_{i:04d}.jpeg"
+        cv2.imwrite(str(path), np.dstack([resized] * 3), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        paths.append(str(path))
+    return paths
+
+
+def images_per_second(paths, size: int, batch: int, rounds: int, **config) -> float:
+    ds = build_dataset(
+        (paths, ["normal"] * len(paths)), class_names=["normal"], image_size=size, batch_size=batch,
+        seed=0, **config,
+    )
+    for _ in ds.take(1):  # warm-up: tracing, thread pools
+        pass
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        n = 0
+        for images, _ in ds:
+            n += int(images.shape[0])
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--count", type=int, default=64, help="images per size")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="epochs timed; the best is reported")
+    args = parser.parse_args(argv)
+
+    images, origin = source_images(args.count)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"TensorFlow {tf.__version__}, OpenCV {cv2.__version__}, {os.cpu_count()} CPUs, load {load:.1f}")
+    print(f"images: {origin}, JPEG S x S -> pipeline S x S x 1, batch {args.batch}, best of {args.rounds} epochs\n")
+    header = f"{'pipeline':32s}" + "".join(f"{f'S={s} img/s':>14s}" for s in args.sizes)
+    print(header)
+    print("-" * len(header))
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {s: write_files(images, s, Path(tmp)) for s in args.sizes}
+        for name, config in CONFIGS:
+            row = [images_per_second(files[s], s, args.batch, args.rounds, **config) for s in args.sizes]
+            results[name] = row
+            print(f"{name:32s}" + "".join(f"{v:14.1f}" for v in row), flush=True)
+    print()
+    for s_i, s in enumerate(args.sizes):
+        tf_rate = results["+ CLAHE (TF ops)"][s_i]
+        cv_rate = results["+ CLAHE (cv2 numpy_function)"][s_i]
+        verdict = "goal met" if tf_rate >= cv_rate else "goal NOT met"
+        print(f"S={s}: CLAHE pipeline TF / cv2 = {tf_rate / cv_rate:.2f}x ({verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
