@@ -380,7 +380,7 @@ def _lesion_density(label: str, a: Anatomy, frames: Sequence[dict], lung: np.nda
 
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)
 def _static_layers(a: Anatomy, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Patient-level layers (no randomness): soft tissue with spine and trachea, bones, heart.
 
