@@ -27,7 +27,6 @@ import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -329,10 +328,10 @@ def check_records(
         widths.append(info.width)
         heights.append(info.height)
         sizes[f"{info.width}x{info.height}"] += 1
+    # a manifest's reader already reported unknown labels with their row numbers
+    labels_reported = any(p.message.startswith("unknown label") for p in reader_problems)
     for record in records:
-        if record.label not in LABELS and not any(
-            p.message.startswith("unknown label") for p in reader_problems
-        ):
+        if record.label not in LABELS and not labels_reported:
             problems.append(Problem(record.path, f"unknown label {record.label!r}"))
     for key, splits in leaking_patients(records).items():
         problems.append(Problem(key, f"patient in more than one split: {', '.join(splits)}"))
