@@ -19,6 +19,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("train", "train"),
     ("export", "export"),
     ("predict", "predict"),
+    ("evaluate", "evaluate"),
+    ("gradcam", "gradcam"),
+    ("audit", "audit"),
 )
 
 

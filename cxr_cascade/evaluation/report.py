@@ -196,8 +196,13 @@ def data_markdown(summary: dict) -> str:
         f"Splits are disjoint at the **{summary['disjoint_level']}** level "
         f"({summary['patients_in_several_splits']} patients appear in more than one split).",
         f"Duplicates removed before splitting: {dup if dup is not None else 'not recorded'}.",
-        "",
     ]
+    if summary.get("exact_duplicates_across_splits") is not None:
+        lines.append(
+            "Byte-identical images with copies in different splits: "
+            f"{summary['exact_duplicates_across_splits']}."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -1,0 +1,135 @@
+"""`cxr-cascade evaluate RUN [--stage2 RUN2] [--data PATH ...] [--out DIR]`: metrics and report.
+
+Examples:
+    cxr-cascade evaluate runs/stage1                       # its test split (splits.csv)
+    cxr-cascade evaluate runs/stage2 --unet runs/unet      # stage 2 reads lung-masked images
+    cxr-cascade evaluate runs/stage1 --stage2 runs/stage2 --data test4.csv   # the cascade
+
+Writes DIR/metrics.json, DIR/report.md and DIR/figures/*.png (ROC curves, confusion matrices,
+reliability diagram): accuracy, per-class precision / recall / specificity / F1, macro F1,
+one-vs-rest ROC AUC, with 95 % CIs from a bootstrap over patients, the expected calibration error,
+and a data section (sources, split sizes, patients per split, disjointness, duplicates). With
+--stage2 the cascade's 4-class output (Lv et al. 2020) is evaluated end to end on a test set with
+4-class truth (default: the union of both runs' test splits), besides each stage alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="metrics with patient-bootstrap CIs, calibration, ROC/confusion figures and a report",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run", metavar="RUN", help="run directory of a stage 1 or stage 2 classifier")
+    parser.add_argument("--stage2", metavar="RUN2", help="stage 2 run: evaluate the whole cascade")
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="[FORMAT=]PATH",
+        help="test data instead of the runs' test splits (repeatable; a manifest or a data set folder)",
+    )
+    parser.add_argument("--split", default="test", help="split of the manifest to evaluate (default: test)")
+    parser.add_argument("--unet", metavar="RUN_DIR", help="U-Net run for lung masking when records carry no masks")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN/evaluation)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--batch-size", type=int, default=16, help="inference batch size (default: 16)")
+    parser.set_defaults(func=run)
+
+
+def _predict(model, images, batch_size):
+    return model.predict(images, batch_size=batch_size, verbose=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cxr_cascade.cli import CLIError
+    from cxr_cascade.evaluation import cascade, report
+    from cxr_cascade.evaluation import runs as R
+
+    if args.n_boot < 1:
+        raise CLIError(f"--n-boot must be a positive integer. Received: --n-boot {args.n_boot}")
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation"
+    common = dict(n_boot=args.n_boot, seed=args.seed)
+    stage1 = R.load_stage(args.run)
+    manifests = [R.manifest_records(args.run)] if (Path(args.run) / "splits.csv").is_file() else []
+    extra = {"run": str(args.run), "split": args.split if not args.data else "--data " + " ".join(args.data)}
+
+    if not args.stage2:
+        if args.data:
+            records = R.test_records(R.data_records(args.run, args.data), args.split)
+        elif manifests:
+            records = R.test_records(manifests[0], args.split)
+        else:
+            raise CLIError(f"{args.run}: no splits.csv; pass --data")
+        records, dropped = R.keep_classes(records, stage1.class_names)
+        if not records:
+            raise CLIError(f"no test images with labels in {list(stage1.class_names)}")
+        mask_fn = R.unet_mask_fn(args.unet, stage1.preprocess.image_size) if stage1.segment else None
+        images = R.load_images(records, stage1.preprocess, stage1.segment, mask_fn)
+        probs = _predict(stage1.model, images, args.batch_size)
+        y = R.label_indices(records, stage1.class_names)
+        name = stage1.task
+        sections = {name: report.evaluate_predictions(
+            y, probs, [r.patient_key for r in records], stage1.class_names, out, name=name, **common)}
+        extra["dropped_other_labels"] = dropped
+    else:
+        stage2 = R.load_stage(args.stage2)
+        if (Path(args.stage2) / "splits.csv").is_file():
+            manifests.append(R.manifest_records(args.stage2))
+        names = cascade.cascade_class_names(stage1.class_names, stage2.class_names, cascade.REFINED_CLASS)
+        if args.data:
+            from cxr_cascade.training.data import read_sources
+
+            records = R.test_records(read_sources(list(args.data)), args.split)
+        elif len(manifests) == 2:
+            seen, records = set(), []
+            for manifest in manifests:
+                for r in R.test_records(manifest, args.split):
+                    if r.path not in seen:
+                        seen.add(r.path)
+                        records.append(r)
+        else:
+            raise CLIError("the cascade needs a 4-class test set: pass --data (both runs need splits.csv otherwise)")
+        records, dropped = R.keep_classes(records, names)
+        if not records:
+            raise CLIError(f"no test images with labels in {names}")
+        size = max(stage1.preprocess.image_size, stage2.preprocess.image_size)
+        mask_fn1 = R.unet_mask_fn(args.unet, stage1.preprocess.image_size) if stage1.segment else None
+        mask_fn2 = R.unet_mask_fn(args.unet, stage2.preprocess.image_size) if stage2.segment else None
+        p1 = _predict(stage1.model, R.load_images(records, stage1.preprocess, stage1.segment, mask_fn1), args.batch_size)
+        p2 = _predict(stage2.model, R.load_images(records, stage2.preprocess, stage2.segment, mask_fn2), args.batch_size)
+        refined = list(stage1.class_names).index(cascade.REFINED_CLASS)
+        probs = cascade.combine_probabilities(p1, p2, refined)
+        y = cascade.cascade_labels([r.label for r in records], names)
+        pids = [r.patient_key for r in records]
+        sections = {"cascade": report.evaluate_predictions(y, probs, pids, names, out, name="cascade", **common)}
+        y1 = cascade.stage1_labels(y, names, stage1.class_names, stage2.class_names)
+        sections["stage1"] = report.evaluate_predictions(y1, p1, pids, stage1.class_names, out, name="stage1", **common)
+        rows, y2 = cascade.stage2_subset(y, names, stage2.class_names)
+        if len(rows) and len(set(y2.tolist())) > 1:
+            sections["stage2"] = report.evaluate_predictions(
+                y2, p2[rows], [pids[i] for i in rows], stage2.class_names, out, name="stage2", **common)
+        extra.update(stage2_run=str(args.stage2), dropped_other_labels=dropped, image_size=size)
+
+    data = None
+    if manifests:
+        all_records = [r for m in manifests for r in m]
+        data = report.data_summary(all_records)
+        data["exact_duplicates_across_splits"] = R.duplicate_images_across_splits(all_records)
+        data["duplicates_removed"] = None
+    report.write_report(out, sections, data, extra=extra)
+    for name, m in sections.items():
+        ci = m["confidence_intervals"]
+        print(
+            f"{name}: n={m['n']} accuracy {ci['accuracy']['value']:.3f} "
+            f"({ci['accuracy']['low']:.3f}-{ci['accuracy']['high']:.3f}), "
+            f"macro F1 {m['macro_f1']:.3f}, macro AUC "
+            f"{'n/a' if m['macro_auc'] is None else format(m['macro_auc'], '.3f')}, "
+            f"ECE {m['calibration']['ece']:.3f}"
+        )
+    print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return 0

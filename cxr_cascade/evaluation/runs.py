@@ -1,0 +1,163 @@
+"""From a run directory (``cxr-cascade train``) to test arrays: model, records, images, masks.
+
+The model and its evaluation preprocessing come from ``cxr_cascade.export.runs.load_run`` (the
+same reader the exporter uses), the test images from the run's split manifest ``splits.csv``
+(``split == "test"``) or from ``--data`` paths, and every image goes through
+``pipelines.preprocess.preprocess_image_bytes``, the one function shared by training, evaluation
+and serving. A file that cannot be read raises one ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+
+def load_stage(run_dir):
+    """``ExportStage`` (model, class_names, preprocess, segment) of a classifier run."""
+    from cxr_cascade.export.runs import load_run
+
+    stage = load_run(run_dir)
+    if not stage.class_names:
+        raise ValueError(f"{run_dir}: a {stage.task} run is not a classifier; evaluate needs stage1 or stage2")
+    return stage
+
+
+def run_config(run_dir):
+    from cxr_cascade.config import load_resolved
+
+    return load_resolved(Path(run_dir) / "config.json")
+
+
+def manifest_records(run_dir) -> list:
+    """Every record of the run's split manifest ``splits.csv``."""
+    from pipelines.records import read_manifest
+
+    path = Path(run_dir) / "splits.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no split manifest (splits.csv); pass --data")
+    return read_manifest(path)
+
+
+def data_records(run_dir, data_paths: Sequence[str]) -> list:
+    """Records read from ``--data`` paths and selected for the run's task and classes."""
+    from cxr_cascade.training.data import read_sources, select_records
+
+    return select_records(run_config(run_dir), read_sources(list(data_paths)), list(data_paths))
+
+
+def test_records(records: list, split: str = "test") -> list:
+    """Records of ``split``; records without any split (an external test set) are all kept."""
+    if all(not r.split for r in records):
+        return list(records)
+    chosen = [r for r in records if r.split == split]
+    if not chosen:
+        found = ", ".join(f"{k or '-'} {v}" for k, v in sorted(Counter(r.split for r in records).items()))
+        raise ValueError(f"no images in split {split!r} (found: {found})")
+    return chosen
+
+
+def keep_classes(records: list, class_names: Sequence[str]) -> tuple[list, int]:
+    """Records whose label is one of ``class_names`` and how many were dropped."""
+    kept = [r for r in records if r.label in class_names]
+    return kept, len(records) - len(kept)
+
+
+def label_indices(records: list, class_names: Sequence[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(class_names)}
+    return np.array([index[r.label] for r in records], dtype=np.int64)
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the image ({error.strerror or error})") from None
+
+
+def load_image(path: str, preprocess, segment: bool = False, mask_path: str = "",
+               mask_fn: Optional[Callable] = None) -> np.ndarray:
+    """One file through ``preprocess_image_bytes``: float32 ``[S, S, 1]`` in [0, 1].
+
+    Lung masking (``segment``) uses the record's mask file when it has one, else ``mask_fn``
+    (a U-Net), else it is an error naming the file.
+    """
+    import tensorflow as tf
+    from pipelines.decode import read_mask
+    from pipelines.preprocess import preprocess_image_bytes
+
+    data = _read_bytes(path)
+    kwargs = dict(preprocess.as_kwargs()) if hasattr(preprocess, "as_kwargs") else dict(preprocess)
+    if segment:
+        if mask_path:
+            kwargs["mask"] = read_mask(tf.constant(mask_path))
+        elif mask_fn is not None:
+            kwargs["mask_fn"] = mask_fn
+        else:
+            raise ValueError(
+                f"{path}: the model reads lung-masked images but the image has no mask; pass --unet RUN_DIR"
+            )
+    try:
+        image = preprocess_image_bytes(tf.constant(data), **kwargs)
+    except (tf.errors.InvalidArgumentError, ValueError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0]
+        raise ValueError(f"{path}: cannot decode the image ({message})") from None
+    return image.numpy().astype(np.float32)
+
+
+def load_images(records: list, preprocess, segment: bool = False,
+                mask_fn: Optional[Callable] = None) -> np.ndarray:
+    """``[N, S, S, 1]`` float32 of the records' images, in order."""
+    return np.stack([
+        load_image(r.path, preprocess, segment, getattr(r, "mask_path", ""), mask_fn) for r in records
+    ])
+
+
+def load_lung_masks(records: list, preprocess, mask_fn: Optional[Callable] = None,
+                    images: Optional[np.ndarray] = None) -> np.ndarray:
+    """Lung masks ``[N, S, S]`` bool with the images' geometry: the record's mask file, else
+    ``mask_fn`` applied to the preprocessed image, else a ``ValueError`` naming the file."""
+    import tensorflow as tf
+    from pipelines.decode import read_mask
+    from pipelines.transforms import resize_mask
+
+    size = preprocess.image_size
+    mode = preprocess.resize_mode
+    masks = []
+    for i, record in enumerate(records):
+        if record.mask_path:
+            try:
+                mask = resize_mask(read_mask(tf.constant(record.mask_path)), size, mode)
+            except tf.errors.OpError as error:
+                raise ValueError(f"{record.mask_path}: cannot read the lung mask ({error.message})") from None
+            masks.append(mask.numpy()[..., 0] > 0.5)
+        elif mask_fn is not None and images is not None:
+            masks.append(np.asarray(mask_fn(tf.constant(images[i])))[..., 0] > 0.5)
+        else:
+            raise ValueError(f"{record.path}: no lung mask (records carry none); pass --unet RUN_DIR")
+    return np.stack(masks)
+
+
+def unet_mask_fn(unet_run: Optional[str], image_size: int):
+    """The trained U-Net of ``unet_run`` as ``image [S, S, 1] -> probability [S, S, 1]``, or None."""
+    if not unet_run:
+        return None
+    from cxr_cascade.training.data import load_unet_mask_fn
+
+    return load_unet_mask_fn(unet_run, image_size)
+
+
+def duplicate_images_across_splits(records: list) -> int:
+    """Number of byte-identical images whose copies sit in different splits (0 when clean)."""
+    by_hash: dict[str, set] = {}
+    for record in records:
+        try:
+            digest = hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
+        except OSError:
+            continue
+        by_hash.setdefault(digest, set()).add(record.split)
+    return sum(1 for splits in by_hash.values() if len(splits) > 1)
