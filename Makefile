@@ -42,3 +42,18 @@ demo: phantoms
 
 clean:
 	rm -rf build runs
+
+# --- export for TF Serving (issue 7): `make export RUNS="runs/stage1 runs/stage2 runs/unet"`
+RUNS ?=
+MODELS_DIR ?= models
+EXPORT_ARGS ?=
+BENCH_SERVING_ARGS ?=
+.PHONY: export bench-serving
+export: $(STAMP)
+	@test -n "$(RUNS)" || { echo 'make export: set RUNS="RUN_DIR ..." (training run directories)'; exit 2; }
+	$(CLI) export $(RUNS) --out $(MODELS_DIR) $(EXPORT_ARGS)
+
+# images/s and p50/p95 latency of the cascade SavedModel on PNG bytes, batch 1 and 16;
+# BENCH_SERVING_ARGS=--quick for tiny networks.
+bench-serving: $(STAMP)
+	$(BIN)/python benchmarks/bench_serving.py $(BENCH_SERVING_ARGS)
