@@ -57,3 +57,6 @@ export: $(STAMP)
 # BENCH_SERVING_ARGS=--quick for tiny networks.
 bench-serving: $(STAMP)
 	$(BIN)/python benchmarks/bench_serving.py $(BENCH_SERVING_ARGS)
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python benchmarks/bench_pipeline.py

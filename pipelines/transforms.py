@@ -96,7 +96,15 @@ def resize(image: tf.Tensor, image_size: ImageSize, resize_mode: str = "stretch"
     check_resize_mode(resize_mode)
     image = tf.convert_to_tensor(image, dtype=tf.float32)
     if resize_mode == "stretch":
-        out = tf.image.resize(image, [out_h, out_w], method="bilinear", antialias=True)
+        shape = tf.shape(image)
+        same = tf.logical_and(tf.equal(shape[0], out_h), tf.equal(shape[1], out_w))
+        # An image already at the output size is passed through untouched (exactly, and without
+        # the cost of the antialiasing kernel, which runs even at scale 1).
+        out = tf.cond(
+            same,
+            lambda: tf.identity(image),
+            lambda: tf.image.resize(image, [out_h, out_w], method="bilinear", antialias=True),
+        )
     else:
         shape = tf.shape(image)
         h = tf.cast(shape[0], tf.float64)
@@ -104,7 +112,12 @@ def resize(image: tf.Tensor, image_size: ImageSize, resize_mode: str = "stretch"
         scale = tf.minimum(out_h / h, out_w / w)
         new_h = tf.clip_by_value(tf.cast(tf.round(h * scale), tf.int32), 1, out_h)
         new_w = tf.clip_by_value(tf.cast(tf.round(w * scale), tf.int32), 1, out_w)
-        scaled = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
+        same = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
+        scaled = tf.cond(
+            same,
+            lambda: tf.identity(image),
+            lambda: tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True),
+        )
         top = (out_h - new_h) // 2
         left = (out_w - new_w) // 2
         out = tf.image.pad_to_bounding_box(scaled, top, left, out_h, out_w)
