@@ -395,7 +395,7 @@ def _static_layers(a: Anatomy, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
         [cx + 0.10, 0.08], [cx + 0.09, -0.05]], np.float32)
     body = np.zeros((s, s), np.float32)
     cv2.fillPoly(body, [_poly(body_pts, s)], 1.0, cv2.LINE_AA, 4)
-    body = _blur(body, s / 50)
+    body = _blur(body, s / 150)
     col = np.clip(1.0 - ((x - cx) / (bw + 0.08)) ** 2, 0, 1) ** 0.5  # thicker in the middle
     tissue = a.tissue_level * (0.78 + 0.22 * col) + 18.0 * np.clip((y - a.lung_bottom) * 6, 0, 1)
     base = 12.0 + body * (tissue - 12.0)
@@ -407,7 +407,7 @@ def _static_layers(a: Anatomy, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
         cv2.rectangle(spine, (int((cx - 0.035) * s * 16), int(yk * s * 16)),
                       (int((cx + 0.035) * s * 16), int((yk + step * 0.78) * s * 16)),
                       1.0, -1, cv2.LINE_AA, 4)
-    base += _blur(spine, 1.5 * sc) * np.float32(34.0 * a.bone_gain)
+    base += _blur(spine, 1.2 * sc) * np.float32(24.0 * a.bone_gain)
     trachea = np.exp(-((x - cx) / 0.014) ** 2) * np.clip((a.lung_top + 0.2 - y) * 12, 0, 1)
     base -= trachea * 28.0
 
@@ -435,7 +435,7 @@ def _static_layers(a: Anatomy, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     _draw_lines(bones, ribs_post, s, round(2 * sc), 0.6)
     clav = [np.array([[cx + side * 0.03, a.lung_top + 0.045], [cx + side * 0.16, a.lung_top + 0.01],
                       [cx + side * 0.33, a.lung_top - 0.045]], np.float32) for side in (-1, 1)]
-    _draw_lines(bones, clav, s, round(8 * sc), 1.1)
+    _draw_lines(bones, clav, s, round(9 * sc), 1.5)
     bones = _blur(bones, 1.2 * sc) * np.float32(a.bone_gain)
 
     heart = np.zeros((s, s), np.float32)
