@@ -254,7 +254,7 @@ def _blur(a: np.ndarray, sigma_px: float) -> np.ndarray:
     if sigma_px <= 0.3:
         return a
     h, w = a.shape
-    if sigma_px >= 5.0 and h >= 64 and w >= 64:
+    if sigma_px >= 3.5 and h >= 64 and w >= 64:
         small = cv2.resize(a, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (0, 0), sigma_px / 4, borderType=cv2.BORDER_REPLICATE)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
