@@ -135,10 +135,8 @@ def plot_curves(
 
     The layout follows the paper's Figures 10, 15a and 16: x = epoch, one line per split.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # object API: no pyplot state, no GUI backend
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(row["epoch"]) for row in history]
     figure = Figure(figsize=(10, 4), dpi=100)
@@ -150,6 +148,7 @@ def plot_curves(
             if points:
                 axis.plot(*zip(*points), style, marker="o", markersize=3, label=split)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(label)
         axis.grid(True, alpha=0.3)
         if name != "loss":

@@ -130,6 +130,12 @@ def reset_model_seeds(model: keras.Model, seed: int, epoch: int) -> None:
             index += 1
 
 
+def _weights_finite(model: keras.Model) -> bool:
+    return all(
+        np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_variables
+    )
+
+
 def _epoch_seed(config: ExperimentConfig, epoch: int) -> int:
     return (config.seed * 7919 + epoch) % (2**31 - 1)
 
@@ -317,6 +323,9 @@ def train(
         problem = guard.problem or cb.check_epoch_divergence(
             logs, state["history"], config.divergence_factor
         )
+        if not problem and not _weights_finite(model):
+            # A clipped loss (cross-entropy clips probabilities) can stay finite over NaN weights.
+            problem = f"weights became NaN/inf during epoch {epoch + 1}"
         if problem:
             last = state["checkpoint"] or "none (no epoch completed)"
             state["stopped"] = f"diverged: {problem}"
@@ -436,7 +445,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.nda
     out: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        # Macro over the classes present in truth or prediction (scikit-learn's default).
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(classes, precision, recall, f1, support)
@@ -444,6 +454,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.nda
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "classes": list(classes),
     }
+    if len(set(y_true.tolist())) < len(classes):
+        return out  # a class absent from the evaluated split: AUC undefined
     try:
         if len(classes) == 2:
             out["auc"] = float(roc_auc_score(y_true, probs[:, 1]))
