@@ -8,6 +8,7 @@ strength 1.0), one on lung-masked images. The audit must flag the first and not 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,7 +177,7 @@ def phantom_audits():
     train = _phantoms(240, seed=1)
     test = _phantoms(90, seed=2)
     sources = ["site_a" if i % 2 else "site_b" for i in range(90)]
-    results = {}
+    results, models = {}, {}
     for name, masked in (("shortcut", False), ("masked", True)):
         x_train = train[0] * (train[1][..., None] > 0) if masked else train[0]
         x_test = test[0] * (test[1][..., None] > 0) if masked else test[0]
@@ -184,6 +185,8 @@ def phantom_audits():
         model.fit(x_train, train[3], epochs=20, batch_size=32, verbose=0)
         results[name], _ = run_audit(model, x_test, test[3], test[1], CLASSES, lesion_masks=test[2],
                                      sources=sources, fill=0.0)
+        models[name] = model
+    results["_models"] = models
     return results
 
 
@@ -211,3 +214,114 @@ def test_pointing_game_and_report_on_phantoms(phantom_audits, tmp_path):
     text = path.read_text()
     assert "FLAGGED" in text and "lungs only" in text
     assert json.loads((tmp_path / "audit.json").read_text())["flag"]["flagged"] is True
+
+
+# --- the commands over a run directory ------------------------------------------------------
+
+
+def _write_run(root, model, config_name, classes, records, size=SIZE):
+    from cxr_cascade.config import load_experiment
+    from pipelines.records import write_manifest
+
+    root.mkdir(parents=True)
+    config = load_experiment(config_name, [f"image_size={size}"])
+    assert tuple(config.classes) == tuple(classes)
+    (root / "config.json").write_text(config.to_json())
+    model.save(root / "model.keras")
+    write_manifest(records, root / "splits.csv")
+    return root
+
+
+def _phantom_files(root, n, seed, labels, shortcut="marker"):
+    import cv2
+
+    from cxr_cascade import phantoms
+    from pipelines.records import Record
+
+    root.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        ph = phantoms.render_phantom(label, SIZE, np.random.default_rng([seed, i]), shortcut=shortcut, text=False)
+        stem = root / f"p{seed}_{i:03d}"
+        cv2.imwrite(f"{stem}.png", ph.image)
+        cv2.imwrite(f"{stem}_lung.png", ph.lung_mask)
+        cv2.imwrite(f"{stem}_lesion.png", ph.lesion_mask)
+        split = ("test", "val", "train")[(i // len(labels)) % 3]  # whole label cycles per split
+        records.append(Record(path=f"{stem}.png", label=label, patient_id=f"s{seed}p{i // len(labels)}",
+                              source="phantom", split=split, mask_path=f"{stem}_lung.png"))
+    return records
+
+
+def test_evaluate_gradcam_audit_commands(phantom_audits, tmp_path, capsys):
+    from cxr_cascade.cli import main
+
+    model = phantom_audits["_models"]["shortcut"]
+    records = _phantom_files(tmp_path / "img", 45, seed=3, labels=CLASSES)
+    run = _write_run(tmp_path / "run1", model, "table4_resnet50_gap", CLASSES, records)
+
+    assert main(["evaluate", str(run), "--n-boot", "30"]) == 0
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    stage = metrics["models"]["stage1"]
+    assert stage["n"] == 15 and stage["n_patients"] <= 15
+    assert metrics["data"]["disjoint_level"] == "patient"
+    assert stage["per_class"]["viral"]["support"] == 5
+    assert metrics["data"]["splits"]["test"]["images"] == 15
+    assert (run / "evaluation" / stage["figures"]["roc"]).is_file()
+    # The evaluation reproduces the model's own predictions on the same files.
+    from cxr_cascade.evaluation import runs as R
+
+    test = [r for r in records if r.split == "test"]
+    images = np.stack([R.load_image(r.path, R.load_stage(run).preprocess) for r in test])
+    expected = (model.predict(images, verbose=0).argmax(1) == R.label_indices(test, CLASSES)).mean()
+    assert stage["accuracy"] == pytest.approx(expected)
+
+    out = tmp_path / "cams"
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    code = main(["gradcam", str(run), test[0].path, str(bad), "--out", str(out), "--method", "gradcam++"])
+    assert code == 1  # one bad file, the other written
+    assert "broken.png" in capsys.readouterr().err
+    heat = np.load(out / f"{Path(test[0].path).stem}_gradcam.npy")
+    assert heat.shape == (SIZE, SIZE) and 0.0 <= heat.min() and heat.max() == pytest.approx(1.0)
+    assert (out / f"{Path(test[0].path).stem}_gradcam.png").is_file()
+    assert main(["gradcam", str(run), test[0].path, "--out", str(out), "--class", "covid19"]) == 2
+
+    gt = tmp_path / "img" / "gt.csv"
+    gt.write_text("path,lung_mask_path,lesion_mask_path\n" + "".join(
+        f"{Path(r.path).name},{Path(r.mask_path).name},{Path(r.path).stem}_lesion.png\n" for r in records))
+    assert main(["audit", str(run), "--ground-truth", str(gt), "--overlays", "2"]) == 0
+    audit = json.loads((run / "audit" / "audit.json").read_text())
+    assert audit["flag"]["flagged"] is True and "pointing_game" in audit
+    assert len(list((run / "audit" / "figures").glob("*.png"))) == 2
+
+
+def test_evaluate_cascade_command(phantom_audits, tmp_path):
+    import keras
+
+    from cxr_cascade.cli import main
+    from pipelines.records import write_manifest
+
+    stage1 = phantom_audits["_models"]["shortcut"]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.Activation("linear", name="cam_features")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dense(2, name="logits")(x)
+    stage2 = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(x))
+    labels = ("normal", "bacterial", "viral", "covid19")
+    records = _phantom_files(tmp_path / "img", 24, seed=4, labels=labels)
+    run1 = _write_run(tmp_path / "s1", stage1, "table4_resnet50_gap", CLASSES, records)
+    run2 = _write_run(tmp_path / "s2", stage2, "table5_seme_densenet169", ("covid19", "viral"), records)
+    test = [r.replace(split="") for r in records]
+    write_manifest(test, tmp_path / "test4.csv")
+    out = tmp_path / "cascade_eval"
+    assert main(["evaluate", str(run1), "--stage2", str(run2), "--data", str(tmp_path / "test4.csv"),
+                 "--out", str(out), "--n-boot", "20"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"]["cascade"]["class_names"] == ["normal", "bacterial", "covid19", "viral"]
+    assert metrics["models"]["cascade"]["n"] == 24
+    assert set(metrics["models"]) == {"cascade", "stage1", "stage2"}
+    assert metrics["models"]["stage2"]["n"] == 12
+    assert "## cascade" in (out / "report.md").read_text()

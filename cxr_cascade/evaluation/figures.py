@@ -75,7 +75,8 @@ def plot_roc(
         ax.set_ylabel("sensitivity")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.legend(loc="lower right", fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=7)
     fig.suptitle(title)
     return save_figure(fig, path)
 
