@@ -60,3 +60,27 @@ bench-serving: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+# --- evaluation, Grad-CAM, shortcut audit (issue 6)
+# make evaluate RUN=runs/stage1 [STAGE2=runs/stage2] [EVAL_ARGS="--data test.csv --unet runs/unet"]
+# make gradcam RUN=runs/stage1 IMAGES="a.png b.png" [HEATMAPS=heatmaps]
+# make audit RUN=runs/stage2 [AUDIT_ARGS="--unet runs/unet"]
+RUN ?=
+STAGE2 ?=
+IMAGES ?=
+HEATMAPS ?= heatmaps
+EVAL_ARGS ?=
+GRADCAM_ARGS ?=
+AUDIT_ARGS ?=
+.PHONY: evaluate gradcam audit
+evaluate: $(STAMP)
+	@test -n "$(RUN)" || { echo 'make evaluate: set RUN=RUN_DIR (and STAGE2=RUN_DIR for the cascade)'; exit 2; }
+	$(CLI) evaluate $(RUN) $(if $(STAGE2),--stage2 $(STAGE2)) $(EVAL_ARGS)
+
+gradcam: $(STAMP)
+	@test -n "$(RUN)" -a -n "$(IMAGES)" || { echo 'make gradcam: set RUN=RUN_DIR IMAGES="a.png ..."'; exit 2; }
+	$(CLI) gradcam $(RUN) $(IMAGES) --out $(HEATMAPS) $(GRADCAM_ARGS)
+
+audit: $(STAMP)
+	@test -n "$(RUN)" || { echo 'make audit: set RUN=RUN_DIR'; exit 2; }
+	$(CLI) audit $(RUN) $(AUDIT_ARGS)
