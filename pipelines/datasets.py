@@ -70,7 +70,11 @@ _U_CLAHE, _U_ANGLE, _U_SHIFT_X, _U_SHIFT_Y, _U_ZOOM = range(5)
 
 
 def _as_table(records, what: str = "records"):
-    """(paths, labels, mask_paths) from records or from a (paths, labels[, mask_paths]) tuple."""
+    """(paths, labels, mask_paths) from records, a manifest CSV, or a (paths, labels[, masks]) tuple."""
+    if isinstance(records, (str, os.PathLike)):
+        from pipelines.records import read_manifest
+
+        records = read_manifest(records)
     if isinstance(records, tuple) and len(records) in (2, 3) and not hasattr(records, "path"):
         paths = [os.fspath(p) for p in records[0]]
         labels = list(records[1])
@@ -255,8 +259,9 @@ def build_dataset(
 
     Args:
         records: list of `pipelines.records.Record` (``path``, ``label``, ``mask_path`` are read),
-            or a tuple ``(paths, labels)`` / ``(paths, labels, mask_paths)``; labels are names
-            from `class_names` or class indices.
+            the path of a manifest CSV (`pipelines.records.read_manifest`), or a tuple
+            ``(paths, labels)`` / ``(paths, labels, mask_paths)``; labels are names from
+            `class_names` or class indices. Filter by split before (``r.split == "train"``).
         class_names: class order; label ``class_names[i]`` becomes index ``i``.
         image_size: ``S`` or ``(height, width)``.
         batch_size: images per batch.

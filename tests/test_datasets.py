@@ -11,16 +11,15 @@ pytest.importorskip("cxr_cascade.preprocessing")
 
 from pipelines.datasets import build_dataset, build_segmentation_dataset, class_weights  # noqa: E402
 from pipelines.preprocess import preprocess_batch_bytes, preprocess_image_bytes  # noqa: E402
+from pipelines.records import Record, write_manifest  # noqa: E402
 
 CLASSES = ["normal", "bacterial", "viral"]
 SIZE = 16
 
 
-class Rec:
-    """Duck-typed stand-in with the fields `pipelines.records.Record` has that the pipeline reads."""
-
-    def __init__(self, path, label, mask_path=""):
-        self.path, self.label, self.mask_path = str(path), label, str(mask_path)
+def Rec(path, label, mask_path=""):
+    return Record(path=str(path), label=label, patient_id=f"p{abs(hash(str(path))) % 997}",
+                  source="tiny", mask_path=str(mask_path))
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +225,28 @@ def test_segmentation_dataset_moves_image_and_mask_together(files):
     # Bilinear image vs nearest mask differ only along the (long, at 16 px) lung borders.
     assert ((images > 0.5) == (masks > 0.5)).mean() > 0.9
     assert ((images > 0.5) == (masks > 0.5)).mean() > ((images > 0.5) == (still > 0.5)).mean() + 0.03
+
+
+def test_manifest_path_and_records_give_the_same_data(files, tmp_path):
+    manifest = write_manifest(files, tmp_path / "manifest.csv", relative=True)
+    common = dict(class_names=CLASSES, image_size=SIZE, batch_size=12, training=False)
+    from_csv = batches(build_dataset(manifest, **common))[0]
+    from_records = batches(build_dataset(files, **common))[0]
+    np.testing.assert_array_equal(from_csv[0], from_records[0])
+    np.testing.assert_array_equal(from_csv[1], from_records[1])
+
+
+def test_real_kermany_and_ieee8023_through_the_pipeline(kermany_dir, ieee8023_dir):
+    """A few real files of every container (RGB JPEG, L JPEG, RGBA PNG named .jpg) in pad mode."""
+    kermany = sorted((kermany_dir / "train" / "NORMAL").glob("*.jpeg"))[:3]
+    ieee = [ieee8023_dir / "images" / n for n in ("000001-12.jpg", "00870a9c.jpg", "000001-19.jpg")]
+    paths = [str(p) for p in kermany + ieee if p.is_file()]
+    ds = build_dataset((paths, ["normal"] * len(paths)), class_names=CLASSES, image_size=64,
+                       batch_size=len(paths), training=True, seed=0, resize_mode="pad",
+                       clahe_fraction=0.5, rotation_degrees=30)
+    images, labels = batches(ds)[0]
+    assert images.shape == (len(paths), 64, 64, 1)
+    assert 0.0 <= images.min() and images.max() <= 1.0 and images.std() > 0.05
 
 
 def test_segmentation_needs_masks(files):

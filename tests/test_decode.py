@@ -161,3 +161,41 @@ def test_validate_names_each_bad_file(tmp_path, rng):
 def test_validate_rejects_mismatched_mask_list():
     with pytest.raises(ValueError, match="mask_paths"):
         D.validate_image_files(["a.png"], ["m.png", "n.png"])
+
+
+# --- real data (skipped when ../shared/data is absent) -----------------------------------------
+
+IEEE_SAMPLES = {
+    "PNG RGBA named .jpg": "000001-12.jpg",
+    "JPEG RGB": "000001-19.jpg",
+    "JPEG L": "00870a9c.jpg",
+    "PNG RGB": "1-s2.0-S0085253820303616-gr1_lrg-a.png",
+    "PNG L": "10.1016-slash-j.crad.2020.04.002-b.png",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(IEEE_SAMPLES))
+def test_real_ieee8023_containers_decode_by_content(ieee8023_dir, kind):
+    path = ieee8023_dir / "images" / IEEE_SAMPLES[kind]
+    if not path.is_file():
+        pytest.skip(f"sample absent: {path}")
+    pil = Image.open(path)
+    ref = luma(np.asarray(pil.convert("RGB")) / 255.0)  # alpha dropped, as documented
+    out = decode_file(path)
+    assert out.shape == ref.shape
+    # PIL and TF bundle different libjpeg builds (colour upsampling may differ by a grey level).
+    assert np.abs(out - ref).max() <= (2 / 255 if pil.format == "JPEG" else 1e-6)
+
+
+def test_real_kermany_rgb_jpeg_is_its_gray(kermany_dir):
+    path = sorted((kermany_dir / "train" / "NORMAL").glob("*.jpeg"))[0]
+    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    out = decode_file(path)[..., 0]
+    assert out.shape == gray.shape
+    assert np.abs(out * 255 - gray).max() <= 2
+
+
+@pytest.mark.slow
+def test_real_ieee8023_all_images_validate(ieee8023_dir):
+    paths = sorted(str(p) for p in (ieee8023_dir / "images").iterdir())
+    assert D.validate_image_files(paths) == []
