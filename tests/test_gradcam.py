@@ -154,3 +154,24 @@ def test_overlay_and_atomic_writes(tmp_path):
         overlay.overlay_heatmap(image, heat[:8])
     with pytest.raises(ValueError, match="alpha"):
         overlay.overlay_heatmap(image, heat, alpha=2)
+
+
+@pytest.mark.slow
+def test_gradcam_on_the_projects_seme_resnet50():
+    # The paper's stage-1 network (SE + MoEx) from the real builder: flat graph, MoEx identity.
+    from cxr_cascade.models import MoEx, build_classifier
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier("resnet50", 3, (32, 32, 1), head="gap", se_reduction=16, moex=MoEx())
+    x = np.random.default_rng(3).random((2, 32, 32, 1)).astype(np.float32)
+    maps, classes = gc.gradcam(model, x)
+    np.testing.assert_array_equal(classes, model.predict(x, verbose=0).argmax(1))
+    assert maps.shape == (2, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    again, _ = gc.gradcam(model, x)
+    np.testing.assert_array_equal(maps, again)  # training=False: MoEx exchanges nothing
+    # GAP head: Grad-CAM is the class activation map of the logits kernel.
+    cam, cls = gc.GradCAM(model)(x, upsample=False, normalise=False)
+    a = keras.Model(model.inputs[0], model.get_layer("cam_features").output).predict(x, verbose=0)
+    kernel = model.get_layer("logits").kernel.numpy()
+    expected = np.maximum(np.einsum("bijk,bk->bij", a, kernel[:, cls].T), 0) / (a.shape[1] * a.shape[2])
+    np.testing.assert_allclose(cam, expected, rtol=1e-3, atol=1e-6)
