@@ -97,26 +97,19 @@ def export_models(
     if stage1 is not None:
         jobs["stage1"] = (
             serving.classifier_endpoints(stage1.model, stage1.class_names, _prep(stage1, lung_unet)),
-            [stage1.model],
             {"kind": "classifier", "class_names": list(stage1.class_names), **_describe(stage1)},
         )
     if stage2 is not None:
-        track = [stage2.model] + ([lung_unet.model] if stage2.segment and lung_unet else [])
         jobs["stage2"] = (
             serving.classifier_endpoints(stage2.model, stage2.class_names, _prep(stage2, lung_unet)),
-            track,
             {"kind": "classifier", "class_names": list(stage2.class_names), **_describe(stage2)},
         )
     if lung_unet is not None:
         jobs["lung_unet"] = (
             serving.unet_endpoints(lung_unet.model, _prep(lung_unet, None)),
-            [lung_unet.model],
             {"kind": "segmentation", **_describe(lung_unet)},
         )
     if cascade and stage1 is not None and stage2 is not None:
-        track = [stage1.model, stage2.model]
-        if lung_unet is not None and (stage1.segment or stage2.segment):
-            track.append(lung_unet.model)
         jobs["cascade"] = (
             serving.cascade_endpoints(
                 stage1.model,
@@ -127,7 +120,6 @@ def export_models(
                 _prep(stage2, lung_unet),
                 refined_class=refined_class,
             ),
-            track,
             {
                 "kind": "cascade",
                 "class_names": serving.cascade_class_names(
@@ -147,10 +139,12 @@ def export_models(
         archive._check_destination(models_dir, name, version, force)
     staged: list[archive.StagedModel] = []
     try:
-        for name, (endpoints, track, info) in jobs.items():
+        for name, (endpoints, info) in jobs.items():
             info = {"name": name, "version": version, "cxr_cascade": __version__, **info}
             staged.append(
-                archive.stage_savedmodel(models_dir, name, version, endpoints, track, force, info)
+                archive.stage_savedmodel(
+                    models_dir, name, version, endpoints, endpoints.models, force, info
+                )
             )
     except BaseException:
         for s in staged:

@@ -39,6 +39,7 @@ import tensorflow as tf
 
 __all__ = [
     "BYTES_ENDPOINT",
+    "Endpoints",
     "IMAGES_ENDPOINT",
     "PREPROCESS_ENDPOINT",
     "StagePreprocessing",
@@ -149,11 +150,13 @@ class StagePreprocessing:
         preprocess: one encoded image (scalar tf.string) -> float32 ``[S, S, 1]``: decode,
             grayscale, resize, CLAHE (the evaluation pipeline's function).
         key: identifies the preprocessing, so that two stages with equal keys share one pass.
+        models: Keras models the preprocessing calls (the lung U-Net), for variable tracking.
     """
 
     image_size: int
     preprocess: PreprocessFn
     key: str = ""
+    models: tuple = ()
 
     @classmethod
     def from_config(
@@ -172,13 +175,14 @@ class StagePreprocessing:
                 f"Received: image_size={config.image_size}"
             )
         kwargs = config.as_kwargs()
+        unet = inference_model(unet) if unet is not None else None
         mask_fn = unet_mask_fn(unet) if unet is not None else None
 
         def preprocess(image_bytes):
             return preprocess_image_bytes(image_bytes, mask_fn=mask_fn, **kwargs)
 
         key = repr(sorted(kwargs.items())) + (f"+unet:{id(unet)}" if unet is not None else "")
-        return cls(int(height), preprocess, key)
+        return cls(int(height), preprocess, key, (unet,) if unet is not None else ())
 
 
 def unet_mask_fn(unet: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -286,6 +290,16 @@ _BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
 Endpoint = tuple[Callable, list]
 
 
+class Endpoints(dict):
+    """{endpoint name: (function, input signature)} plus `models`: the rebuilt inference models
+    (and any model the preprocessing uses) whose variables the archive must track. Tracking these,
+    not the training models, keeps MoEx's seed state out of the SavedModel too."""
+
+    def __init__(self, endpoints: dict, models: Sequence[keras.Model]):
+        super().__init__(endpoints)
+        self.models = list(models)
+
+
 def classifier_endpoints(
     model: keras.Model,
     class_names: Sequence[str],
@@ -326,7 +340,7 @@ def classifier_endpoints(
     explain = _explain_fn(model, tensors)
     if explain is not None:
         endpoints["explain_images"] = (explain, [_images_spec(stage.image_size)])
-    return endpoints
+    return Endpoints(endpoints, [model, *stage.models])
 
 
 def unet_endpoints(
@@ -349,11 +363,12 @@ def unet_endpoints(
     def preprocess(image_bytes):
         return {"images": decode_batch(image_bytes, stage)}
 
-    return {
+    endpoints = {
         BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
         IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
         PREPROCESS_ENDPOINT: (preprocess, [_BYTES_SPEC]),
     }
+    return Endpoints(endpoints, [unet, *stage.models])
 
 
 def _explain_fn(model: keras.Model, tensors: dict) -> Optional[Callable]:
@@ -506,5 +521,5 @@ def cascade_endpoints(
         explain = _explain_fn(model, tensors)
         if explain is not None:
             endpoints[f"explain_{label}"] = (explain, [spec])
-    return endpoints
+    return Endpoints(endpoints, [stage1, stage2, *stage1_prep.models, *stage2_prep.models])
 
