@@ -30,6 +30,7 @@ be unknown until run time.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Optional, Sequence, Tuple
@@ -167,13 +168,20 @@ def _where(cond, a, b):
 # CLAHE
 
 
-def _axis_weights(length, tile, n_tiles):
-    """Per-row (or per-column) tile indices and weights of OpenCV's CLAHE interpolation.
+def _clamped_range(start: int, n_tiles: int) -> tf.Tensor:
+    """Tile indices start, start + 1, ..., start + n_tiles clamped to [0, n_tiles - 1]."""
+    return tf.constant(np.clip(np.arange(start, start + n_tiles + 1), 0, n_tiles - 1), tf.int32)
 
-    ``pos = float32(i) * float32(1 / tile) - 0.5`` in float32; returns the clamped lower and upper
-    tile indices (int32) and the weights ``pos - floor(pos)`` and ``1 - that`` as float64 tensors
-    holding float32 values. With static sizes they are computed by NumPy, whose float32 ops
-    round each step as OpenCV's do; unknown sizes use TF ops with the product rounded explicitly.
+
+def _axis_weights(length, tile):
+    """Cell indices and weights of OpenCV's CLAHE interpolation along one axis.
+
+    OpenCV places pixel i at ``pos = float32(i) * float32(1 / tile) - 0.5`` (float32 throughout)
+    between the centres of tiles ``floor(pos)`` and ``floor(pos) + 1`` (each clamped to the grid).
+    Returns the cell ``floor(pos) + 1`` (int32, 0..tiles) and the weights ``pos - floor(pos)``
+    and ``1 - that`` as float64 tensors holding float32 values. With static sizes NumPy computes
+    them (its float32 ops round each step, as OpenCV's do); unknown sizes use TF ops with the
+    product rounded explicitly, so that no fused multiply-add can change it.
     """
     if _is_static(length, tile):
         inv = np.float32(1.0) / np.float32(tile)
@@ -181,10 +189,8 @@ def _axis_weights(length, tile, n_tiles):
         first = np.floor(pos)
         frac = pos - first
         frac1 = np.float32(1.0) - frac
-        first = first.astype(np.int32)
         return (
-            tf.constant(np.maximum(first, 0)),
-            tf.constant(np.minimum(first + 1, n_tiles - 1)),
+            tf.constant(first.astype(np.int32) + 1),
             tf.constant(frac.astype(np.float64)),
             tf.constant(frac1.astype(np.float64)),
         )
@@ -193,13 +199,7 @@ def _axis_weights(length, tile, n_tiles):
     first = tf.floor(pos)
     frac = pos - first
     frac1 = 1.0 - frac
-    first = tf.cast(first, tf.int32)
-    return (
-        tf.maximum(first, 0),
-        tf.minimum(first + 1, n_tiles - 1),
-        tf.cast(frac, tf.float64),
-        tf.cast(frac1, tf.float64),
-    )
+    return tf.cast(first, tf.int32) + 1, tf.cast(frac, tf.float64), tf.cast(frac1, tf.float64)
 
 
 def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: int) -> tf.Tensor:
@@ -220,7 +220,8 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
     # Histograms of the padded image: one bincount over (plane, tile, value) keys.
     rows_p = tf.range(height + pad_h)
     cols_p = tf.range(width + pad_w)
-    values = tf.cast(planes, tf.int32)
+    pix = tf.cast(planes, tf.int32)
+    values = pix
 
     def padded():
         rows = _reflect_101(rows_p, height)
@@ -257,34 +258,63 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
     else:
         lut_scale = tf.constant(bins - 1, tf.float32) / tf.cast(tile_area, tf.float32)
     lut = tf.clip_by_value(tf.round(tf.cast(cdf, tf.float32) * lut_scale), 0.0, bins - 1.0)
-    lut = tf.reshape(lut, [-1])  # float32 [B * tiles * bins], integer values
+    lut = tf.reshape(tf.cast(lut, planes.dtype), [-1, tiles_y, tiles_x, bins])
 
-    # Bilinear blending between tile centres, with the tile size of the padded image, rounded
-    # like OpenCV's float32 code. XLA on CPU contracts a*b + c into fused multiply-adds, which
-    # round once instead of twice and move a few pixels by one grey level, so every product is
-    # taken exactly in float64 (8- or 24-bit by 24-bit significands) and rounded to float32
-    # explicitly; the LUT is gathered as float64 so no float32 multiply feeds an add.
-    lut = tf.cast(lut, tf.float64)
-    ty1, ty2, ya, ya1 = _axis_weights(height, tile_h, tiles_y)
-    tx1, tx2, xa, xa1 = _axis_weights(width, tile_w, tiles_x)
-    row1 = (ty1 * tiles_x)[:, tf.newaxis]
-    row2 = (ty2 * tiles_x)[:, tf.newaxis]
-    col1 = tx1[tf.newaxis, :]
-    col2 = tx2[tf.newaxis, :]
-    pix = tf.cast(planes, tf.int32)
+    # Bilinear blending between tile centres, with the tile size of the padded image. A pixel
+    # whose position falls in "cell" (jy, jx) between tile centres (0..tiles, edges clamped)
+    # reads the same four tile LUTs at its grey value, so the four LUTs of every cell are packed
+    # into one word per grey level (4 x 8 bits in an int32, 4 x 16 in an int64): one gather
+    # per pixel instead of four.
+    jy, ya, ya1 = _axis_weights(height, tile_h)
+    jx, xa, xa1 = _axis_weights(width, tile_w)
+    cell = jy[:, tf.newaxis] * (tiles_x + 1) + jx[tf.newaxis, :]  # [H, W]
+    plane = tf.range(batch)[:, tf.newaxis, tf.newaxis]
+    if bins == 256:
+        upper = tf.gather(lut, _clamped_range(-1, tiles_y), axis=1)  # [B, tiles_y + 1, tiles_x, bins]
+        lower = tf.gather(lut, _clamped_range(0, tiles_y), axis=1)
+        left_x, right_x = _clamped_range(-1, tiles_x), _clamped_range(0, tiles_x)
+        quads = tf.stack(
+            [
+                tf.gather(upper, left_x, axis=2),
+                tf.gather(upper, right_x, axis=2),
+                tf.gather(lower, left_x, axis=2),
+                tf.gather(lower, right_x, axis=2),
+            ],
+            axis=-1,
+        )  # [B, tiles_y + 1, tiles_x + 1, bins, 4]
+        packed = tf.reshape(tf.bitcast(quads, tf.int32), [-1])
+        cells = (tiles_y + 1) * (tiles_x + 1)
+        index = (plane * cells + cell[tf.newaxis]) * bins + pix
+        corners = tf.cast(tf.bitcast(tf.gather(packed, index), planes.dtype), tf.float64)
+        top_left, top_right, bottom_left, bottom_right = tf.unstack(corners, axis=-1)
+    else:
+        # 65536 bins: a packed table would be 4x the LUTs (~40 MB an image); gather 4 times.
+        flat = tf.reshape(lut, [-1])
+        row_of_cell = tf.constant(np.repeat(np.arange(tiles_y + 1), tiles_x + 1), tf.int32)
+        col_of_cell = tf.constant(np.tile(np.arange(tiles_x + 1), tiles_y + 1), tf.int32)
 
-    def lookup(row, col):
-        return tf.gather(lut, (plane_offset + (row + col)[tf.newaxis]) * bins + pix)
+        def corner(dy, dx):
+            row = tf.clip_by_value(tf.gather(row_of_cell, cell) + dy, 0, tiles_y - 1)
+            col = tf.clip_by_value(tf.gather(col_of_cell, cell) + dx, 0, tiles_x - 1)
+            index = (plane * n_tiles + (row * tiles_x + col)[tf.newaxis]) * bins + pix
+            return tf.cast(tf.gather(flat, index), tf.float64)
 
-    def product(a, b):  # float32 a * b, rounded once
+        top_left, top_right = corner(-1, -1), corner(-1, 0)
+        bottom_left, bottom_right = corner(0, -1), corner(0, 0)
+
+    # OpenCV rounds (l11 * xa1 + l12 * xa) * ya1 + (l21 * xa1 + l22 * xa) * ya step by step in
+    # float32. XLA on CPU contracts a * b + c into fused multiply-adds (one rounding instead of
+    # two), which moves a few pixels by one grey level; so each product is taken exactly in
+    # float64 (at most 24 x 24 significant bits) and rounded to float32 explicitly.
+    def product(a, b):
         return tf.cast(a * b, tf.float32)
 
     xa = xa[tf.newaxis, tf.newaxis, :]
     xa1 = xa1[tf.newaxis, tf.newaxis, :]
     ya = ya[tf.newaxis, :, tf.newaxis]
     ya1 = ya1[tf.newaxis, :, tf.newaxis]
-    top = product(lookup(row1, col1), xa1) + product(lookup(row1, col2), xa)
-    bottom = product(lookup(row2, col1), xa1) + product(lookup(row2, col2), xa)
+    top = product(top_left, xa1) + product(top_right, xa)
+    bottom = product(bottom_left, xa1) + product(bottom_right, xa)
     res = product(tf.cast(top, tf.float64), ya1) + product(tf.cast(bottom, tf.float64), ya)
     res = tf.clip_by_value(tf.round(res), 0.0, bins - 1.0)
     return tf.cast(res, planes.dtype)
@@ -321,8 +351,32 @@ def clahe(
     tiles_x, tiles_y = _check_tile_grid_size(tile_grid_size)
     image = tf.convert_to_tensor(image)
     _bins_for(image.dtype, "image")
+    if image.shape.rank not in (2, 3, 4):
+        _to_planes(image, "image")  # raises the shape error
+    if tf.executing_eagerly():
+        return _eager_clahe(clip_limit, tiles_x, tiles_y, _eager_spec(image))(image)
+    return _clahe_image(image, clip_limit, tiles_x, tiles_y)
+
+
+def _clahe_image(image: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: int) -> tf.Tensor:
     planes, restore = _to_planes(image, "image")
     return restore(_clahe_planes(planes, clip_limit, tiles_x, tiles_y))
+
+
+def _eager_spec(image: tf.Tensor) -> tf.TensorSpec:
+    """Signature for eager calls: any batch and size, the same rank, dtype and channels."""
+    shape = [None] * image.shape.rank
+    if image.shape.rank > 2:
+        shape[-1] = image.shape[-1]
+    return tf.TensorSpec(shape, image.dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _eager_clahe(clip_limit: float, tiles_x: int, tiles_y: int, spec: tf.TensorSpec):
+    """One traced graph of the same ops for eager calls (op-by-op dispatch costs ~10x more)."""
+    return tf.function(
+        lambda image: _clahe_image(image, clip_limit, tiles_x, tiles_y), input_signature=[spec]
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,8 +423,21 @@ def equalize_hist(image) -> tf.Tensor:
     image = tf.convert_to_tensor(image)
     if image.dtype != tf.uint8:
         raise ValueError(f"`image` must be uint8. Received: image.dtype={image.dtype.name}")
+    if image.shape.rank not in (2, 3, 4):
+        _to_planes(image, "image")
+    if tf.executing_eagerly():
+        return _eager_equalize(_eager_spec(image))(image)
+    return _equalize_image(image)
+
+
+def _equalize_image(image: tf.Tensor) -> tf.Tensor:
     planes, restore = _to_planes(image, "image")
     return restore(_equalize_planes(planes))
+
+
+@functools.lru_cache(maxsize=32)
+def _eager_equalize(spec: tf.TensorSpec):
+    return tf.function(_equalize_image, input_signature=[spec])
 
 
 # ----------------------------------------------------------------------------------------------
