@@ -84,3 +84,7 @@ gradcam: $(STAMP)
 audit: $(STAMP)
 	@test -n "$(RUN)" || { echo 'make audit: set RUN=RUN_DIR'; exit 2; }
 	$(CLI) audit $(RUN) $(AUDIT_ARGS)
+
+.PHONY: bench-clahe
+bench-clahe: $(STAMP)
+	$(BIN)/python benchmarks/bench_clahe.py $(BENCH_CLAHE_ARGS)
