@@ -21,7 +21,7 @@ import tensorflow as tf
 import keras
 
 from cxr_cascade.export import ExportStage, export_models, models_config, rest, serving
-from cxr_cascade.export.archive import existing_versions
+from cxr_cascade.export.archive import existing_versions, next_version
 from cxr_cascade.models import MoEx, MomentExchange, build_classifier, build_unet
 from pipelines.datasets import build_dataset
 from pipelines.preprocess import PreprocessConfig
@@ -154,7 +154,11 @@ def test_saved_model_cli_and_load_find_the_signatures(setup):
 def test_cascade_outputs_equal_keras_on_evaluation_tensors(setup, batch):
     paths = setup["images"][:batch]
     x1 = eval_tensors(paths, 16, clahe=True)
-    x2 = eval_tensors(paths, 24, segment=True, mask_fn=serving.unet_mask_fn(setup["unet"]))
+    # As training does (training.data.load_unet_mask_fn): the U-Net rebuilt at the stage's size.
+    unet24 = build_unet(input_shape=(24, 24, 1), filters=(4, 8))
+    unet24.set_weights(setup["unet"].get_weights())
+    x2 = eval_tensors(paths, 24, segment=True,
+                      mask_fn=lambda x: unet24(x[tf.newaxis], training=False)[0])
     p1 = setup["stage1"](x1, training=False).numpy()
     p2 = setup["stage2"](x2, training=False).numpy()
     # The cascade arithmetic, written out independently: p(covid19) = p1(viral) * p2(covid19 | viral).
@@ -292,16 +296,15 @@ def test_inference_model_drops_training_only_layers_and_shares_weights(setup):
 def test_existing_version_is_refused_then_replaced_with_force(setup, tmp_path):
     unet = ExportStage("unet", setup["unet"], (), PreprocessConfig(image_size=16), source="unet")
     first = export_models(tmp_path, lung_unet=unet)["lung_unet"]
-    assert first.name == "1"
+    assert first.name == "1" and next_version(tmp_path, ["lung_unet", "cascade"]) == 2
     stamp = (first / "saved_model.pb").stat().st_mtime_ns
     with pytest.raises(FileExistsError, match="--force"):
         export_models(tmp_path, lung_unet=unet, version=1)
     assert (first / "saved_model.pb").stat().st_mtime_ns == stamp
-    assert export_models(tmp_path, lung_unet=unet)["lung_unet"].name == "2"  # next version
     export_models(tmp_path, lung_unet=unet, version=1, force=True)
     assert (first / "saved_model.pb").stat().st_mtime_ns != stamp
-    assert existing_versions(tmp_path, "lung_unet") == [1, 2]
-    assert sorted(p.name for p in (tmp_path / "lung_unet").iterdir()) == ["1", "2"]
+    assert existing_versions(tmp_path, "lung_unet") == [1]
+    assert [p.name for p in (tmp_path / "lung_unet").iterdir()] == ["1"], "temporary folders left"
 
 
 def test_bad_arguments_are_named(setup, tmp_path):
@@ -349,3 +352,24 @@ def test_real_builder_vgg19_with_moex_exports_without_moex(tmp_path):
 @pytest.mark.slow
 def test_real_seme_resnet50_exports_without_moex(tmp_path):
     _check_real_builder(tmp_path, "resnet50", 16)
+
+
+# ---------------------------------------------------------------------------------------- small parts
+def test_models_config_text_round_trips():
+    text = models_config.render_models_config(["cascade", "stage1"], base_path="/srv/models/")
+    assert text.startswith("model_config_list {") and 'model_platform: "tensorflow"' in text
+    assert models_config.parse_models_config(text) == {
+        "cascade": "/srv/models/cascade", "stage1": "/srv/models/stage1"}
+    with pytest.raises(ValueError, match="model_config_list"):
+        models_config.parse_models_config("config {}")
+
+
+@pytest.mark.parametrize("name, version, match", [
+    ("../evil", 1, "`name`"), ("cascade", 0, "`version`"), ("cascade", True, "`version`"),
+])
+def test_publish_rejects_bad_name_and_version(tmp_path, name, version, match):
+    from cxr_cascade.export.archive import publish_savedmodel
+
+    with pytest.raises(ValueError, match=match):
+        publish_savedmodel(tmp_path, name, version, {"serving_default": (None, [])})
+    assert not any(tmp_path.iterdir())

@@ -95,8 +95,12 @@ def is_training_only(layer: keras.layers.Layer) -> bool:
     return "moex" in name.lower() or name in _TRAINING_ONLY_CLASSES
 
 
-def _rebuild(model: keras.Model) -> tuple[keras.Model, dict]:
+def _rebuild(model: keras.Model, input_size: Optional[int] = None) -> tuple[keras.Model, dict]:
     """Reruns `model`'s functional graph on new inputs, bypassing training-only layers.
+
+    Args:
+        model: functional model with one image input ``[N, H, W, C]``.
+        input_size: run the (fully convolutional) graph on ``[N, S, S, C]`` inputs instead.
 
     Returns the rebuilt model (weights shared) and {layer name: its output tensor in the rebuilt
     graph}, from which sub-models such as Grad-CAM's (cam_features, logits) are cut.
@@ -116,8 +120,17 @@ def _rebuild(model: keras.Model) -> tuple[keras.Model, dict]:
         outputs[layer.name] = out
         return out
 
+    input_tensors = None
+    if input_size is not None:
+        spec = model.inputs[0]
+        input_tensors = keras.Input(
+            (input_size, input_size, spec.shape[-1]), dtype=spec.dtype, name=f"image_{input_size}"
+        )
     rebuilt = keras.models.clone_model(
-        model, clone_function=lambda layer: layer, call_function=call_function
+        model,
+        input_tensors=input_tensors,
+        clone_function=lambda layer: layer,
+        call_function=call_function,
     )
     if type(rebuilt) is not keras.Model:
         # e.g. MoExClassifier, whose only difference is a training loss: serve a plain Model.
@@ -175,7 +188,7 @@ class StagePreprocessing:
                 f"Received: image_size={config.image_size}"
             )
         kwargs = config.as_kwargs()
-        unet = inference_model(unet) if unet is not None else None
+        unet = _rebuild(unet, int(height))[0] if unet is not None else None
         mask_fn = unet_mask_fn(unet) if unet is not None else None
 
         def preprocess(image_bytes):
@@ -189,21 +202,15 @@ def unet_mask_fn(unet: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """A `pipelines.preprocess` ``mask_fn`` from a lung U-Net (Lv et al. 2020, Sec. 3.2.3).
 
     The returned function takes one resized image float32 ``[S, S, 1]`` (before CLAHE, as
-    `preprocess_image` passes it) and returns the U-Net's lung probability ``[S, S, 1]``; the
-    U-Net runs at its own input size U (bilinear resize in and out when U != S).
+    `preprocess_image` passes it) and returns the U-Net's lung probability ``[S, S, 1]``. As in
+    training (`cxr_cascade.training.data.load_unet_mask_fn`), the fully convolutional U-Net runs
+    at the classifier's size S itself (`StagePreprocessing.from_config` rebuilds it there), not
+    through a resize.
     """
     unet = inference_model(unet)
-    size = unet.inputs[0].shape[1]
 
     def mask_fn(image: tf.Tensor) -> tf.Tensor:
-        target = tf.shape(image)[0:2]
-        x = image[tf.newaxis]
-        if size is not None:
-            x = tf.image.resize(x, [size, size], method="bilinear")
-        prob = tf.cast(unet(x, training=False), tf.float32)
-        if size is not None:
-            prob = tf.image.resize(prob, target, method="bilinear")
-        return prob[0]
+        return tf.cast(unet(image[tf.newaxis], training=False), tf.float32)[0]
 
     return mask_fn
 
