@@ -83,6 +83,7 @@ def test_ablation_accuracies_of_a_marker_reader():
     assert out["skill_retained_lungs_only"] == pytest.approx((2 / 6 - 4 / 6) / (1 - 4 / 6))
     flag = flag_rule({"mean_share": 0.5, "mean_area": 0.2}, out)
     assert flag["flagged"] and flag["lungs_removed"] and flag["lungs_only"] and not flag["attention"]
+    assert flag["informative"] and len(flag["reasons"]) == 2
 
 
 def test_flag_rule_parts():
@@ -91,7 +92,12 @@ def test_flag_rule_parts():
     assert not flag_rule({"mean_share": 0.6, "mean_area": 0.3}, honest)["flagged"]
     assert flag_rule({"mean_share": 0.2, "mean_area": 0.3}, honest)["attention"]
     at_chance = {**honest, "full": 0.45, "skill_retained_lungs_only": 0.0}
-    assert not flag_rule({"mean_share": 0.6, "mean_area": 0.3}, at_chance)["flagged"]
+    verdict = flag_rule({"mean_share": 0.1, "mean_area": 0.3}, at_chance)
+    assert not verdict["flagged"] and not verdict["informative"]
+    good = {"mean_share": 0.6, "mean_area": 0.3}
+    assert flag_rule(good, honest, {"score": 0.1, "baseline_lesion_share_of_lung": 0.4})["pointing"]
+    assert not flag_rule(good, honest, {"score": 0.7, "baseline_lesion_share_of_lung": 0.4})["flagged"]
+    assert not flag_rule(good, honest, {"score": None, "baseline_lesion_share_of_lung": None})["flagged"]
 
 
 def test_source_probe_against_direct_sklearn():
@@ -192,16 +198,18 @@ def phantom_audits():
 
 def test_audit_flags_the_shortcut_model(phantom_audits):
     r = phantom_audits["shortcut"]
-    assert r["accuracy"] > 0.8  # it learned the task ... from the marker:
+    assert r["accuracy"] > 0.7  # it learned the task ... from the marker:
     assert r["flag"]["flagged"], r["flag"]
+    assert r["flag"]["lungs_only"] and r["flag"]["pointing"], r["flag"]
     assert r["ablation"]["skill_retained_lungs_only"] < 0.5
 
 
 def test_audit_passes_the_lung_masked_model(phantom_audits):
     r = phantom_audits["masked"]
     assert r["accuracy"] > 0.5
-    assert not r["flag"]["flagged"], r["flag"]
+    assert r["flag"]["informative"] and not r["flag"]["flagged"], r["flag"]
     assert r["lung_attention"]["mean_share"] > r["lung_attention"]["mean_area"]
+    assert r["pointing_game"]["score"] > r["pointing_game"]["baseline_lesion_share_of_lung"]
 
 
 def test_pointing_game_and_report_on_phantoms(phantom_audits, tmp_path):

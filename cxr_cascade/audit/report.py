@@ -1,24 +1,29 @@
 """Run the whole shortcut audit on one model and test set, apply the flag rule, write a report.
 
-Flag rule (``flag_rule``), every part on the audited test set, chance being the majority-class
-share and "skill" the accuracy above chance:
+Flag rule (``flag_rule``), on the audited test set, chance being the majority-class share and
+"skill" the accuracy above chance. A model within 0.1 of chance on full images is reported as
+*not informative* (it uses nothing, so where it looks means nothing). Otherwise it is flagged
+as probably relying on shortcuts outside the lungs when any part fires:
 
 1. **attention**: the mean share of Grad-CAM mass inside the lungs is below the mean lung share
    of the image (the model looks at the lungs *less* than a uniform map would);
 2. **lungs removed**: with the lungs blanked the model keeps more than half of its skill
    (it classifies without seeing the lungs);
 3. **lungs only**: with everything but the lungs blanked the model keeps less than half of its
-   skill (the lungs alone do not carry its decisions).
+   skill (the lungs alone do not carry its decisions);
+4. **pointing** (only with lesion masks, i.e. phantoms): the Grad-CAM peak of the true class
+   falls in the lesion less often than a random point of the lung would (the lesion's mean
+   share of the lung).
 
-Parts 2 and 3 apply only to a model at least 0.1 above chance on full images. Any part flags the
-model as probably relying on shortcuts outside the lungs. Why three: on the phantoms a marker
-whose *position* encodes the label is decoded against the surrounding anatomy, so blanking the
-lungs also destroys the shortcut (part 2 stays silent) while the lungs-only images expose it
-(part 3). A model trained on lung-masked images passes all three by construction of its input,
-except attention, which still measures where its evidence lies. The source probe and the
-pointing game are reported without a flag: on real data the source follows the label (all
-COVID-19 images come from ieee8023), so a decodable source alone proves nothing; the probe within
-each class is the number to read.
+Why several parts: on the phantoms a marker whose *position* encodes the label is decoded
+against the surrounding anatomy, so blanking the lungs also destroys the shortcut (part 2 stays
+silent), and a coarse 8 x 8 Grad-CAM of a tiny network smears the marker's evidence over the
+lower lungs (part 1 stays silent), while the lungs-only images and the pointing game expose it
+(parts 3 and 4). A model trained on lung-masked images passes parts 2 and 3 by construction of
+its input; parts 1 and 4 still measure where its evidence lies. The source probe is reported
+without a flag: on real data the source follows the label (all COVID-19 images come from
+ieee8023), so a decodable source alone proves nothing; the probe within each class is the
+number to read.
 """
 
 from __future__ import annotations
@@ -34,51 +39,64 @@ from cxr_cascade.audit.pointing import lesion_area_share, pointing_game
 from cxr_cascade.audit.probe import pooled_features, source_probe, source_probe_within_classes
 
 FLAG_RULE_TEXT = (
-    "flagged when (1) the mean share of Grad-CAM mass inside the lungs is below the lungs' share "
-    "of the image, or, for a model at least 0.1 above chance, (2) more than half of its skill "
-    "above chance survives with the lungs blanked, or (3) less than half survives when only the "
-    "lungs are shown. Chance = majority-class share. The source probe and pointing game are "
-    "reported, not flagged."
+    "a model at least 0.1 above chance (majority-class share) is flagged when (1) the mean share "
+    "of Grad-CAM mass inside the lungs is below the lungs' share of the image, or (2) more than "
+    "half of its skill above chance survives with the lungs blanked, or (3) less than half "
+    "survives when only the lungs are shown, or (4) with lesion masks, the heatmap peak of the "
+    "true class hits the lesion less often than a random point of the lung would. The source "
+    "probe is reported, not flagged."
 )
 SKILL_RETAINED_LIMIT = 0.5
 MIN_SKILL = 0.1
 
 
-def flag_rule(attention: dict, ablation: dict) -> dict:
+def flag_rule(attention: dict, ablation: dict, pointing: dict | None = None) -> dict:
     """Apply the documented flag rule.
 
+    Args:
+        attention: ``lung_attention`` summary; ablation: ``ablation_accuracies`` output;
+        pointing: ``pointing_game`` output with ``baseline_lesion_share_of_lung``, or None.
+
     Returns:
-        ``{"flagged", "reasons" (one sentence per part that fired), "attention",
-        "lungs_removed", "lungs_only"}`` (booleans per part).
+        ``{"flagged", "informative", "reasons" (one sentence per part that fired),
+        "attention", "lungs_removed", "lungs_only", "pointing"}`` (booleans per part).
     """
+    parts = dict(attention=False, lungs_removed=False, lungs_only=False, pointing=False)
+    if ablation["full"] - ablation["chance"] < MIN_SKILL:
+        return {"flagged": False, "informative": False, **parts, "reasons": [
+            f"not informative: accuracy {ablation['full']:.3f} is within {MIN_SKILL} of chance "
+            f"({ablation['chance']:.3f}); the model uses nothing, so where it looks means nothing"]}
     reasons = []
-    att_flag = (attention.get("mean_share") is not None
-                and attention["mean_share"] < attention["mean_area"])
-    if att_flag:
+    if attention.get("mean_share") is not None and attention["mean_share"] < attention["mean_area"]:
+        parts["attention"] = True
         reasons.append(
             f"lung attention share {attention['mean_share']:.3f} is below the lung area share "
             f"{attention['mean_area']:.3f}"
         )
-    skilled = ablation["full"] - ablation["chance"] >= MIN_SKILL
     without = ablation.get("skill_retained_without_lungs")
     only = ablation.get("skill_retained_lungs_only")
-    removed_flag = skilled and without is not None and without > SKILL_RETAINED_LIMIT
-    if removed_flag:
+    if without is not None and without > SKILL_RETAINED_LIMIT:
+        parts["lungs_removed"] = True
         reasons.append(
             f"with the lungs removed accuracy is {ablation['lungs_removed']:.3f} "
             f"(chance {ablation['chance']:.3f}, full {ablation['full']:.3f}): "
             f"{without:.0%} of the skill survives without lungs"
         )
-    only_flag = skilled and only is not None and only < SKILL_RETAINED_LIMIT
-    if only_flag:
+    if only is not None and only < SKILL_RETAINED_LIMIT:
+        parts["lungs_only"] = True
         reasons.append(
             f"on the lungs alone accuracy is {ablation['lungs_only']:.3f} "
             f"(chance {ablation['chance']:.3f}, full {ablation['full']:.3f}): "
             f"only {max(only, 0.0):.0%} of the skill comes from the lungs"
         )
-    return {"flagged": bool(att_flag or removed_flag or only_flag), "reasons": reasons,
-            "attention": bool(att_flag), "lungs_removed": bool(removed_flag),
-            "lungs_only": bool(only_flag)}
+    if pointing and pointing.get("score") is not None and pointing.get("baseline_lesion_share_of_lung") is not None:
+        if pointing["score"] < pointing["baseline_lesion_share_of_lung"]:
+            parts["pointing"] = True
+            reasons.append(
+                f"the heatmap peak falls in the lesion in {pointing['score']:.0%} of images, less "
+                f"than a random point of the lung would ({pointing['baseline_lesion_share_of_lung']:.0%})"
+            )
+    return {"flagged": any(parts.values()), "informative": True, **parts, "reasons": reasons}
 
 
 def run_audit(
@@ -140,7 +158,7 @@ def run_audit(
             "all": source_probe(features, sources, patient_ids),
             "within_class": source_probe_within_classes(features, sources, label_names, patient_ids),
         }
-    result["flag"] = flag_rule(attention, ablation)
+    result["flag"] = flag_rule(attention, ablation, result.get("pointing_game"))
     result["per_image"] = {"lung_share": attention["share"], "lung_area": attention["area"]}
     return result, maps
 
@@ -157,10 +175,12 @@ def audit_markdown(result: dict, title: str = "Shortcut audit", figures: Sequenc
     lines = [
         f"# {title}",
         "",
-        f"**Verdict: {'FLAGGED: probable shortcut learning' if flag['flagged'] else 'not flagged'}.**",
+        "**Verdict: " + ("FLAGGED: probable shortcut learning" if flag["flagged"] else
+                         "not flagged" if flag.get("informative", True) else
+                         "not informative (model at chance)") + ".**",
         "",
     ]
-    lines += [f"- {r}" for r in flag["reasons"]] or ["- attention and ablation within the rule's limits"]
+    lines += [f"- {r}" for r in flag["reasons"]] or ["- every part of the rule within its limits"]
     lines += [
         "",
         f"{result['n']} test images, accuracy {result['accuracy']:.3f}, heatmaps: {result['method']}.",
