@@ -364,7 +364,8 @@ def build_dataset(
 
     sample_w = None
     if training and balance == "sample_weight":
-        weights = class_weights((paths, label_idx.tolist()), class_names)
+        kept = np.asarray(keep)
+        weights = class_weights(([paths[i] for i in kept], label_idx[kept].tolist()), class_names)
         sample_w = np.asarray([weights[int(c)] for c in label_idx[entry]], np.float32)
 
     columns = {
@@ -383,7 +384,10 @@ def build_dataset(
         ds = ds.shuffle(n, seed=seed_value, reshuffle_each_iteration=True)
 
     any_seg = bool(with_seg.any())
-    need_mask_later = any_seg and training  # masks applied after the random CLAHE of "replace" mode
+    replace_fraction = float(clahe_fraction) if (training and clahe_mode == "replace") else 0.0
+    # The per-epoch random CLAHE of "replace" mode comes before masking (CLAHE, then segment, as
+    # in the paper), so then the mask travels with the image to the augmentation step.
+    need_mask_later = any_seg and replace_fraction > 0
     pre = dict(
         image_size=image_size,
         resize_mode=resize_mode,
@@ -417,12 +421,12 @@ def build_dataset(
                     lambda: tf.ones([height, width, 1], tf.float32),
                 )
         if not need_mask_later:
-            # Evaluation: exactly the shared function (what a serving graph with masks computes).
+            # Exactly the shared function (what a serving graph with masks computes).
             out["image"] = preprocess_image(
                 image, clahe=clahe_flag, mask=mask, mask_fn=mask_fn, segment=segment_flag, **pre
             )
             return out
-        # Training: the mask is applied after the per-epoch random CLAHE of "replace" mode.
+        # Training with random CLAHE: the mask is applied after it, in `augment`.
         out["image"] = preprocess_image(image, clahe=clahe_flag, **pre)
         if mask is not None:
             lung = T.resize_mask(mask, image_size, resize_mode)
@@ -438,7 +442,6 @@ def build_dataset(
             buffer = min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
             ds = ds.shuffle(buffer, seed=seed_value, reshuffle_each_iteration=True)
 
-    replace_fraction = float(clahe_fraction) if (training and clahe_mode == "replace") else 0.0
     geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
 
     def augment(row, draw):

@@ -167,6 +167,10 @@ def test_stage2_copies_multiply_the_data_set(files):
     # Half the copies are lung-masked: their border (outside both lungs) is black.
     border_black = (images[:, 0, :, 0].max(axis=1) == 0) & (images[:, :, 0, 0].max(axis=1) == 0)
     assert border_black.sum() == 2 * n
+    # Random CLAHE ("replace") comes before the mask of the segmented copies.
+    replace = images_of(build_dataset(files, clahe_fraction=0.5, segmented_copies=True, **common))
+    assert replace.shape[0] == 2 * n
+    assert ((replace[:, 0, :, 0].max(axis=1) == 0) & (replace[:, :, 0, 0].max(axis=1) == 0)).sum() == n
     partial = build_dataset(files, clahe_fraction=0.5, clahe_mode="add", **common)
     assert partial.num_examples == n + n // 2
     assert images_of(partial).shape[0] == n + n // 2
