@@ -88,3 +88,10 @@ audit: $(STAMP)
 .PHONY: bench-clahe
 bench-clahe: $(STAMP)
 	$(BIN)/python benchmarks/bench_clahe.py $(BENCH_CLAHE_ARGS)
+
+# Training img/s of our builders vs keras.applications and SE/SEME vs plain (any Keras backend:
+# KERAS_BACKEND=jax make bench-models). CPU smoke run: BENCH_MODELS_ARGS="--size 64 --steps 2 --no-jit".
+BENCH_MODELS_ARGS ?=
+.PHONY: bench-models
+bench-models: $(STAMP)
+	$(BIN)/python benchmarks/bench_models.py $(BENCH_MODELS_ARGS)
