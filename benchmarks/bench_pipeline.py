@@ -42,15 +42,19 @@ CONFIGS = [
     ("decode + resize", dict(training=False)),
     ("+ CLAHE (TF ops)", dict(training=False, clahe=True, clahe_backend="tf")),
     ("+ CLAHE (cv2 numpy_function)", dict(training=False, clahe=True, clahe_backend="cv2")),
-    ("+ CLAHE (TF) + rotation 30", dict(training=True, clahe=True, clahe_backend="tf", rotation_degrees=30.0)),
-    ("+ CLAHE (cv2) + rotation 30", dict(training=True, clahe=True, clahe_backend="cv2", rotation_degrees=30.0)),
+    ("+ CLAHE (TF) + rotation 30", dict(training=True, clahe=True, rotation_degrees=30.0)),
+    (
+        "+ CLAHE (cv2) + rotation 30",
+        dict(training=True, clahe=True, clahe_backend="cv2", rotation_degrees=30.0),
+    ),
 ]
 
 
 def source_images(count: int) -> tuple[list[np.ndarray], str]:
     """`count` grey uint8 radiographs (any size) and where they came from."""
     folder = SHARED_DATA / "chest_xray" / "train"
-    files = sorted(folder.glob("*/*.jpeg"))[:: max(1, len(list(folder.glob("*/*.jpeg"))) // count)] if folder.is_dir() else []
+    files = sorted(folder.glob("*/*.jpeg")) if folder.is_dir() else []
+    files = files[:: max(1, len(files) // count)]  # spread over the classes
     images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in files[:count]]
     images = [im for im in images if im is not None]
     if len(images) == count:
@@ -100,7 +104,8 @@ def main(argv=None) -> int:
     images, origin = source_images(args.count)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"TensorFlow {tf.__version__}, OpenCV {cv2.__version__}, {os.cpu_count()} CPUs, load {load:.1f}")
-    print(f"images: {origin}, RGB JPEG (5/4 S) x S -> pipeline S x S x 1, batch {args.batch}, best of {args.rounds} epochs")
+    print(f"images: {origin}, RGB JPEG (5/4 S) x S -> pipeline S x S x 1")
+    print(f"batch {args.batch}, best of {args.rounds} interleaved epochs")
     print()
     header = f"{'pipeline':32s}" + "".join(f"{f'S={s} img/s':>14s}" for s in args.sizes)
     results: dict[str, list[float]] = {}

@@ -1,4 +1,4 @@
-"""tf.data input pipelines for the classifiers (`build_dataset`) and the U-Net (`build_segmentation_dataset`).
+"""tf.data input pipelines: classifiers (`build_dataset`), U-Net (`build_segmentation_dataset`).
 
 Both read image files named by records (`pipelines.records.Record`, or plain path lists), decode
 and preprocess them with the shared function of `pipelines.preprocess`, and, when ``training``,
@@ -70,7 +70,7 @@ _U_CLAHE, _U_ANGLE, _U_SHIFT_X, _U_SHIFT_Y, _U_ZOOM = range(5)
 
 
 def _as_table(records, what: str = "records"):
-    """(paths, labels, mask_paths) from records, a manifest CSV, or a (paths, labels[, masks]) tuple."""
+    """(paths, labels, mask_paths) from records, a manifest CSV or a (paths, labels[, masks])."""
     if isinstance(records, (str, os.PathLike)):
         from pipelines.records import read_manifest
 
@@ -78,7 +78,10 @@ def _as_table(records, what: str = "records"):
     if isinstance(records, tuple) and len(records) in (2, 3) and not hasattr(records, "path"):
         paths = [os.fspath(p) for p in records[0]]
         labels = list(records[1])
-        masks = [os.fspath(m) if m else "" for m in records[2]] if len(records) == 3 else [""] * len(paths)
+        if len(records) == 3:
+            masks = [os.fspath(m) if m else "" for m in records[2]]
+        else:
+            masks = [""] * len(paths)
         if not len(paths) == len(labels) == len(masks):
             raise ValueError(
                 f"`{what}` as (paths, labels[, mask_paths]) needs lists of equal length. "
@@ -108,7 +111,8 @@ def _as_table(records, what: str = "records"):
 def _label_indices(labels, paths, class_names) -> np.ndarray:
     if not class_names or len(set(class_names)) != len(class_names):
         raise ValueError(
-            f"`class_names` must be a non-empty list of distinct names. Received: class_names={class_names!r}"
+            "`class_names` must be a non-empty list of distinct names. "
+            f"Received: class_names={class_names!r}"
         )
     index = {name: i for i, name in enumerate(class_names)}
     out = np.empty(len(labels), np.int32)
@@ -156,7 +160,10 @@ def _validate(paths, masks, skip_bad: bool, validate: bool):
             f"out):\n{D.format_bad_files(bad)}"
         )
     if bad:
-        message = f"Skipped {len(bad)} of {len(paths)} image(s) that cannot be used:\n{D.format_bad_files(bad)}"
+        message = (
+            f"Skipped {len(bad)} of {len(paths)} image(s) that cannot be used:\n"
+            f"{D.format_bad_files(bad)}"
+        )
         warnings.warn(message, stacklevel=3)
         logger.warning(message)
     bad_set = {(b.path) for b in bad}
@@ -173,7 +180,7 @@ def _resolve_seed(seed) -> int:
 
 
 def _oversample(indices: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Repeats each class's entries (whole copies plus a seeded random remainder) to the largest count."""
+    """Repeats each class's entries (whole copies + a seeded random rest) up to the largest class."""
     counts = Counter(labels[indices].tolist())
     target = max(counts.values())
     out = []
@@ -186,7 +193,9 @@ def _oversample(indices: np.ndarray, labels: np.ndarray, rng: np.random.Generato
 
 
 def class_weights(records, class_names: Sequence[str]) -> dict[int, float]:
-    """Weights ``N / (K * N_c)`` per class index (scikit-learn's "balanced"), for `Model.fit(class_weight=...)`.
+    """Weights ``N / (K * N_c)`` per class index (scikit-learn's "balanced").
+
+    For ``Model.fit(class_weight=...)``; K counts the classes present.
 
     Classes absent from `records` get weight 0.
     """
@@ -195,7 +204,8 @@ def class_weights(records, class_names: Sequence[str]) -> dict[int, float]:
     counts = np.bincount(idx, minlength=len(class_names))
     present = int((counts > 0).sum())
     return {
-        c: (float(len(idx) / (present * counts[c])) if counts[c] else 0.0) for c in range(len(class_names))
+        c: (float(len(idx) / (present * counts[c])) if counts[c] else 0.0)
+        for c in range(len(class_names))
     }
 
 
@@ -431,7 +441,8 @@ def build_dataset(
         if mask is not None:
             lung = T.resize_mask(mask, image_size, resize_mode)
         else:
-            lung = tf.cast(tf.convert_to_tensor(mask_fn(T.resize(image, image_size, resize_mode)), tf.float32) > 0.5, tf.float32)
+            probability = mask_fn(T.resize(image, image_size, resize_mode))
+            lung = tf.cast(tf.convert_to_tensor(probability, tf.float32) > 0.5, tf.float32)
         out["mask"] = tf.cast(tf.reshape(lung, [image_size[0], image_size[1], 1]), tf.uint8)
         return out
 
@@ -498,7 +509,8 @@ def build_dataset(
 
 def _segmentation_table(records):
     if isinstance(records, tuple) and len(records) == 2 and not hasattr(records, "path"):
-        images, masks = [os.fspath(p) for p in records[0]], [os.fspath(m) if m else "" for m in records[1]]
+        images = [os.fspath(p) for p in records[0]]
+        masks = [os.fspath(m) if m else "" for m in records[1]]
         if len(images) != len(masks):
             raise ValueError(
                 "`records` as (image_paths, mask_paths) needs lists of equal length. "
@@ -573,7 +585,10 @@ def build_segmentation_dataset(
     seed_value = _resolve_seed(seed)
     n = len(keep)
     ds = tf.data.Dataset.from_tensor_slices(
-        {"path": tf.constant([images[i] for i in keep]), "mask_path": tf.constant([masks[i] for i in keep])}
+        {
+            "path": tf.constant([images[i] for i in keep]),
+            "mask_path": tf.constant([masks[i] for i in keep]),
+        }
     )
     cached = cache not in (False, None)
     if training and not cached:
@@ -596,14 +611,16 @@ def build_segmentation_dataset(
     if cached:
         ds = _cache(ds, cache)
         if training:
-            ds = ds.shuffle(min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER), seed=seed_value, reshuffle_each_iteration=True)
+            buffer = min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
+            ds = ds.shuffle(buffer, seed=seed_value, reshuffle_each_iteration=True)
 
     fraction = float(clahe_fraction) if training else 0.0
     geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
 
     def augment(pair, draw):
         image, mask = pair
-        u = tf.random.stateless_uniform([5], seed=tf.stack([tf.constant(seed_value, tf.int64), draw]))
+        element_seed = tf.stack([tf.constant(seed_value, tf.int64), draw])
+        u = tf.random.stateless_uniform([5], seed=element_seed)
         if fraction > 0:
             image = tf.cond(
                 u[_U_CLAHE] < fraction,
@@ -612,7 +629,12 @@ def build_segmentation_dataset(
             )
         if geometric:
             matrix = T.random_affine_matrix(
-                u[1:5], image_size[0], image_size[1], rotation_degrees=rotation_degrees, shift=shift, zoom=zoom
+                u[1:5],
+                image_size[0],
+                image_size[1],
+                rotation_degrees=rotation_degrees,
+                shift=shift,
+                zoom=zoom,
             )
             image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
             mask = T.affine_transform(mask, matrix, interpolation="nearest", fill_mode=fill_mode)
