@@ -269,6 +269,13 @@ def test_evaluate_gradcam_audit_commands(phantom_audits, tmp_path, capsys):
     run = _write_run(tmp_path / "run1", model, "table4_resnet50_gap", CLASSES, records)
 
     assert main(["evaluate", str(run), "--n-boot", "30"]) == 0
+    # Two runs of one task: compared on the first run's test set (Figures 12/13).
+    other = _write_run(tmp_path / "run2", phantom_audits["_models"]["masked"], "table4_resnet50_gap", CLASSES, records)
+    assert main(["evaluate", str(run), str(other), "--n-boot", "10", "--out", str(tmp_path / "cmp")]) == 0
+    compared = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
+    assert list(compared["models"]) == ["table4_resnet50_gap", "table4_resnet50_gap-2"]
+    assert (tmp_path / "cmp" / compared["comparison_figures"]["roc"]).is_file()
+    assert "## Comparison" in (tmp_path / "cmp" / "report.md").read_text()
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     stage = metrics["models"]["stage1"]
     assert stage["n"] == 15 and stage["n_patients"] <= 15

@@ -4,6 +4,7 @@ Examples:
     cxr-cascade evaluate runs/stage1                       # its test split (splits.csv)
     cxr-cascade evaluate runs/stage2 --unet runs/unet      # stage 2 reads lung-masked images
     cxr-cascade evaluate runs/stage1 --stage2 runs/stage2 --data test4.csv   # the cascade
+    cxr-cascade evaluate runs/resnet50 runs/resnet50_gap runs/seme_resnet50  # Figures 12, 13
 
 Writes DIR/metrics.json, DIR/report.md and DIR/figures/*.png (ROC curves, confusion matrices,
 reliability diagram): accuracy, per-class precision / recall / specificity / F1, macro F1,
@@ -11,6 +12,8 @@ one-vs-rest ROC AUC, with 95 % CIs from a bootstrap over patients, the expected 
 and a data section (sources, split sizes, patients per split, disjointness, duplicates). With
 --stage2 the cascade's 4-class output (Lv et al. 2020) is evaluated end to end on a test set with
 4-class truth (default: the union of both runs' test splits), besides each stage alone.
+Several runs of one task are evaluated on the first run's test set (or --data) and compared in
+one ROC figure and one row of confusion matrices, as the paper's Figures 12, 13, 18 and 19.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run", metavar="RUN", help="run directory of a stage 1 or stage 2 classifier")
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="run directory of a stage 1 or stage 2 classifier; several runs of one "
+                             "task are compared on the first run's test set")
     parser.add_argument("--stage2", metavar="RUN2", help="stage 2 run: evaluate the whole cascade")
     parser.add_argument(
         "--data", action="append", default=[], metavar="[FORMAT=]PATH",
@@ -52,11 +57,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_boot < 1:
         raise CLIError(f"--n-boot must be a positive integer. Received: --n-boot {args.n_boot}")
+    if args.stage2 and len(args.runs) > 1:
+        raise CLIError(f"--stage2 takes one stage 1 run. Received: {len(args.runs)} runs")
+    args.run = args.runs[0]
     out = Path(args.out) if args.out else Path(args.run) / "evaluation"
     common = dict(n_boot=args.n_boot, seed=args.seed)
     stage1 = R.load_stage(args.run)
     manifests = [R.manifest_records(args.run)] if (Path(args.run) / "splits.csv").is_file() else []
     extra = {"run": str(args.run), "split": args.split if not args.data else "--data " + " ".join(args.data)}
+    comparison = None
 
     if not args.stage2:
         if args.data:
@@ -68,13 +77,28 @@ def run(args: argparse.Namespace) -> int:
         records, dropped = R.keep_classes(records, stage1.class_names)
         if not records:
             raise CLIError(f"no test images with labels in {list(stage1.class_names)}")
-        mask_fn = R.unet_mask_fn(args.unet, stage1.preprocess.image_size) if stage1.segment else None
-        images = R.load_images(records, stage1.preprocess, stage1.segment, mask_fn)
-        probs = _predict(stage1.model, images, args.batch_size)
         y = R.label_indices(records, stage1.class_names)
-        name = stage1.task
-        sections = {name: report.evaluate_predictions(
-            y, probs, [r.patient_key for r in records], stage1.class_names, out, name=name, **common)}
+        pids = [r.patient_key for r in records]
+        sections, predictions = {}, {}
+        for i, run_dir in enumerate(args.runs):
+            stage = stage1 if i == 0 else R.load_stage(run_dir)
+            if tuple(stage.class_names) != tuple(stage1.class_names):
+                raise CLIError(
+                    f"{run_dir}: classes {list(stage.class_names)} differ from {args.run}'s "
+                    f"{list(stage1.class_names)}; compare runs of one task"
+                )
+            name = stage.task if len(args.runs) == 1 else R.run_config(run_dir).name
+            if name in sections:
+                name = f"{name}-{i + 1}"
+            mask_fn = R.unet_mask_fn(args.unet, stage.preprocess.image_size) if stage.segment else None
+            images = R.load_images(records, stage.preprocess, stage.segment, mask_fn)
+            probs = _predict(stage.model, images, args.batch_size)
+            sections[name] = report.evaluate_predictions(
+                y, probs, pids, stage1.class_names, out, name=name, **common)
+            predictions[name] = (y, probs)
+        if len(args.runs) > 1:
+            extra["compared_runs"] = [str(r) for r in args.runs]
+            comparison = report.comparison_figures(out, predictions, stage1.class_names)
         extra["dropped_other_labels"] = dropped
     else:
         stage2 = R.load_stage(args.stage2)
@@ -121,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         data = report.data_summary(all_records)
         data["exact_duplicates_across_splits"] = R.duplicate_images_across_splits(all_records)
         data["duplicates_removed"] = None
-    report.write_report(out, sections, data, extra=extra)
+    report.write_report(out, sections, data, extra=extra, comparison=comparison)
     for name, m in sections.items():
         ci = m["confidence_intervals"]
         print(

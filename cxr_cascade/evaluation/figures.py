@@ -131,3 +131,35 @@ def plot_reliability(bins: dict, ece: float, path, title: str = "Reliability dia
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(f"{title}\nECE = {ece:.3f}", fontsize=9)
     return save_figure(fig, path)
+
+
+def plot_confusion_grid(
+    models: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    path,
+    title: str = "Confusion matrices",
+) -> Path:
+    """One row-normalised confusion matrix per model (counts in brackets), side by side.
+
+    Args:
+        models: ``{model name: (y_true [N], y_pred [N])}``.
+    """
+    if not models:
+        raise ValueError("`models` must name at least one model. Received: models={}")
+    size = 1.0 + 0.9 * len(class_names)
+    fig, axes = plt.subplots(1, len(models), figsize=(size * len(models) + 1.0, size + 0.6), squeeze=False)
+    for ax, (model_name, (y_true, y_pred)) in zip(axes[0], models.items()):
+        counts = confusion_matrix(y_true, y_pred, len(class_names))
+        normalised = normalise_confusion(counts)
+        ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                ax.text(j, i, f"{normalised[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
+                        color="white" if normalised[i, j] > 0.5 else "black", fontsize=7)
+        ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(model_name, fontsize=9)
+    fig.suptitle(title)
+    return save_figure(fig, path)

@@ -206,17 +206,43 @@ def data_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def comparison_figures(out_dir, predictions: dict, class_names: Sequence[str]) -> dict:
+    """ROC curves of several models overlaid and their confusion matrices side by side (the
+    paper's Figures 12/18 and 13/19); ``predictions`` is ``{name: (y_true, probs)}``."""
+    out_dir = Path(out_dir)
+    roc = figures.plot_roc(predictions, class_names, out_dir / "figures" / "roc_compare.png",
+                           title="ROC curves (one vs rest)")
+    grid = figures.plot_confusion_grid(
+        {name: (y, np.asarray(p).argmax(1)) for name, (y, p) in predictions.items()},
+        class_names, out_dir / "figures" / "confusion_compare.png")
+    return {"roc": str(roc.relative_to(out_dir)), "confusion": str(grid.relative_to(out_dir))}
+
+
+def comparison_markdown(sections: dict[str, dict], figs: dict) -> str:
+    lines = ["## Comparison", "", "| model | accuracy | macro F1 | macro ROC AUC | ECE |", "|---|---|---|---|---|"]
+    for name, m in sections.items():
+        ci = m["confidence_intervals"]
+        lines.append(f"| {name} | {_fmt(ci['accuracy'])} | {_fmt(ci['macro_f1'])} | "
+                     f"{_fmt(ci['macro_auc'])} | {m['calibration']['ece']:.3f} |")
+    lines += ["", f"![ROC curves]({figs['roc']})", f"![Confusion matrices]({figs['confusion']})", ""]
+    return "\n".join(lines)
+
+
 def write_report(out_dir, sections: dict[str, dict], data: dict | None = None,
-                 title: str = "cxr-cascade evaluation", extra: dict | None = None) -> dict:
+                 title: str = "cxr-cascade evaluation", extra: dict | None = None,
+                 comparison: dict | None = None) -> dict:
     """Write ``metrics.json`` and ``report.md`` under ``out_dir``.
 
     Args:
         sections: ``{name: metrics dict from evaluate_predictions}`` (a stage, or the cascade).
         data: ``data_summary`` output, or ``None``.
         extra: more JSON-ready fields for ``metrics.json`` (e.g. run directory, checkpoint).
+        comparison: ``comparison_figures`` output when several models share the test set.
     """
     out_dir = Path(out_dir)
     payload = {**(extra or {}), "models": sections, "data": data}
+    if comparison:
+        payload["comparison_figures"] = comparison
     write_json_atomic(out_dir / "metrics.json", payload)
     parts = [f"# {title}", "",
              "Research software, not a medical device. Phantom results show that the machinery "
@@ -225,6 +251,8 @@ def write_report(out_dir, sections: dict[str, dict], data: dict | None = None,
         parts += [f"- {k}: `{v}`" for k, v in extra.items()] + [""]
     if data is not None:
         parts.append(data_markdown(data))
+    if comparison:
+        parts.append(comparison_markdown(sections, comparison))
     for name, metrics in sections.items():
         parts.append(metrics_markdown(name, metrics))
     write_text_atomic(out_dir / "report.md", "\n".join(parts))
