@@ -340,3 +340,17 @@ def test_evaluate_cascade_command(phantom_audits, tmp_path):
     assert set(metrics["models"]) == {"cascade", "stage1", "stage2"}
     assert metrics["models"]["stage2"]["n"] == 12
     assert "## cascade" in (out / "report.md").read_text()
+
+
+def test_commands_report_bad_input_in_one_line(tmp_path, capsys):
+    from cxr_cascade.cli import main
+
+    missing = tmp_path / "no_such_run"
+    for argv in (["evaluate", str(missing)], ["audit", str(missing)],
+                 ["gradcam", str(missing), "x.png", "--out", str(tmp_path / "o")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(missing) in err
+    assert main(["evaluate", str(missing), "--n-boot", "0"]) == 2
+    assert "--n-boot" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -145,6 +145,7 @@ def test_overlay_and_atomic_writes(tmp_path):
                           (image[..., 0] * 255 + 0.5).astype(np.uint8))
     panel = overlay.side_by_side(image, heat)
     assert panel.shape == (16, 36, 3)
+    assert overlay.side_by_side(image, heat, min_size=64).shape == (64, 132, 3)
     path = overlay.save_png(tmp_path / "o.png", panel)
     assert path.read_bytes()[:4] == b"\x89PNG"
     npy = overlay.save_npy(tmp_path / "m.npy", heat)

@@ -37,6 +37,8 @@ def register(subparsers) -> None:
                         help="phantoms.csv of a phantom set: lung and lesion masks per image")
     parser.add_argument("--method", choices=("gradcam", "gradcam++"), default="gradcam")
     parser.add_argument("--fill", default="0", help="value of blanked pixels: a number or 'mean' (default: 0)")
+    parser.add_argument("--pointing-tolerance", type=int, default=0, metavar="PX",
+                        help="pointing game: count peaks within PX pixels of a lesion (default: 0)")
     parser.add_argument("--max-images", type=int, default=None, help="audit at most N images (seeded sample)")
     parser.add_argument("--overlays", type=int, default=6, help="Grad-CAM overlays to write (default: 6)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN/audit)")
@@ -105,12 +107,13 @@ def run(args: argparse.Namespace) -> int:
     result, maps = run_audit(
         stage.model, images, labels, lungs, stage.class_names, lesion_masks=lesion_masks,
         sources=sources, patient_ids=[r.patient_key for r in records], method=args.method, fill=fill,
+        pointing_tolerance=args.pointing_tolerance,
     )
     out = Path(args.out) if args.out else Path(args.run) / "audit"
     figures = []
     for i in np.linspace(0, len(images) - 1, min(args.overlays, len(images))).astype(int):
         name = f"figures/{i:04d}_{Path(records[i].path).stem}_gradcam.png"
-        overlay.save_png(out / name, overlay.side_by_side(images[i], maps[i]))
+        overlay.save_png(out / name, overlay.side_by_side(images[i], maps[i], min_size=256))
         figures.append(name)
     write_audit(out, result, figures, extra={"run": str(args.run)})
     verdict = "FLAGGED" if result["flag"]["flagged"] else "not flagged"

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             name = f"{stem}-{k}"
         used.add(name)
         overlay.save_npy(out / f"{name}_gradcam.npy", maps[0])
-        overlay.save_png(out / f"{name}_gradcam.png", overlay.side_by_side(image, maps[0], args.alpha))
+        overlay.save_png(out / f"{name}_gradcam.png", overlay.side_by_side(image, maps[0], args.alpha, min_size=256))
         explained = stage.class_names[int(classes[0])]
         predicted = stage.class_names[int(probs.argmax())]
         print(f"{path}: predicted {predicted} ({probs.max():.3f}); map of {explained} -> "

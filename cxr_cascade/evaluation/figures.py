@@ -60,7 +60,8 @@ def plot_roc(
     if not models:
         raise ValueError("`models` must name at least one model. Received: models={}")
     num_classes = len(class_names)
-    fig, axes = plt.subplots(1, num_classes, figsize=(3.6 * num_classes, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, num_classes, figsize=(3.8 * num_classes, 3.8), squeeze=False,
+                             constrained_layout=True)
     for c, (ax, name) in enumerate(zip(axes[0], class_names)):
         for model_name, (y_true, probs) in models.items():
             y_bin = np.asarray(y_true) == c
@@ -86,7 +87,7 @@ def plot_confusion(y_true, y_pred, class_names: Sequence[str], path, title: str 
     counts = confusion_matrix(y_true, y_pred, len(class_names))
     normalised = normalise_confusion(counts)
     size = 1.0 + 0.9 * len(class_names)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size + 0.4), constrained_layout=True)
     for ax, matrix, fmt, label in (
         (axes[0], counts, "d", "counts"),
         (axes[1], normalised, ".2f", "normalised by true class"),
@@ -147,7 +148,8 @@ def plot_confusion_grid(
     if not models:
         raise ValueError("`models` must name at least one model. Received: models={}")
     size = 1.0 + 0.9 * len(class_names)
-    fig, axes = plt.subplots(1, len(models), figsize=(size * len(models) + 1.0, size + 0.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(size * len(models) + 1.0, size + 0.6), squeeze=False,
+                             constrained_layout=True)
     for ax, (model_name, (y_true, y_pred)) in zip(axes[0], models.items()):
         counts = confusion_matrix(y_true, y_pred, len(class_names))
         normalised = normalise_confusion(counts)

@@ -45,8 +45,23 @@ def overlay_heatmap(image, heatmap, alpha: float = 0.4, colormap: str = "jet") -
     return np.clip((1.0 - alpha) * rgb + alpha * colour + 0.5, 0, 255).astype(np.uint8)
 
 
-def side_by_side(image, heatmap, alpha: float = 0.4, gap: int = 4) -> np.ndarray:
-    """uint8 RGB panel: the original on the left, the overlay on the right (Figures 11, 17)."""
+def side_by_side(image, heatmap, alpha: float = 0.4, gap: int = 4,
+                 min_size: int | None = None) -> np.ndarray:
+    """uint8 RGB panel: the original on the left, the overlay on the right (Figures 11, 17).
+
+    ``min_size``: enlarge (bilinear) images whose shorter side is below it, for display only.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        image = image.mean(axis=-1)
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if min_size and min(image.shape[:2]) < min_size:
+        import cv2
+
+        scale = min_size / min(image.shape[:2])
+        dsize = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR)
+        heatmap = cv2.resize(heatmap, dsize, interpolation=cv2.INTER_LINEAR)
     gray = _gray_uint8(image)
     left = np.repeat(gray[..., None], 3, axis=-1)
     right = overlay_heatmap(image, heatmap, alpha)
