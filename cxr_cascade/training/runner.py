@@ -37,7 +37,7 @@ from cxr_cascade.training.run_dir import (
     atomic_write_with,
     capture_environment,
 )
-from cxr_cascade.training.strategy import Runtime, setup_runtime
+from cxr_cascade.training.strategy import Runtime, process_settings, setup_runtime
 
 STATE_VERSION = 1
 ModelFn = Callable[[ExperimentConfig], keras.Model]
@@ -171,9 +171,16 @@ class TrainResult:
     results: Optional[dict[str, Any]]
 
 
-def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> tuple[ExperimentConfig, dict]:
-    """Validates the run directory against `resume` and returns (config, state)."""
+def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool,
+                    writer: bool = True) -> tuple[ExperimentConfig, dict]:
+    """Validates the run directory against `resume` and returns (config, state).
+
+    `writer` is False on non-chief workers: they never write, so a directory the chief has just
+    created is not "another run" for them.
+    """
     rd = RunDir(run_dir)
+    if not writer and not resume:
+        return config, _fresh_state(config)
     if resume:
         if not rd.config.is_file():
             raise ResumeError(f"--resume: {run_dir} is not a run directory (no config.json)")
@@ -198,7 +205,16 @@ def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> tu
     return config, _fresh_state(config)
 
 
-def train(
+def train(config: ExperimentConfig, run_dir: str | Path, **kwargs: Any) -> "TrainResult":
+    """Trains `config` into `run_dir`; see `_train` for the arguments.
+
+    Global settings changed for the run (dtype policy, op determinism) are restored afterwards.
+    """
+    with process_settings():
+        return _train(config, run_dir, **kwargs)
+
+
+def _train(
     config: ExperimentConfig,
     run_dir: str | Path,
     *,
@@ -236,9 +252,9 @@ def train(
 
     run_dir = Path(run_dir)
     rd = RunDir(run_dir)
-    config, state = prepare_run_dir(config, run_dir, resume)
     runtime = setup_runtime(config)
     chief = runtime.is_chief
+    config, state = prepare_run_dir(config, run_dir, resume, writer=chief)
     # Non-chief workers write nothing into the shared run directory.
     out = rd if chief else None
     started = time.monotonic()

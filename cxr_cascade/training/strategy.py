@@ -11,6 +11,7 @@ The batch size in a config is the *global* batch: each replica sees `batch_size 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -76,10 +77,37 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
                 '"task": {"type": "worker", "index": 0}}. '
                 f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
             )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _patch_multiworker_reduce(tf.distribute.MultiWorkerMirroredStrategy())
     raise ValueError(
         f"Unknown strategy. Allowed: default, mirrored, multiworker. Received: strategy={name!r}"
     )
+
+
+def _patch_multiworker_reduce(strategy: tf.distribute.Strategy) -> tf.distribute.Strategy:
+    """Makes Keras 3's `fit` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Keras 3.15 calls `strategy.reduce` with (a) a nested batch `(x, y)` when it builds the model
+    symbolically and (b) `axis=0` on per-replica *scalars* (loss, metrics); the collective
+    strategy accepts neither. This instance-level wrapper reduces leaf by leaf and drops the axis
+    for scalars, which is what Keras means in both cases (the mean over replicas).
+    """
+    original = strategy.reduce
+
+    def rank(value) -> Optional[int]:
+        parts = getattr(value, "values", None)
+        tensor = parts[0] if parts else value
+        shape = getattr(tensor, "shape", None)
+        return None if shape is None else tf.TensorShape(shape).rank
+
+    def reduce(reduce_op, value, axis=None):
+        if tf.nest.is_nested(value):
+            return tf.nest.map_structure(lambda leaf: reduce(reduce_op, leaf, axis), value)
+        if axis is not None and rank(value) == 0:
+            axis = None
+        return original(reduce_op, value, axis=axis)
+
+    strategy.reduce = reduce
+    return strategy
 
 
 def precision_policy(mode: str) -> str:
@@ -116,8 +144,28 @@ def enable_determinism(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+@contextlib.contextmanager
+def process_settings() -> Any:
+    """Restores the global dtype policy and op determinism that `setup_runtime` changes.
+
+    Training is a library call too (tests, notebooks): it must not leave mixed precision or
+    deterministic kernels switched on for whatever runs next in the process.
+    """
+    from tensorflow.python.framework import config as tf_config  # no public getter exists
+
+    policy = keras.mixed_precision.global_policy().name
+    deterministic = tf_config.is_op_determinism_enabled()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        if not deterministic and tf_config.is_op_determinism_enabled():
+            tf_config.disable_op_determinism()
+
+
 def setup_runtime(config) -> Runtime:
-    """Applies a config's runtime fields; call before building any model or dataset."""
+    """Applies a config's runtime fields; call before building any model or dataset
+    (inside `process_settings()` to undo the global changes afterwards)."""
     enable_determinism(config.seed, config.deterministic)
     policy = precision_policy(config.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
