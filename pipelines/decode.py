@@ -2,9 +2,9 @@
 
 Conventions (shared by training, evaluation and serving, see `pipelines.preprocess`):
 
-* Output: float32 ``[H, W, 1]`` in ``[0, 1]``. 8-bit sources are divided by 255 and 16-bit PNGs by
-  65535, so the value of an 8-bit pixel ``v`` is exactly ``float32(v / 255)`` whichever container
-  holds it (PNGs are decoded at 16 bit, where libpng widens 8-bit samples to ``v * 257``).
+* Output: float32 ``[H, W, 1]`` in ``[0, 1]``: an 8-bit sample ``v`` becomes
+  ``v * float32(1 / 255)`` and a 16-bit PNG sample ``v * float32(1 / 65535)`` (`to_unit_float`),
+  the same bits whichever container (JPEG, PNG, BMP, GIF) holds an 8-bit image.
 * Colour: gray is kept; RGB becomes ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` computed in
   float32 (the weights of OpenCV's ``COLOR_RGB2GRAY`` and PIL's ``convert("L")``, which sum to 1 so
   that an RGB file with R = G = B keeps its gray value; no rounding to 8 bit). Palette PNGs are
@@ -49,16 +49,14 @@ _BMP_MAGIC = b"BM"
 
 
 def to_unit_float(image: tf.Tensor, max_value: int) -> tf.Tensor:
-    """Integer image -> float32 ``v / max_value``, correctly rounded on every path.
+    """Integer image -> float32 ``v * float32(1 / max_value)`` (within one ulp of ``v / max_value``).
 
-    Computed in float64 and then rounded to float32: ``v / 255`` and ``v / 65535`` are never close
-    to a float32 rounding midpoint, so the result is the correctly rounded quotient whether or not
-    a graph optimiser rewrites the division as a multiplication by the reciprocal (Grappler does
-    this in some graphs and not in others, which made tf.data and a serving tf.function differ by
-    one ulp when dividing in float32).
+    Written as an explicit multiplication: a graph optimiser may rewrite a division by a constant
+    into a multiplication by its reciprocal in some graphs and not in others (Grappler did, and a
+    tf.data pipeline and a serving tf.function then differed by one ulp); a multiplication is left
+    alone, so every path computes the same bits.
     """
-    scaled = tf.cast(image, tf.float64) * (1.0 / float(max_value))
-    return tf.cast(scaled, tf.float32)
+    return tf.cast(image, tf.float32) * tf.constant(1.0 / float(max_value), tf.float32)
 
 
 def to_grayscale(image: tf.Tensor) -> tf.Tensor:
@@ -99,10 +97,18 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     image_bytes = tf.convert_to_tensor(image_bytes, dtype=tf.string)
     is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
 
+    # IHDR's bit depth byte: 8-byte signature, chunk length, "IHDR", width, height, then depth.
+    is_png16 = tf.logical_and(is_png, tf.equal(tf.strings.substr(image_bytes, 24, 1), b"\x10"))
+
+    def png16():
+        return to_unit_float(tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16), 65535)
+
+    def png8():
+        # 1, 2 and 4-bit grey are scaled to 8 bit by libpng; palettes are expanded to RGB(A).
+        return to_unit_float(tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint8), 255)
+
     def png():
-        # 16-bit decode keeps 16-bit PNGs exact and widens 8-bit ones to v * 257 (exact / 65535).
-        raw = tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16)
-        return to_unit_float(raw, 65535)
+        return tf.cond(is_png16, png16, png8)
 
     def jpeg():
         # The accurate integer IDCT (libjpeg's JDCT_ISLOW), as OpenCV and PIL decode by default;

@@ -20,6 +20,11 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0:1] * LUMA[0] + rgb[..., 1:2] * LUMA[1] + rgb[..., 2:3] * LUMA[2]).astype(np.float32)
 
 
+def unit(a: np.ndarray, max_value: int = 255) -> np.ndarray:
+    """NumPy reference of the documented scaling: float32(v) * float32(1 / max_value)."""
+    return a.astype(np.float32) * np.float32(1.0 / max_value)
+
+
 def decode_file(path) -> np.ndarray:
     return D.decode_image(tf.io.read_file(str(path))).numpy()
 
@@ -34,14 +39,15 @@ def test_gray_8bit_png_exact(tmp_path, rng):
     cv2.imwrite(str(tmp_path / "g8.png"), a)
     out = decode_file(tmp_path / "g8.png")
     assert out.shape == (9, 13, 1) and out.dtype == np.float32
-    np.testing.assert_array_equal(out[..., 0], a.astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(out[..., 0], unit(a))
+    assert np.abs(out[..., 0] - a / 255.0).max() <= 2.0**-23  # within one ulp of v / 255
 
 
 def test_gray_16bit_png_scaled_by_65535(tmp_path, rng):
     a = rng.integers(0, 65536, (7, 5), dtype=np.uint16)
     cv2.imwrite(str(tmp_path / "g16.png"), a)
     out = decode_file(tmp_path / "g16.png")
-    np.testing.assert_array_equal(out[..., 0], a.astype(np.float32) / np.float32(65535))
+    np.testing.assert_array_equal(out[..., 0], unit(a, 65535))
     assert out.max() <= 1.0
 
 
@@ -77,7 +83,7 @@ def test_rgba_drops_alpha(tmp_path, rng):
 def test_gray_alpha_keeps_gray(tmp_path, rng):
     la = rng.integers(0, 256, (5, 6, 2), dtype=np.uint8)
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
-    np.testing.assert_array_equal(decode_file(tmp_path / "la.png")[..., 0], la[..., 0] / np.float32(255))
+    np.testing.assert_array_equal(decode_file(tmp_path / "la.png")[..., 0], unit(la[..., 0]))
 
 
 def test_palette_png_expanded_then_luma(tmp_path, rng):
@@ -100,11 +106,27 @@ def test_jpeg_matches_opencv_within_codec_tolerance(tmp_path, rng, color):
     assert np.abs(out - ref).max() <= (1 / 255 if color else 1e-6)
 
 
+def test_same_8bit_gray_in_every_lossless_container_gives_the_same_bits(tmp_path, rng):
+    a = rng.integers(0, 256, (7, 9), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "g.png"), a)
+    cv2.imwrite(str(tmp_path / "g.bmp"), a)
+    png, bmp = decode_file(tmp_path / "g.png"), decode_file(tmp_path / "g.bmp")
+    np.testing.assert_array_equal(png, bmp)
+    np.testing.assert_array_equal(png, unit(a)[..., None])
+
+
+def test_1bit_png_scaled_to_full_range(tmp_path):
+    bits = np.zeros((4, 8), bool)
+    bits[:, ::2] = True
+    Image.fromarray(bits).save(tmp_path / "b.png")  # mode "1": a 1-bit grey PNG
+    np.testing.assert_array_equal(decode_file(tmp_path / "b.png")[..., 0], bits.astype(np.float32))
+
+
 def test_bmp_and_gif(tmp_path, rng):
     a = rng.integers(0, 256, (6, 9), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "x.bmp"), a)
     Image.fromarray(a).save(tmp_path / "x.gif")
-    np.testing.assert_array_equal(decode_file(tmp_path / "x.bmp")[..., 0], a / np.float32(255))
+    np.testing.assert_array_equal(decode_file(tmp_path / "x.bmp")[..., 0], unit(a))
     # GIF stores gray as a palette, decoded to R = G = B, hence luma of equal channels.
     np.testing.assert_allclose(decode_file(tmp_path / "x.gif")[..., 0], a / 255.0, atol=1e-6)
 

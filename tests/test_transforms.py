@@ -82,7 +82,7 @@ def test_apply_clahe_tf_equals_opencv(rng):
     tf_out = T.apply_clahe(image, 2.0, (4, 4), backend="tf").numpy()
     cv_out = T.apply_clahe(image, 2.0, (4, 4), backend="cv2").numpy()
     ref = cv2.createCLAHE(2.0, (4, 4)).apply(np.round(image[..., 0] * 255).astype(np.uint8))
-    np.testing.assert_array_equal(tf_out[..., 0], ref / np.float32(255))
+    np.testing.assert_array_equal(tf_out[..., 0], ref.astype(np.float32) * np.float32(1 / 255))
     np.testing.assert_array_equal(tf_out, cv_out)
     with pytest.raises(ValueError, match="clahe_backend"):
         T.apply_clahe(image, backend="skimage")
