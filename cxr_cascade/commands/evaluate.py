@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         all_records = [r for m in manifests for r in m]
         data = report.data_summary(all_records)
         data["exact_duplicates_across_splits"] = R.duplicate_images_across_splits(all_records)
-        data["duplicates_removed"] = None
+        data["duplicates_removed"] = None  # the trainer keeps duplicate groups in one split
+        data["dedup_policy"] = getattr(R.run_config(args.run), "dedup", None)
     report.write_report(out, sections, data, extra=extra, comparison=comparison)
     for name, m in sections.items():
         ci = m["confidence_intervals"]

@@ -195,8 +195,16 @@ def data_markdown(summary: dict) -> str:
         "",
         f"Splits are disjoint at the **{summary['disjoint_level']}** level "
         f"({summary['patients_in_several_splits']} patients appear in more than one split).",
-        f"Duplicates removed before splitting: {dup if dup is not None else 'not recorded'}.",
+        "Duplicates removed before splitting: " + (
+            str(dup) if dup is not None else
+            "none (duplicates are kept together in one split instead)" if summary.get("dedup_policy") in ("exact", "near")
+            else "not recorded") + ".",
     ]
+    if summary.get("dedup_policy"):
+        policy = {"exact": "byte-identical images kept in one split",
+                  "near": "near-duplicate images (perceptual hash) kept in one split",
+                  "off": "no duplicate detection"}.get(summary["dedup_policy"], summary["dedup_policy"])
+        lines.append(f"Duplicate policy of the split: {summary['dedup_policy']} ({policy}).")
     if summary.get("exact_duplicates_across_splits") is not None:
         lines.append(
             "Byte-identical images with copies in different splits: "
