@@ -426,36 +426,19 @@ def _check_size(model: keras.Model, size: int, what: str) -> None:
 def cascade_class_names(
     stage1_names: Sequence[str], stage2_names: Sequence[str], refined: str
 ) -> list[str]:
-    """The cascade's classes: stage 1's, with `refined` replaced in place by stage 2's classes."""
-    stage1_names, stage2_names = list(stage1_names), list(stage2_names)
-    if refined not in stage1_names:
-        raise ValueError(
-            f"`refined_class` must be one of stage 1's classes {stage1_names}. "
-            f"Received: refined_class={refined!r}"
-        )
-    i = stage1_names.index(refined)
-    names = stage1_names[:i] + stage2_names + stage1_names[i + 1 :]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            "Stage 2's class names must differ from stage 1's other classes. "
-            f"Received: stage1={stage1_names}, stage2={stage2_names}, refined_class={refined!r}"
-        )
-    return names
+    """The cascade's classes: stage 1's, with `refined` replaced in place by stage 2's classes
+    (`cxr_cascade.evaluation.cascade.cascade_class_names`, shared with evaluation)."""
+    from cxr_cascade.evaluation.cascade import cascade_class_names as names
+
+    return names(stage1_names, stage2_names, refined)
 
 
 def cascade_probabilities(p1: tf.Tensor, p2: tf.Tensor, refined_index: int) -> tf.Tensor:
-    """Four-class (in general C1 - 1 + C2) probabilities of the cascade (Lv et al. 2020, Fig. 1).
+    """The cascade's distribution (Lv et al. 2020, Fig. 1) by evaluation's own `CascadeCombine`:
+    p(c2) = p1(refined) * p2(c2 | refined); the other stage-1 classes keep their probability."""
+    from cxr_cascade.evaluation.cascade import CascadeCombine
 
-    Stage 2 refines stage 1's class `refined_index`: p(c2) = p1(refined) * p2(c2 | refined); the
-    other stage-1 classes keep their probability. Rows still sum to 1.
-
-    TODO(lead): merge with the evaluation helper's combiner (cxr_cascade/evaluation/cascade.py)
-    once it lands, so that evaluation and serving share one implementation.
-    """
-    p1 = tf.cast(p1, tf.float32)
-    p2 = tf.cast(p2, tf.float32)
-    refined = p1[:, refined_index : refined_index + 1]
-    return tf.concat([p1[:, :refined_index], refined * p2, p1[:, refined_index + 1 :]], axis=-1)
+    return CascadeCombine(refined_index)([tf.cast(p1, tf.float32), tf.cast(p2, tf.float32)])
 
 
 def cascade_endpoints(
