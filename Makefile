@@ -95,3 +95,9 @@ BENCH_MODELS_ARGS ?=
 .PHONY: bench-models
 bench-models: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py $(BENCH_MODELS_ARGS)
+
+# The shortcut audit proving itself on phantoms (two tiny nets, ~1 min on 2 cores).
+AUDIT_DEMO_DIR ?= build/audit-demo
+.PHONY: audit-demo
+audit-demo: $(STAMP)
+	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR)

@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 
-from cxr_cascade.audit import ablation, attention, pointing, probe
+from cxr_cascade.audit import ablation, attention, demo, pointing, probe
 from cxr_cascade.audit.report import flag_rule, run_audit, write_audit
 
 
@@ -141,58 +141,14 @@ def test_pointing_game():
 # --- the proof on phantoms ------------------------------------------------------------------
 
 SIZE = 64
-CLASSES = ("normal", "bacterial", "viral")
-
-
-def _phantoms(n, seed):
-    from cxr_cascade import phantoms
-
-    images, lungs, lesions, labels = [], [], [], []
-    for i in range(n):
-        label = i % len(CLASSES)
-        ph = phantoms.render_phantom(CLASSES[label], SIZE, np.random.default_rng([seed, i]),
-                                     shortcut="marker", text=False)
-        images.append(ph.image)
-        lungs.append(ph.lung_mask)
-        lesions.append(ph.lesion_mask)
-        labels.append(label)
-    images = np.stack(images)[..., None].astype(np.float32) / 255.0
-    return images, np.stack(lungs), np.stack(lesions), np.array(labels)
-
-
-def _tiny_net(seed):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 1), name="image")
-    x = inputs
-    for i, filters in enumerate((8, 16, 16)):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
-        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_last")(x)
-    x = keras.layers.Activation("linear", name="cam_features")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    logits = keras.layers.Dense(len(CLASSES), name="logits")(x)
-    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits), name="tiny")
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    return model
+CLASSES = demo.CLASSES
 
 
 @pytest.fixture(scope="module")
 def phantom_audits():
-    train = _phantoms(240, seed=1)
-    test = _phantoms(90, seed=2)
-    sources = ["site_a" if i % 2 else "site_b" for i in range(90)]
-    results, models = {}, {}
-    for name, masked in (("shortcut", False), ("masked", True)):
-        x_train = train[0] * (train[1][..., None] > 0) if masked else train[0]
-        x_test = test[0] * (test[1][..., None] > 0) if masked else test[0]
-        model = _tiny_net(seed=0)
-        model.fit(x_train, train[3], epochs=20, batch_size=32, verbose=0)
-        results[name], _ = run_audit(model, x_test, test[3], test[1], CLASSES, lesion_masks=test[2],
-                                     sources=sources, fill=0.0)
-        models[name] = model
-    results["_models"] = models
+    runs = demo.train_and_audit(size=SIZE, n_train=240, n_test=90, epochs=20, seed=0)
+    results = {name: result for name, (_, result, _, _) in runs.items()}
+    results["_models"] = {name: model for name, (model, _, _, _) in runs.items()}
     return results
 
 
