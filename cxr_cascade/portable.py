@@ -149,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     for epoch in range(args.epochs):
         # The paper's stage-1 recipe: CLAHE on a fresh random 40 % of the images each epoch.
         use_clahe = rng.random(len(train_labels)) < args.clahe_fraction
-        x = as_input(np.where(use_clahe[:, None, None], train_clahe, train_images))
+        # Whole batches only: one compiled step shape, as tf.data's drop_remainder gives.
+        order = rng.permutation(len(train_labels))
+        order = order[: len(order) - len(order) % args.batch_size]
+        x = as_input(np.where(use_clahe[order, None, None], train_clahe[order], train_images[order]))
         epoch_start = time.time()
         fit = model.fit(
-            x, train_labels, batch_size=args.batch_size, epochs=1, shuffle=True, verbose=2
+            x, train_labels[order], batch_size=args.batch_size, epochs=1, shuffle=False, verbose=2
         )
         val_loss, val_acc = model.evaluate(val_x, val_y, batch_size=128, verbose=0)
         record = {
