@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--class must be one of {', '.join(stage.class_names)}. Received: --class {args.class_name}"
             )
         class_index = list(stage.class_names).index(args.class_name)
+    if stage.segment and not args.unet:
+        raise CLIError(f"{args.run}: the model reads lung-masked images; pass --unet RUN_DIR (a U-Net run)")
     mask_fn = R.unet_mask_fn(args.unet, stage.preprocess.image_size) if stage.segment else None
     explainer = GradCAM(stage.model, args.method)
     out = Path(args.out)
