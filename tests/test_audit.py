@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 
 from cxr_cascade.audit import ablation, attention, demo, pointing, probe
-from cxr_cascade.audit.report import flag_rule, run_audit, write_audit
+from cxr_cascade.audit.report import flag_rule, write_audit
 
 
 def _lung(n=2, size=8):
