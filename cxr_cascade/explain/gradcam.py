@@ -17,7 +17,6 @@ directly (the brief allows TensorFlow here); the model itself is plain Keras.
 
 from __future__ import annotations
 
-
 import numpy as np
 import tensorflow as tf
 
