@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = Path(args.models_dir or tmp)
         start = time.perf_counter()
-        written = export_models(models_dir, stage1=s1, stage2=s2, cascade=True, force=True, version=1)
+        written = export_models(models_dir, stage1=s1, stage2=s2, only=("cascade",), force=True, version=1)
         export_s = time.perf_counter() - start
         start = time.perf_counter()
         serve = tf.saved_model.load(str(written["cascade"])).signatures["serving_default"]

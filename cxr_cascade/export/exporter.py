@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from cxr_cascade import __version__
 from cxr_cascade.export import archive, models_config, serving
@@ -69,6 +69,7 @@ def export_models(
     refined_class: str = "viral",
     base_path: str = "/models",
     cascade: bool = True,
+    only: Optional[Sequence[str]] = None,
 ) -> dict[str, Path]:
     """Exports the given models (and the cascade when both stages are given) for TF Serving.
 
@@ -82,6 +83,7 @@ def export_models(
         refined_class: the stage-1 class that stage 2 subdivides.
         base_path: where the server sees `models_dir` (``/models`` in the docker image).
         cascade: also write the cascade when both stages are given.
+        only: write just these of `MODEL_NAMES` (e.g. ``("cascade",)``); default all possible.
 
     Returns:
         {model name: version folder}.
@@ -130,6 +132,13 @@ def export_models(
                 "stage2": {"class_names": list(stage2.class_names), **_describe(stage2)},
             },
         )
+    if only is not None:
+        unknown = set(only) - set(MODEL_NAMES)
+        if unknown:
+            raise ValueError(
+                f"`only` must name models of {MODEL_NAMES}. Received: only={list(only)}"
+            )
+        jobs = {name: job for name, job in jobs.items() if name in only}
     if not jobs:
         raise ValueError("Nothing to export: give at least one of stage1, stage2, lung_unet.")
     models_dir = Path(models_dir)
