@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         overlay.save_png(out / name, overlay.side_by_side(images[i], maps[i], min_size=256))
         figures.append(name)
     write_audit(out, result, figures, extra={"run": str(args.run)})
-    verdict = "FLAGGED" if result["flag"]["flagged"] else "not flagged"
+    verdict = ("FLAGGED" if result["flag"]["flagged"] else
+               "not flagged" if result["flag"]["informative"] else "not informative (model at chance)")
     att, abl = result["lung_attention"], result["ablation"]
     print(f"{args.run}: {verdict}; lung attention {att['mean_share']:.3f} vs area {att['mean_area']:.3f}; "
           f"accuracy full {abl['full']:.3f}, lungs removed {abl['lungs_removed']:.3f}, "
