@@ -104,14 +104,18 @@ def moment_exchange(x, partner, epsilon: float = 1e-5):
         epsilon: added to the variance.
 
     Returns:
-        Same shape and dtype as ``x``. With ``partner = arange(batch)`` the result equals ``x``
-        exactly (scale is ``s / s = 1`` and shift ``m - m = 0`` in IEEE arithmetic).
+        Same shape and dtype as ``x``. Samples with ``partner[a] == a`` are returned unchanged,
+        bit for bit (so ``partner = arange(batch)`` and a batch of one are exact identities).
     """
     mean, std = pono_moments(x, epsilon)
     scale = ops.take(std, partner, axis=0) / std
     shift = ops.take(mean, partner, axis=0) - mean * scale
-    out = ops.cast(x, "float32") * scale + shift
-    return ops.cast(out, x.dtype)
+    out = ops.cast(ops.cast(x, "float32") * scale + shift, x.dtype)
+    # A sample paired with itself keeps its features bit for bit (GPU division and FMA
+    # contraction need not give s / s == 1 exactly).
+    own = ops.equal(ops.cast(partner, "int32"), ops.arange(ops.shape(x)[0], dtype="int32"))
+    own = ops.reshape(own, (-1, 1, 1, 1))
+    return ops.where(own, x, out)
 
 
 @keras.saving.register_keras_serializable(package="cxr_cascade")

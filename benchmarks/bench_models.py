@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Training throughput of our builders against keras.applications and of SE/SEME against plain.
+
+Prints one line per model (training images/s on random data) and the ratios, then one JSON line.
+Goals (issue 4): our plain ResNet50/DenseNet169 within 3 % of keras.applications' step time;
+SE adds at most 12 % step time over its plain twin.
+
+Backend-agnostic: no TensorFlow import of its own (cxr_cascade.models is Keras-only), so it runs
+with KERAS_BACKEND=jax on a machine without TensorFlow:
+
+    KERAS_BACKEND=jax python benchmarks/bench_models.py --size 512 --batch 16 --steps 20 --mixed-precision
+    make bench-models BENCH_MODELS_ARGS="--size 64 --steps 2 --no-jit"   # CPU smoke run
+
+Method: every model is compiled with SGD(momentum=0.9) and sparse cross-entropy (jit-compiled
+train step unless --no-jit), warmed up (compilation), then timed over ``--steps`` calls of ``train_on_batch``
+(each returns the loss to the host, so every step is synchronised) in ``--rounds`` rounds that
+interleave the models of a comparison; a model's figure is its best round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cxr_cascade.models import MoEx, build_classifier  # noqa: E402
+
+# name -> (factory(input_shape, num_classes) -> model)
+MODELS = {
+    "keras_resnet50": lambda s, n: keras.applications.ResNet50(weights=None, input_shape=s, classes=n),
+    "resnet50": lambda s, n: build_classifier("resnet50", n, input_shape=s),
+    "se_resnet50": lambda s, n: build_classifier("resnet50", n, input_shape=s, se_reduction=16),
+    "seme_resnet50": lambda s, n: build_classifier("resnet50", n, input_shape=s, se_reduction=16, moex=MoEx(seed=0)),
+    "keras_densenet169": lambda s, n: keras.applications.DenseNet169(weights=None, input_shape=s, classes=n),
+    "densenet169": lambda s, n: build_classifier("densenet169", n, input_shape=s),
+    "se_densenet169": lambda s, n: build_classifier("densenet169", n, input_shape=s, se_reduction=16),
+    "seme_densenet169": lambda s, n: build_classifier(
+        "densenet169", n, input_shape=s, se_reduction=16, moex=MoEx(seed=0)
+    ),
+}
+# (model, baseline, goal on the step-time ratio model/baseline)
+COMPARISONS = [
+    ("resnet50", "keras_resnet50", 1.03),
+    ("se_resnet50", "resnet50", 1.12),
+    ("seme_resnet50", "resnet50", None),
+    ("densenet169", "keras_densenet169", 1.03),
+    ("se_densenet169", "densenet169", 1.12),
+    ("seme_densenet169", "densenet169", None),
+]
+
+
+def _device() -> str:
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return str(jax.devices()[0].device_kind)
+    return "cpu-or-other"
+
+
+def _time_model(model, x, y, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="input height and width (default 512)")
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation) per model")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 policy")
+    parser.add_argument(
+        "--no-jit", action="store_true", help="no XLA train step (TensorFlow CPU smoke runs; JAX always jits)"
+    )
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    args = parser.parse_args(argv)
+
+    names = [n for n in args.models.split(",") if n]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {list(MODELS)}")
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+    rng = np.random.default_rng(0)
+    shape = (args.size, args.size, args.channels)
+    x = rng.random((args.batch, *shape), dtype="float32")
+    y = rng.integers(0, args.classes, args.batch)
+
+    models = {}
+    for name in names:
+        t0 = time.perf_counter()
+        model = MODELS[name](shape, args.classes)
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=1e-4, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            jit_compile=False if args.no_jit else "auto",
+        )
+        for _ in range(args.warmup):
+            model.train_on_batch(x, y)
+        models[name] = model
+        print(f"# built+compiled {name} in {time.perf_counter() - t0:.1f}s ({model.count_params():,} params)", flush=True)
+
+    best = {name: float("inf") for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            best[name] = min(best[name], _time_model(models[name], x, y, args.steps))
+    throughput = {name: args.batch * args.steps / best[name] for name in names}
+    step_ms = {name: 1000.0 * best[name] / args.steps for name in names}
+
+    for name in names:
+        print(f"{name:>18}: {throughput[name]:8.1f} img/s  {step_ms[name]:8.1f} ms/step")
+    ratios = {}
+    for model_name, base, goal in COMPARISONS:
+        if model_name in best and base in best:
+            ratio = best[model_name] / best[base]
+            ratios[f"{model_name}/{base}"] = ratio
+            verdict = "" if goal is None else ("  OK" if ratio <= goal else f"  ABOVE GOAL {goal:.2f}")
+            print(f"step-time ratio {model_name}/{base}: {ratio:.3f}{verdict}")
+
+    print(
+        json.dumps(
+            {
+                "bench": "models",
+                "backend": keras.backend.backend(),
+                "device": _device(),
+                "size": args.size,
+                "channels": args.channels,
+                "batch": args.batch,
+                "steps": args.steps,
+                "rounds": args.rounds,
+                "mixed_precision": args.mixed_precision,
+                "images_per_s": {k: round(v, 2) for k, v in throughput.items()},
+                "step_ms": {k: round(v, 2) for k, v in step_ms.items()},
+                "step_time_ratios": {k: round(v, 4) for k, v in ratios.items()},
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    raise SystemExit(main())
