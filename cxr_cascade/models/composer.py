@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import keras
-from keras import layers
 
 from cxr_cascade.models._common import check_input_shape, check_positive_int
 from cxr_cascade.models.densenet import DENSENET169

@@ -30,8 +30,6 @@ from typing import Optional
 import keras
 from keras import ops
 
-_PROB_MSG = "`prob` must be a number in [0, 1]"
-_LAM_MSG = "`lam` must be a number in [0, 1]"
 
 
 def _check_unit_interval(name: str, value) -> float:
