@@ -168,9 +168,21 @@ def _where(cond, a, b):
 # CLAHE
 
 
-def _clamped_range(start: int, n_tiles: int) -> tf.Tensor:
-    """Tile indices start, start + 1, ..., start + n_tiles clamped to [0, n_tiles - 1]."""
-    return tf.constant(np.clip(np.arange(start, start + n_tiles + 1), 0, n_tiles - 1), tf.int32)
+@functools.lru_cache(maxsize=64)
+def _packing_matrix(tiles_x: int, tiles_y: int) -> np.ndarray:
+    """float64 [cells, tiles]: row (jy, jx) holds 1, 2^8, 2^16, 2^24 at the cell's upper-left,
+    upper-right, lower-left and lower-right tiles (indices clamped, so weights may add up)."""
+    rows = np.clip(np.arange(-1, tiles_y), 0, tiles_y - 1)
+    cols = np.clip(np.arange(-1, tiles_x), 0, tiles_x - 1)
+    matrix = np.zeros(((tiles_y + 1) * (tiles_x + 1), tiles_y * tiles_x), np.float64)
+    for jy in range(tiles_y + 1):
+        for jx in range(tiles_x + 1):
+            r1, r2 = rows[jy], rows[min(jy + 1, tiles_y)]
+            c1, c2 = cols[jx], cols[min(jx + 1, tiles_x)]
+            cell = jy * (tiles_x + 1) + jx
+            for (r, c), weight in zip(((r1, c1), (r1, c2), (r2, c1), (r2, c2)), (1, 2**8, 2**16, 2**24)):
+                matrix[cell, r * tiles_x + c] += weight
+    return matrix
 
 
 def _axis_weights(length, tile):
@@ -232,9 +244,12 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
         values = values if divisible else padded()
     else:
         values = tf.cond(divisible, lambda: values, padded)
-    tile_of_pixel = (rows_p // tile_h)[:, tf.newaxis] * tiles_x + (cols_p // tile_w)[tf.newaxis, :]
-    plane_offset = tf.range(batch)[:, tf.newaxis, tf.newaxis] * n_tiles
-    keys = (plane_offset + tile_of_pixel[tf.newaxis]) * bins + values
+    # Offsets are built on [H, W] and [B, 1, 1] so that only two ops touch every pixel.
+    tile_key = (rows_p // tile_h * (tiles_x * bins))[:, tf.newaxis] + (cols_p // tile_w * bins)[
+        tf.newaxis, :
+    ]
+    plane_key = tf.range(batch)[:, tf.newaxis, tf.newaxis] * (n_tiles * bins)
+    keys = (values + tile_key[tf.newaxis]) + plane_key
     n_keys = batch * n_tiles * bins
     hist = tf.reshape(_bincount(keys, n_keys), [-1, bins])  # [B * tiles, bins]
 
@@ -257,38 +272,32 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
         lut_scale = tf.constant(np.float32(bins - 1) / np.float32(tile_area))
     else:
         lut_scale = tf.constant(bins - 1, tf.float32) / tf.cast(tile_area, tf.float32)
-    lut = tf.clip_by_value(tf.round(tf.cast(cdf, tf.float32) * lut_scale), 0.0, bins - 1.0)
-    lut = tf.reshape(tf.cast(lut, planes.dtype), [-1, tiles_y, tiles_x, bins])
+    # cdf <= tile_area, so cdf * lut_scale < bins - 0.5 and saturate_cast never saturates.
+    lut = tf.cast(tf.round(tf.cast(cdf, tf.float32) * lut_scale), planes.dtype)
 
     # Bilinear blending between tile centres, with the tile size of the padded image. A pixel
     # whose position falls in "cell" (jy, jx) between tile centres (0..tiles, edges clamped)
-    # reads the same four tile LUTs at its grey value, so the four LUTs of every cell are packed
-    # into one word per grey level (4 x 8 bits in an int32, 4 x 16 in an int64): one gather
-    # per pixel instead of four.
+    # reads the same four tile LUTs at its grey value, so for 8-bit images the four LUTs of
+    # every cell are packed into one integer per grey level, l11 + l12 << 8 + l21 << 16 +
+    # l22 << 24, by one float64 matmul (exact: < 2^32) with a constant cell-by-tile matrix:
+    # one gather per pixel instead of four. The matmul also keeps XLA from fusing the LUT
+    # computation into the per-pixel gather (which then recomputes it for every pixel).
     jy, ya, ya1 = _axis_weights(height, tile_h)
     jx, xa, xa1 = _axis_weights(width, tile_w)
     cell = jy[:, tf.newaxis] * (tiles_x + 1) + jx[tf.newaxis, :]  # [H, W]
     plane = tf.range(batch)[:, tf.newaxis, tf.newaxis]
     if bins == 256:
-        upper = tf.gather(lut, _clamped_range(-1, tiles_y), axis=1)  # [B, tiles_y + 1, tiles_x, bins]
-        lower = tf.gather(lut, _clamped_range(0, tiles_y), axis=1)
-        left_x, right_x = _clamped_range(-1, tiles_x), _clamped_range(0, tiles_x)
-        quads = tf.stack(
-            [
-                tf.gather(upper, left_x, axis=2),
-                tf.gather(upper, right_x, axis=2),
-                tf.gather(lower, left_x, axis=2),
-                tf.gather(lower, right_x, axis=2),
-            ],
-            axis=-1,
-        )  # [B, tiles_y + 1, tiles_x + 1, bins, 4]
-        packed = tf.reshape(tf.bitcast(quads, tf.int32), [-1])
+        lut = tf.reshape(tf.cast(lut, tf.float64), [-1, n_tiles, bins])
+        packed = tf.matmul(tf.constant(_packing_matrix(tiles_x, tiles_y))[tf.newaxis], lut)
         cells = (tiles_y + 1) * (tiles_x + 1)
-        index = (plane * cells + cell[tf.newaxis]) * bins + pix
-        corners = tf.cast(tf.bitcast(tf.gather(packed, index), planes.dtype), tf.float64)
-        top_left, top_right, bottom_left, bottom_right = tf.unstack(corners, axis=-1)
+        index = (pix + (cell * bins)[tf.newaxis]) + plane * (cells * bins)
+        words = tf.gather(tf.reshape(tf.cast(packed, tf.uint32), [-1]), index)
+        corners = [
+            tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(words, shift), 255), tf.float64)
+            for shift in (0, 8, 16, 24)
+        ]
     else:
-        # 65536 bins: a packed table would be 4x the LUTs (~40 MB an image); gather 4 times.
+        # 65536 bins: four 16-bit values do not fit a float64; gather four times.
         flat = tf.reshape(lut, [-1])
         row_of_cell = tf.constant(np.repeat(np.arange(tiles_y + 1), tiles_x + 1), tf.int32)
         col_of_cell = tf.constant(np.tile(np.arange(tiles_x + 1), tiles_y + 1), tf.int32)
@@ -296,11 +305,10 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
         def corner(dy, dx):
             row = tf.clip_by_value(tf.gather(row_of_cell, cell) + dy, 0, tiles_y - 1)
             col = tf.clip_by_value(tf.gather(col_of_cell, cell) + dx, 0, tiles_x - 1)
-            index = (plane * n_tiles + (row * tiles_x + col)[tf.newaxis]) * bins + pix
+            index = (pix + ((row * tiles_x + col) * bins)[tf.newaxis]) + plane * (n_tiles * bins)
             return tf.cast(tf.gather(flat, index), tf.float64)
 
-        top_left, top_right = corner(-1, -1), corner(-1, 0)
-        bottom_left, bottom_right = corner(0, -1), corner(0, 0)
+        corners = [corner(-1, -1), corner(-1, 0), corner(0, -1), corner(0, 0)]
 
     # OpenCV rounds (l11 * xa1 + l12 * xa) * ya1 + (l21 * xa1 + l22 * xa) * ya step by step in
     # float32. XLA on CPU contracts a * b + c into fused multiply-adds (one rounding instead of
@@ -309,6 +317,7 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
     def product(a, b):
         return tf.cast(a * b, tf.float32)
 
+    top_left, top_right, bottom_left, bottom_right = corners
     xa = xa[tf.newaxis, tf.newaxis, :]
     xa1 = xa1[tf.newaxis, tf.newaxis, :]
     ya = ya[tf.newaxis, :, tf.newaxis]
@@ -316,8 +325,8 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
     top = product(top_left, xa1) + product(top_right, xa)
     bottom = product(bottom_left, xa1) + product(bottom_right, xa)
     res = product(tf.cast(top, tf.float64), ya1) + product(tf.cast(bottom, tf.float64), ya)
-    res = tf.clip_by_value(tf.round(res), 0.0, bins - 1.0)
-    return tf.cast(res, planes.dtype)
+    # A convex blend of LUT values stays within [0, bins - 1] up to rounding: no saturation.
+    return tf.cast(tf.round(res), planes.dtype)
 
 
 def clahe(
