@@ -201,7 +201,12 @@ class Predictor:
             try:
                 prediction = self.predict_bytes(data, file)
             except tf.errors.InvalidArgumentError as err:
-                yield Failure(file, f"not a decodable PNG or JPEG image ({_first_line(err)})")
+                detail = _first_line(err)
+                if "is not a PNG or JPEG file" in detail:
+                    reason = "not a PNG or JPEG file (unknown file signature)"
+                else:
+                    reason = f"corrupt or truncated image ({detail})"
+                yield Failure(file, reason)
                 continue
             if heatmap_dir is not None:
                 stem = Path(file).stem

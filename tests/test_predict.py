@@ -109,7 +109,8 @@ def test_predict_json_lines_heatmaps_and_bad_files(exported, capsys, tmp_path):
     errors = {r["file"]: r["error"] for r in rows if "error" in r}
     assert set(errors) == {str(exported["corrupt"]), str(exported["text"]), str(tmp_path / "missing.png")}
     assert "Invalid PNG data" in errors[str(exported["corrupt"])]
-    assert "not a PNG or JPEG" in errors[str(exported["text"])]
+    assert errors[str(exported["text"])] == "not a PNG or JPEG file (unknown file signature)"
+    assert errors[str(exported["corrupt"])].startswith("corrupt or truncated image (Invalid PNG data")
     assert errors[str(tmp_path / "missing.png")] == "file not found"
     assert len([l for l in captured.err.splitlines() if l.startswith("cxr-cascade predict: ")]) == 4
 
