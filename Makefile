@@ -101,3 +101,33 @@ AUDIT_DEMO_DIR ?= build/audit-demo
 .PHONY: audit-demo
 audit-demo: $(STAMP)
 	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR)
+
+# --- training (issue 5). `make train-stage1 DATA=/data/chest_xray [TRAIN_ARGS="--set image_size=224"]`
+# trains the paper's SEME-ResNet50 (table4_resnet50_seme); `make train-stage2 DATA=/data/covid-chestxray-dataset`
+# SEME-DenseNet169 (table5_seme_densenet169, segmented copies by the U-Net in UNET_RUN);
+# `make train-unet DATA=/data/lung-masks` the U-Net (unet_lungs). Without DATA each target trains the
+# demo-scale config (demo_stage1 / demo_stage2 / demo_unet) on the phantom set, generated first if absent,
+# so it runs on any machine. Runs go to $(TRAIN_RUNS)/{stage1,stage2,unet}; an existing run is never
+# overwritten (continue it with TRAIN_ARGS=--resume, or choose another TRAIN_RUNS).
+DATA ?=
+TRAIN_ARGS ?=
+PHANTOM_DIR ?= $(DEMO_DIR)/phantoms
+TRAIN_RUNS ?= $(if $(DATA),runs,$(DEMO_DIR)/runs)
+UNET_RUN ?= $(TRAIN_RUNS)/unet
+STAGE1_EXP ?= $(if $(DATA),table4_resnet50_seme,demo_stage1)
+STAGE2_EXP ?= $(if $(DATA),table5_seme_densenet169,demo_stage2)
+UNET_EXP ?= $(if $(DATA),unet_lungs,demo_unet)
+TRAIN_DATA = $(foreach d,$(DATA),--data $(d))
+.PHONY: train-stage1 train-stage2 train-unet
+
+$(PHANTOM_DIR)/phantoms.csv: | $(STAMP)
+	$(CLI) data phantoms --out $(PHANTOM_DIR) --n $(DEMO_N) --size $(DEMO_SIZE) --seed 0
+
+train-stage1: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
+	$(CLI) train $(STAGE1_EXP) $(if $(DATA),$(TRAIN_DATA),--data $(PHANTOM_DIR)/chest_xray) --run-dir $(TRAIN_RUNS)/stage1 $(TRAIN_ARGS)
+
+train-unet: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
+	$(CLI) train $(UNET_EXP) $(if $(DATA),$(TRAIN_DATA),--data $(PHANTOM_DIR)/lung-masks) --run-dir $(TRAIN_RUNS)/unet $(TRAIN_ARGS)
+
+train-stage2: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
+	$(CLI) train $(STAGE2_EXP) $(if $(DATA),$(TRAIN_DATA),--data $(PHANTOM_DIR)/covid-chestxray-dataset) --unet $(UNET_RUN) --run-dir $(TRAIN_RUNS)/stage2 $(TRAIN_ARGS)

@@ -92,6 +92,7 @@ class ExperimentConfig:
     rotation_degrees: float = 0.0
     val_fraction: float = 0.1
     test_fraction: float = 0.15
+    balance: str = "off"  # training class balance: "off", "oversample", "sample_weight"
     max_per_class: Optional[int] = None  # smoke runs and demos: cap the images per class
     dedup: str = "exact"  # identical images kept in one split ("off", "exact", "near")
 
@@ -318,6 +319,9 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _check_choice(w, "monitor", config.monitor, MONITORS)
     _check_choice(w, "clahe_mode", config.clahe_mode, CLAHE_MODES)
     _check_choice(w, "dedup", config.dedup, ("off", "exact", "near"))
+    _check_choice(w, "balance", config.balance, ("off", "oversample", "sample_weight"))
+    if config.balance != "off" and not config.is_classifier:
+        raise ValueError(f"{w}: `balance` applies to classifiers. Received: balance={config.balance!r}")
     _check_range(w, "image_size", config.image_size, 32)
     _check_range(w, "batch_size", config.batch_size, 1)
     _check_range(w, "epochs", config.epochs, 1)

@@ -333,6 +333,8 @@ def clahe(
     image,
     clip_limit: float = 2.0,
     tile_grid_size: Sequence[int] = (8, 8),
+    *,
+    jit_compile: bool = False,
 ) -> tf.Tensor:
     """Contrast Limited Adaptive Histogram Equalisation, identical to OpenCV's.
 
@@ -349,12 +351,16 @@ def clahe(
             (the integer limit is ``max(int(clip_limit * tile_area / bins), 1)``); ``<= 0`` means no
             clipping (plain adaptive HE).
         tile_grid_size: OpenCV's ``tileGridSize``: ``(tiles along width, tiles along height)``.
+        jit_compile: run the ops as one XLA-compiled function (the result is identical). About
+            5x faster on CPU, also inside `tf.data.Dataset.map` (e.g. after resizing to a fixed
+            size), but compiled again for every new image shape; leave it off for graphs meant
+            for a TF Serving build without XLA.
 
     Returns:
         Tensor of the same shape and dtype as `image`.
 
     Raises:
-        ValueError: bad rank, dtype, `clip_limit` or `tile_grid_size`.
+        ValueError: bad rank, dtype, `clip_limit`, `tile_grid_size` or `jit_compile`.
     """
     clip_limit = _check_clip_limit(clip_limit)
     tiles_x, tiles_y = _check_tile_grid_size(tile_grid_size)
@@ -362,6 +368,10 @@ def clahe(
     _bins_for(image.dtype, "image")
     if image.shape.rank not in (2, 3, 4):
         _to_planes(image, "image")  # raises the shape error
+    if not isinstance(jit_compile, bool):
+        raise ValueError(f"`jit_compile` must be a bool. Received: jit_compile={jit_compile!r}")
+    if jit_compile:
+        return _xla_clahe(clip_limit, tiles_x, tiles_y)(image)
     if tf.executing_eagerly():
         return _eager_clahe(clip_limit, tiles_x, tiles_y, _eager_spec(image))(image)
     return _clahe_image(image, clip_limit, tiles_x, tiles_y)
@@ -370,6 +380,14 @@ def clahe(
 def _clahe_image(image: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: int) -> tf.Tensor:
     planes, restore = _to_planes(image, "image")
     return restore(_clahe_planes(planes, clip_limit, tiles_x, tiles_y))
+
+
+@functools.lru_cache(maxsize=32)
+def _xla_clahe(clip_limit: float, tiles_x: int, tiles_y: int):
+    """XLA-compiled CLAHE; XLA needs static shapes, so it is traced once per input shape."""
+    return tf.function(
+        lambda image: _clahe_image(image, clip_limit, tiles_x, tiles_y), jit_compile=True
+    )
 
 
 def _eager_spec(image: tf.Tensor) -> tf.TensorSpec:

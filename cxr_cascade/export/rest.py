@@ -31,7 +31,9 @@ def signature_inputs(signature) -> dict[str, tf.TensorSpec]:
 def _decode_value(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         if set(value) != {"b64"}:
-            raise ValueError(f"{where}: an object value must be {{\"b64\": ...}}. Received keys: {sorted(value)}")
+            raise ValueError(
+                f'{where}: an object value must be {{"b64": ...}}. Received keys: {sorted(value)}'
+            )
         try:
             return base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, TypeError) as err:
@@ -108,9 +110,12 @@ def decode_request(body: Union[str, bytes, Mapping], signature) -> dict[str, tf.
 
 
 def _jsonable(array: np.ndarray) -> Any:
-    if array.dtype == object or array.dtype.kind in "SU":
-        return np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v,
-                            otypes=[object])(array).tolist() if array.size else array.tolist()
+    """Nested lists; tf.string values become text, as TF Serving writes them."""
+    if array.dtype == object or array.dtype.kind == "S":
+        decode = np.vectorize(
+            lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v, otypes=[object]
+        )
+        return decode(array).tolist() if array.size else array.tolist()
     return array.tolist()
 
 
@@ -126,7 +131,9 @@ def encode_response(outputs: Mapping[str, tf.Tensor], row_format: bool = True) -
     return {"predictions": [{k: lists[k][i] for k in sorted(lists)} for i in range(n)]}
 
 
-def predict_rest(loaded, body: Union[str, bytes, Mapping], signature_name: str = "serving_default") -> dict:
+def predict_rest(
+    loaded, body: Union[str, bytes, Mapping], signature_name: str = "serving_default"
+) -> dict:
     """Runs a REST predict body through a loaded SavedModel, as TF Serving would.
 
     Args:
@@ -146,7 +153,9 @@ def predict_rest(loaded, body: Union[str, bytes, Mapping], signature_name: str =
             body = json.loads(body)
         except json.JSONDecodeError as err:
             raise ValueError(f"request body is not JSON ({err})") from None
-    name = body.get("signature_name", signature_name) if isinstance(body, Mapping) else signature_name
+    if not isinstance(body, Mapping):
+        raise ValueError(f"request body must be a JSON object. Received: {type(body).__name__}")
+    name = body.get("signature_name", signature_name)
     if name not in loaded.signatures:
         raise ValueError(
             f"unknown signature_name. Allowed: {sorted(loaded.signatures)}. Received: {name!r}"

@@ -74,6 +74,22 @@ def check_epoch_divergence(
     return None
 
 
+class RunProgress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar (with ETA), numbered against the whole run.
+
+    The runner calls `fit` once per epoch, so Keras alone would print "Epoch 4/4"; this bar
+    prints "Epoch 4/80".
+    """
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
 class EpochTimer:
     """Wall time per epoch and an ETA for the whole run (printed under Keras's per-epoch bar)."""
 

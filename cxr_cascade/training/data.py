@@ -342,6 +342,7 @@ def prepare_data(
                 clahe_fraction=config.clahe_fraction, clahe_mode=config.clahe_mode,
                 segmented_copies=config.segmented_copies, mask_fn=mask_fn,
                 rotation_degrees=config.rotation_degrees, drop_remainder=drop, validate=validate,
+                balance=None if config.balance == "off" else config.balance,
                 **common,
             )
 

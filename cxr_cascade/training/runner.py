@@ -325,7 +325,7 @@ def _train(
         keras.utils.set_random_seed(_epoch_seed(config, epoch))
         reset_model_seeds(model, config.seed, epoch)
         train_ds = data.make_train(epoch)
-        callbacks: list[keras.callbacks.Callback] = [guard]
+        callbacks: list[keras.callbacks.Callback] = [guard, cb.RunProgress(config.epochs)]
         timer.start_epoch()
         history = model.fit(
             train_ds,
