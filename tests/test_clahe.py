@@ -176,6 +176,18 @@ def test_execution_modes_match_opencv(mode, tmp_path):
         assert_identical(out[..., 0], ref, f"{mode} {size} clip={clip} grid={grid}")
 
 
+def test_jit_compile_option_eagerly_and_in_dataset_map(radiographs):
+    images = np.stack([resized(r, 160, 120) for r in radiographs])[..., None]
+    ref = opencv_clahe(images[..., 0], 2.0, (8, 8))[..., None]
+    assert_identical(clahe(images, jit_compile=True), ref, "jit_compile=True, eager")
+    dataset = tf.data.Dataset.from_tensor_slices(images).map(
+        lambda x: clahe(x, 2.0, (8, 8), jit_compile=True)
+    )
+    assert_identical(np.stack([x.numpy() for x in dataset]), ref, "jit_compile=True, Dataset.map")
+    with pytest.raises(ValueError, match="jit_compile"):
+        clahe(images, jit_compile="yes")
+
+
 def test_saved_model_with_unknown_size_on_real_radiograph(radiographs, tmp_path):
     image = resized(radiographs[2], 500, 333)
     out = _run("saved_model_dynamic", image[..., None], 2.0, (8, 8), tmp_path)
