@@ -17,12 +17,11 @@ import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
-import numpy as np
 import tensorflow as tf
 
 from cxr_cascade.export.archive import INFO_FILE, existing_versions
 
-__all__ = ["Failure", "Prediction", "Predictor", "find_model"]
+__all__ = ["Failure", "Prediction", "Predictor", "find_model", "format_table"]
 
 PathLike = Union[str, os.PathLike]
 

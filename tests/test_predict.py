@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tensorflow as tf
 import keras
 
 from cxr_cascade.cli import main

@@ -32,7 +32,7 @@ Training-only layers (MoEx, dropout, random augmentation) are cut out of the gra
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import tensorflow as tf
