@@ -499,6 +499,8 @@ class CLAHE(keras.layers.Layer):
             when images are already enhanced by the `tf.data` pipeline). Default True: enhance
             always, which is what a serving model needs.
         input_scale: the value of white for float inputs (1.0 or 255.0); ignored for integers.
+        jit_compile: run the CLAHE ops as an XLA-compiled function (see `clahe`); off by
+            default so that exported graphs need no XLA at serving time.
         **kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
 
     Input shape: ``[N, H, W, C]`` (or ``[H, W, C]`` / ``[H, W]`` when called directly).
@@ -511,6 +513,7 @@ class CLAHE(keras.layers.Layer):
         tile_grid_size: Sequence[int] = (8, 8),
         apply_in_inference: bool = True,
         input_scale: float = 1.0,
+        jit_compile: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -533,6 +536,9 @@ class CLAHE(keras.layers.Layer):
                 f"floats in [0, 255]). Received: input_scale={input_scale!r}"
             )
         self.input_scale = float(input_scale)
+        if not isinstance(jit_compile, bool):
+            raise ValueError(f"`jit_compile` must be a bool. Received: jit_compile={jit_compile!r}")
+        self.jit_compile = jit_compile
         self.supports_masking = False
         self.trainable = False
 
@@ -541,7 +547,7 @@ class CLAHE(keras.layers.Layer):
             return inputs
         inputs = tf.convert_to_tensor(inputs)
         if inputs.dtype in (tf.uint8, tf.uint16):
-            return clahe(inputs, self.clip_limit, self.tile_grid_size)
+            return clahe(inputs, self.clip_limit, self.tile_grid_size, jit_compile=self.jit_compile)
         if not inputs.dtype.is_floating:
             raise ValueError(
                 "CLAHE layer inputs must be uint8, uint16 or float. "
@@ -549,7 +555,7 @@ class CLAHE(keras.layers.Layer):
             )
         scaled = tf.cast(inputs, tf.float32) / self.input_scale
         quantised = tf.cast(tf.round(tf.clip_by_value(scaled, 0.0, 1.0) * 255.0), tf.uint8)
-        enhanced = clahe(quantised, self.clip_limit, self.tile_grid_size)
+        enhanced = clahe(quantised, self.clip_limit, self.tile_grid_size, jit_compile=self.jit_compile)
         out = tf.cast(enhanced, tf.float32) * (self.input_scale / 255.0)
         return tf.cast(out, inputs.dtype)
 
@@ -564,6 +570,7 @@ class CLAHE(keras.layers.Layer):
                 "tile_grid_size": list(self.tile_grid_size),
                 "apply_in_inference": self.apply_in_inference,
                 "input_scale": self.input_scale,
+                "jit_compile": self.jit_compile,
             }
         )
         return config

@@ -289,6 +289,13 @@ def test_layer_float_input_is_quantised_equalised_and_rescaled():
     assert 0.0 <= float(tf.reduce_min(out_clip)) and float(tf.reduce_max(out_clip)) <= 1.0
 
 
+def test_layer_jit_compile_option():
+    images = random_images(2, 40, 30, seed=7)[..., None]
+    layer = CLAHE(jit_compile=True)
+    assert layer.get_config()["jit_compile"] is True
+    assert_identical(layer(images), opencv_clahe(images[..., 0], 2.0, (8, 8))[..., None], "layer jit")
+
+
 def test_layer_training_only_option():
     images = random_images(2, 40, 30, seed=6)[..., None]
     layer = CLAHE(apply_in_inference=False)
@@ -303,6 +310,7 @@ def test_layer_config_round_trip():
     config = layer.get_config()
     assert config["clip_limit"] == 4.0 and tuple(config["tile_grid_size"]) == (4, 6)
     assert config["apply_in_inference"] is False and config["input_scale"] == 255.0
+    assert config["jit_compile"] is False
     clone = CLAHE.from_config(config)
     assert clone.get_config() == config
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
@@ -330,3 +338,5 @@ def test_layer_rejects_integer_dtypes_other_than_uint():
         CLAHE(input_scale=0)
     with pytest.raises(ValueError, match="apply_in_inference"):
         CLAHE(apply_in_inference="yes")
+    with pytest.raises(ValueError, match="jit_compile"):
+        CLAHE(jit_compile=1)
