@@ -134,7 +134,7 @@ def _rebuild(model: keras.Model, input_size: Optional[int] = None) -> tuple[kera
     )
     if type(rebuilt) is not keras.Model:
         # e.g. MoExClassifier, whose only difference is a training loss: serve a plain Model.
-        rebuilt = keras.Model(rebuilt.inputs, rebuilt.outputs, name=model.name)
+        rebuilt = keras.Model(rebuilt.input, rebuilt.output, name=model.name)
     return rebuilt, outputs
 
 
@@ -390,7 +390,7 @@ def _explain_fn(model: keras.Model, tensors: dict) -> Optional[Callable]:
     if "cam_features" not in tensors or "logits" not in tensors:
         return None
     grad_model = keras.Model(
-        model.inputs, [tensors["cam_features"], tensors["logits"]], name=f"{model.name}_gradcam"
+        model.input, [tensors["cam_features"], tensors["logits"]], name=f"{model.name}_gradcam"
     )
 
     def explain(images):
