@@ -1,6 +1,6 @@
 """Contrast enhancement as TensorFlow graph ops: OpenCV-exact CLAHE and histogram equalisation.
 
-The paper (Lv et al. 2020, Sec. 3.1 and Figure 7) enhances every radiograph with CLAHE before
+The paper (Lv et al. 2020, Sec. 3.2.1 and Figure 7) enhances every radiograph with CLAHE before
 training and compares it with plain histogram equalisation (HE). To let the *same* code run in
 `tf.data`, in a Keras model, under XLA and in an exported SavedModel (TF Serving), both are written
 here with TensorFlow ops only, which is why this module, unlike the model code, uses `tensorflow`
