@@ -82,7 +82,95 @@ def load_weights_fp16(model, folder: Path) -> None:
     model.set_weights([w.astype(np.float32) for w in weights])
 
 
+def import_run(
+    portable_dir: Path,
+    experiment: str,
+    manifest: Path,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Turns a portable run into a project run directory that `evaluate`, `gradcam`, `audit`
+    and `export` read: resolved config, split manifest, `best.weights.h5`, history, and the
+    environment of both machines. Runs on the TensorFlow backend.
+
+    Args:
+        portable_dir: the `--out` folder of a portable run (weight shards, portable_run.json).
+        experiment: the experiment whose architecture the portable run trained, e.g.
+            "table4_resnet50_seme", with `overrides` (`key=value`) such as image_size=224.
+        manifest: the split manifest the portable run read.
+        run_dir: the run directory to create (must not exist).
+    """
+    import csv as _csv
+
+    from cxr_cascade.config import load_experiment
+    from cxr_cascade.training.run_dir import (
+        RunDir,
+        atomic_write_json,
+        atomic_write_text,
+        atomic_write_with,
+        capture_environment,
+        sha256_file,
+    )
+    from cxr_cascade.training.runner import build_model
+    from pipelines.records import read_manifest, write_manifest
+
+    if run_dir.exists():
+        raise FileExistsError(f"run directory already exists: {run_dir}")
+    summary = json.loads((portable_dir / "portable_run.json").read_text())
+    config = load_experiment(experiment, overrides)
+    model = build_model(config)
+    load_weights_fp16(model, portable_dir)
+    run = RunDir(run_dir)
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run.config, config.to_json())
+    write_manifest(read_manifest(manifest), run.splits)
+    atomic_write_text(run.splits_hash, sha256_file(run.splits) + "\n")
+    atomic_write_with(run.best_weights, model.save_weights, suffix=".weights.h5")
+    history = summary["history"]
+
+    def write_history(path: Path) -> None:
+        with open(path, "w", newline="") as handle:
+            writer = _csv.DictWriter(handle, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+
+    atomic_write_with(run.history_csv, write_history)
+    atomic_write_json(
+        run.environment,
+        {
+            "trained_with": "cxr_cascade.portable (Keras on a non-TensorFlow backend)",
+            "portable_run": {k: v for k, v in summary.items() if k != "history"},
+            "imported_on": capture_environment(),
+        },
+    )
+    atomic_write_text(
+        run.command,
+        "python -m cxr_cascade.portable "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in summary["args"].items())
+        + "\n",
+    )
+    return run_dir
+
+
+def _import_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cxr_cascade.portable import")
+    parser.add_argument("portable_dir", type=Path)
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+    run = import_run(args.portable_dir, args.experiment, args.manifest, args.run_dir, args.overrides)
+    print(f"imported {args.portable_dir} into {run}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["import"]:
+        return _import_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
