@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import keras
+import numpy as np
 
 from cxr_cascade.training.run_dir import atomic_write_text, atomic_write_with
 
@@ -91,23 +92,27 @@ class RunProgress(keras.callbacks.ProgbarLogger):
 
 
 class EpochTimer:
-    """Wall time per epoch and an ETA for the whole run (printed under Keras's per-epoch bar)."""
+    """Wall time per epoch and an ETA for the whole run (printed under Keras's per-epoch bar).
+
+    The ETA uses the median of the last five epochs, leaving out the run's first epoch when there
+    are others (it also pays for graph tracing).
+    """
 
     def __init__(self, total_epochs: int, first_epoch: int = 0):
         self.total = total_epochs
         self.first = first_epoch
-        self.started = time.monotonic()
-        self._epoch_start = self.started
+        self.durations: list[float] = []
+        self._epoch_start = time.monotonic()
 
     def start_epoch(self) -> None:
         self._epoch_start = time.monotonic()
 
     def end_epoch(self, epoch: int) -> tuple[float, str]:
         """Returns (seconds this epoch, a one-line progress summary). `epoch` is 0-based."""
-        now = time.monotonic()
-        seconds = now - self._epoch_start
-        done = epoch + 1 - self.first
-        per_epoch = (now - self.started) / max(done, 1)
+        seconds = time.monotonic() - self._epoch_start
+        self.durations.append(seconds)
+        recent = self.durations[1:] if len(self.durations) > 1 else self.durations
+        per_epoch = float(np.median(recent[-5:]))
         remaining = per_epoch * (self.total - epoch - 1)
         line = (
             f"epoch {epoch + 1}/{self.total} done in {_hms(seconds)}; "
