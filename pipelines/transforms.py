@@ -42,7 +42,7 @@ __all__ = [
 
 RESIZE_MODES = ("stretch", "pad")
 FILL_MODES = ("constant", "reflect", "wrap", "nearest")
-CLAHE_BACKENDS = ("tf", "cv2")
+CLAHE_BACKENDS = ("tf", "tf-xla", "cv2")
 
 ImageSize = Union[int, Sequence[int]]
 
@@ -157,8 +157,11 @@ def apply_clahe(
     256-bin histograms; 16-bit sources therefore lose their extra depth in enhanced copies.
 
     Args:
-        backend: "tf" (`cxr_cascade.preprocessing.clahe`, graph ops, exportable) or "cv2"
-            (OpenCV through `tf.numpy_function`: same numbers, not exportable; for benchmarks).
+        backend: "tf" (`cxr_cascade.preprocessing.clahe`, graph ops, exportable), "tf-xla"
+            (the same ops compiled with XLA: identical output, several times faster on CPU;
+            for tf.data, where images have one fixed size after resizing, not for exported
+            graphs, which must not require XLA at serving time) or "cv2" (OpenCV through
+            `tf.numpy_function`: same numbers, not exportable; for benchmarks).
     """
     if backend not in CLAHE_BACKENDS:
         raise ValueError(
@@ -166,10 +169,15 @@ def apply_clahe(
         )
     image = tf.convert_to_tensor(image, tf.float32)
     quantised = to_uint8(image)
-    if backend == "tf":
+    if backend in ("tf", "tf-xla"):
         from cxr_cascade.preprocessing import clahe
 
-        enhanced = clahe(quantised, clip_limit=clip_limit, tile_grid_size=tile_grid_size)
+        enhanced = clahe(
+            quantised,
+            clip_limit=clip_limit,
+            tile_grid_size=tile_grid_size,
+            jit_compile=backend == "tf-xla",
+        )
     else:
         enhanced = tf.numpy_function(
             lambda x: _cv2_clahe_numpy(x, clip_limit, tile_grid_size),
