@@ -130,6 +130,17 @@ def reset_model_seeds(model: keras.Model, seed: int, epoch: int) -> None:
             index += 1
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    import os
+    import shutil
+
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def _weights_finite(model: keras.Model) -> bool:
     return all(
         np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_variables
@@ -364,7 +375,8 @@ def _train(
             checkpoint = rd.epoch_checkpoint(epoch + 1)
             atomic_write_with(checkpoint, model.save_weights, suffix=".weights.h5")
             if improved:
-                atomic_write_with(rd.best_weights, model.save_weights, suffix=".weights.h5")
+                # The best weights are this epoch's checkpoint: link it (no second 100+ MB write).
+                atomic_write_with(rd.best_weights, lambda tmp: _link_or_copy(checkpoint, tmp))
             state["checkpoint"] = str(checkpoint.relative_to(run_dir))
             rd.write_state(state)
             rd.prune_checkpoints(keep=checkpoint)
