@@ -231,6 +231,98 @@ def _attach(ds: tf.data.Dataset, **attributes) -> tf.data.Dataset:
     return ds
 
 
+def _check_builder_arguments(
+    *,
+    image_size,
+    resize_mode,
+    fill_mode,
+    batch_size,
+    clahe,
+    clahe_fraction,
+    rotation_degrees,
+    shift,
+    zoom,
+    choices=(),
+):
+    """Checks the arguments both builders share (plus `choices`: (name, value, allowed) triples).
+
+    Returns:
+        The normalised ``(height, width)`` image size.
+    """
+    image_size = T.normalize_image_size(image_size)
+    T.check_resize_mode(resize_mode)
+    T.check_fill_mode(fill_mode)
+    _check_batch_size(batch_size)
+    _check_fraction("clahe_fraction", clahe_fraction)
+    for name, value, allowed in choices:
+        _check_choice(name, value, allowed)
+    T.check_augmentation(rotation_degrees, shift, zoom)
+    if clahe and clahe_fraction > 0:
+        raise ValueError(
+            "`clahe=True` already enhances every image, so `clahe_fraction` must be 0. "
+            f"Received: clahe=True, clahe_fraction={clahe_fraction!r}"
+        )
+    return image_size
+
+
+def _load_and_shuffle(ds, load, *, n, training, cache, shuffle_buffer, seed_value):
+    """Maps `load` over the file table, caching and shuffling as the module docstring says.
+
+    Without cache the (cheap) file table is shuffled before decoding; with cache the decoded
+    images are shuffled after it, with a buffer of at most `shuffle_buffer`.
+    """
+    cached = cache not in (False, None)
+    if training and not cached:
+        ds = ds.shuffle(n, seed=seed_value, reshuffle_each_iteration=True)
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if cached:
+        ds = _cache(ds, cache)
+        if training:
+            buffer = min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
+            ds = ds.shuffle(buffer, seed=seed_value, reshuffle_each_iteration=True)
+    return ds
+
+
+def _element_uniform(seed_value: int, draw) -> tf.Tensor:
+    """The element's five uniform draws (positions `_U_*`), keyed by the seed and its draw."""
+    element_seed = tf.stack([tf.constant(seed_value, tf.int64), draw])
+    return tf.random.stateless_uniform([5], seed=element_seed)
+
+
+def _random_clahe(image, u, fraction, clip_limit, tile_grid_size, clahe_backend):
+    """CLAHE-enhances `image` when the element's draw ``u[_U_CLAHE]`` is below `fraction`."""
+    return tf.cond(
+        u[_U_CLAHE] < fraction,
+        lambda: T.apply_clahe(image, clip_limit, tile_grid_size, backend=clahe_backend),
+        lambda: tf.identity(image),
+    )
+
+
+def _random_affine_matrix(u, image_size, rotation_degrees, shift, zoom):
+    """The element's random rotation/shift/zoom matrix from its draws ``u[1:5]``."""
+    return T.random_affine_matrix(
+        u[1:5],
+        image_size[0],
+        image_size[1],
+        rotation_degrees=rotation_degrees,
+        shift=shift,
+        zoom=zoom,
+    )
+
+
+def _map_with_draws(ds, augment, seed_value: int) -> tf.data.Dataset:
+    """Maps ``augment(element, draw)`` with one seeded int64 draw per element (redrawn per epoch)."""
+    draws = tf.data.Dataset.random(seed=seed_value, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip((ds, draws)).map(augment, num_parallel_calls=AUTOTUNE)
+
+
+def _batch_and_finish(ds, *, batch_size, drop_remainder, seed, training, **attributes):
+    """Batches, prefetches, sets determinism and attaches `attributes` to the data set."""
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+    ds = ds.with_options(_options(deterministic=(seed is not None) or not training))
+    return _attach(ds, **attributes)
+
+
 # ----------------------------------------------------------------------------------------------
 # Classification
 
@@ -316,20 +408,22 @@ def build_dataset(
         ValueError: bad arguments, labels outside `class_names`, missing masks, or unreadable
             files (named) when ``skip_bad`` is False.
     """
-    image_size = T.normalize_image_size(image_size)
-    T.check_resize_mode(resize_mode)
-    T.check_fill_mode(fill_mode)
-    _check_batch_size(batch_size)
-    _check_fraction("clahe_fraction", clahe_fraction)
-    _check_choice("clahe_mode", clahe_mode, CLAHE_MODES)
-    _check_choice("balance", balance, BALANCE_MODES)
-    _check_choice("label_mode", label_mode, LABEL_MODES)
-    T.check_augmentation(rotation_degrees, shift, zoom)
-    if clahe and clahe_fraction > 0:
-        raise ValueError(
-            "`clahe=True` already enhances every image, so `clahe_fraction` must be 0. "
-            f"Received: clahe=True, clahe_fraction={clahe_fraction!r}"
-        )
+    image_size = _check_builder_arguments(
+        image_size=image_size,
+        resize_mode=resize_mode,
+        fill_mode=fill_mode,
+        batch_size=batch_size,
+        clahe=clahe,
+        clahe_fraction=clahe_fraction,
+        rotation_degrees=rotation_degrees,
+        shift=shift,
+        zoom=zoom,
+        choices=(
+            ("clahe_mode", clahe_mode, CLAHE_MODES),
+            ("balance", balance, BALANCE_MODES),
+            ("label_mode", label_mode, LABEL_MODES),
+        ),
+    )
     paths, labels, masks = _as_table(records)
     if not paths:
         raise ValueError("`records` is empty: nothing to build a data set from.")
@@ -388,10 +482,6 @@ def build_dataset(
     if sample_w is not None:
         columns["weight"] = tf.constant(sample_w)
     ds = tf.data.Dataset.from_tensor_slices(columns)
-    shuffle = bool(training)
-    cached = cache not in (False, None)
-    if shuffle and not cached:
-        ds = ds.shuffle(n, seed=seed_value, reshuffle_each_iteration=True)
 
     any_seg = bool(with_seg.any())
     replace_fraction = float(clahe_fraction) if (training and clahe_mode == "replace") else 0.0
@@ -446,45 +536,29 @@ def build_dataset(
         out["mask"] = tf.cast(tf.reshape(lung, [image_size[0], image_size[1], 1]), tf.uint8)
         return out
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-    if cached:
-        ds = _cache(ds, cache)
-        if shuffle:
-            buffer = min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
-            ds = ds.shuffle(buffer, seed=seed_value, reshuffle_each_iteration=True)
+    ds = _load_and_shuffle(
+        ds, load, n=n, training=training, cache=cache, shuffle_buffer=shuffle_buffer, seed_value=seed_value
+    )
 
     geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
 
     def augment(row, draw):
-        element_seed = tf.stack([tf.constant(seed_value, tf.int64), draw])
-        u = tf.random.stateless_uniform([5], seed=element_seed)
+        u = _element_uniform(seed_value, draw)
         image = row["image"]
         if replace_fraction > 0:
-            image = tf.cond(
-                u[_U_CLAHE] < replace_fraction,
-                lambda: T.apply_clahe(image, clip_limit, tile_grid_size, backend=clahe_backend),
-                lambda: tf.identity(image),
-            )
+            image = _random_clahe(image, u, replace_fraction, clip_limit, tile_grid_size, clahe_backend)
         if need_mask_later:
             lung = tf.cast(row["mask"], tf.float32)
             image = tf.cond(row["segment"], lambda: T.apply_mask(image, lung), lambda: tf.identity(image))
         if geometric:
-            matrix = T.random_affine_matrix(
-                u[1:5],
-                image_size[0],
-                image_size[1],
-                rotation_degrees=rotation_degrees,
-                shift=shift,
-                zoom=zoom,
-            )
+            matrix = _random_affine_matrix(u, image_size, rotation_degrees, shift, zoom)
             image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
         out = dict(row)
         out["image"] = image
         return out
 
     if replace_fraction > 0 or need_mask_later or geometric:
-        draws = tf.data.Dataset.random(seed=seed_value, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, draws)).map(augment, num_parallel_calls=AUTOTUNE)
+        ds = _map_with_draws(ds, augment, seed_value)
 
     num_classes = len(class_names)
 
@@ -498,9 +572,16 @@ def build_dataset(
         return image, label
 
     ds = ds.map(to_pair, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
-    ds = ds.with_options(_options(deterministic=(seed is not None) or not training))
-    return _attach(ds, bad_files=bad, num_examples=n, class_names=list(class_names))
+    return _batch_and_finish(
+        ds,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+        seed=seed,
+        training=training,
+        bad_files=bad,
+        num_examples=n,
+        class_names=list(class_names),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -565,17 +646,17 @@ def build_segmentation_dataset(
         A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], float32 [B, H, W, 1] in {0, 1})``
         with attributes ``bad_files`` and ``num_examples``.
     """
-    image_size = T.normalize_image_size(image_size)
-    T.check_resize_mode(resize_mode)
-    T.check_fill_mode(fill_mode)
-    _check_batch_size(batch_size)
-    _check_fraction("clahe_fraction", clahe_fraction)
-    T.check_augmentation(rotation_degrees, shift, zoom)
-    if clahe and clahe_fraction > 0:
-        raise ValueError(
-            "`clahe=True` already enhances every image, so `clahe_fraction` must be 0. "
-            f"Received: clahe=True, clahe_fraction={clahe_fraction!r}"
-        )
+    image_size = _check_builder_arguments(
+        image_size=image_size,
+        resize_mode=resize_mode,
+        fill_mode=fill_mode,
+        batch_size=batch_size,
+        clahe=clahe,
+        clahe_fraction=clahe_fraction,
+        rotation_degrees=rotation_degrees,
+        shift=shift,
+        zoom=zoom,
+    )
     images, masks = _segmentation_table(records)
     if not images:
         raise ValueError("`records` is empty: nothing to build a data set from.")
@@ -590,9 +671,6 @@ def build_segmentation_dataset(
             "mask_path": tf.constant([masks[i] for i in keep]),
         }
     )
-    cached = cache not in (False, None)
-    if training and not cached:
-        ds = ds.shuffle(n, seed=seed_value, reshuffle_each_iteration=True)
 
     def load(row):
         image = preprocess_image(
@@ -607,42 +685,32 @@ def build_segmentation_dataset(
         mask = T.resize_mask(D.read_mask(row["mask_path"]), image_size, resize_mode)
         return image, mask
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-    if cached:
-        ds = _cache(ds, cache)
-        if training:
-            buffer = min(n, shuffle_buffer or DEFAULT_SHUFFLE_BUFFER)
-            ds = ds.shuffle(buffer, seed=seed_value, reshuffle_each_iteration=True)
+    ds = _load_and_shuffle(
+        ds, load, n=n, training=training, cache=cache, shuffle_buffer=shuffle_buffer, seed_value=seed_value
+    )
 
     fraction = float(clahe_fraction) if training else 0.0
     geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
 
     def augment(pair, draw):
         image, mask = pair
-        element_seed = tf.stack([tf.constant(seed_value, tf.int64), draw])
-        u = tf.random.stateless_uniform([5], seed=element_seed)
+        u = _element_uniform(seed_value, draw)
         if fraction > 0:
-            image = tf.cond(
-                u[_U_CLAHE] < fraction,
-                lambda: T.apply_clahe(image, clip_limit, tile_grid_size, backend=clahe_backend),
-                lambda: tf.identity(image),
-            )
+            image = _random_clahe(image, u, fraction, clip_limit, tile_grid_size, clahe_backend)
         if geometric:
-            matrix = T.random_affine_matrix(
-                u[1:5],
-                image_size[0],
-                image_size[1],
-                rotation_degrees=rotation_degrees,
-                shift=shift,
-                zoom=zoom,
-            )
+            matrix = _random_affine_matrix(u, image_size, rotation_degrees, shift, zoom)
             image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
             mask = T.affine_transform(mask, matrix, interpolation="nearest", fill_mode=fill_mode)
         return image, mask
 
     if fraction > 0 or geometric:
-        draws = tf.data.Dataset.random(seed=seed_value, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, draws)).map(augment, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
-    ds = ds.with_options(_options(deterministic=(seed is not None) or not training))
-    return _attach(ds, bad_files=bad, num_examples=n)
+        ds = _map_with_draws(ds, augment, seed_value)
+    return _batch_and_finish(
+        ds,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+        seed=seed,
+        training=training,
+        bad_files=bad,
+        num_examples=n,
+    )
