@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from _helpers import assert_identical, per_plane, read_grey
 from cxr_cascade.preprocessing import CLAHE, clahe
 
 CLIPS = (0.0, 1.0, 2.0, 4.0, 40.0)
@@ -25,23 +26,7 @@ GRIDS = ((8, 8), (4, 6))
 def opencv_clahe(images: np.ndarray, clip: float, grid) -> np.ndarray:
     """cv2 CLAHE of each [H, W] plane of `images` ([..., H, W])."""
     op = cv2.createCLAHE(clipLimit=clip, tileGridSize=tuple(grid))
-    flat = images.reshape((-1,) + images.shape[-2:])
-    return np.stack([op.apply(plane) for plane in flat]).reshape(images.shape)
-
-
-def assert_identical(out, ref, context: str = "") -> None:
-    out = np.asarray(out)
-    assert out.dtype == ref.dtype and out.shape == ref.shape, (out.dtype, out.shape, ref.shape)
-    diff = np.abs(out.astype(np.int64) - ref.astype(np.int64))
-    assert diff.max() == 0, (
-        f"{context}: max |diff| = {diff.max()} grey levels on {np.mean(diff > 0) * 100:.4f} % of pixels"
-    )
-
-
-def read_grey(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    assert image is not None, path
-    return image
+    return per_plane(op.apply, images)
 
 
 def resized(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from _helpers import assert_identical, per_plane, read_grey
 from cxr_cascade.preprocessing import equalize_hist
 
 
 def opencv_equalize(images: np.ndarray) -> np.ndarray:
-    flat = images.reshape((-1,) + images.shape[-2:])
-    return np.stack([cv2.equalizeHist(plane) for plane in flat]).reshape(images.shape)
-
-
-def assert_identical(out, ref, context: str = "") -> None:
-    out = np.asarray(out)
-    assert out.dtype == ref.dtype and out.shape == ref.shape, (out.dtype, out.shape, ref.shape)
-    diff = np.abs(out.astype(np.int64) - ref.astype(np.int64))
-    assert diff.max() == 0, (
-        f"{context}: max |diff| = {diff.max()} grey levels on {np.mean(diff > 0) * 100:.4f} % of pixels"
-    )
-
-
-def read_grey(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    assert image is not None, path
-    return image
+    return per_plane(cv2.equalizeHist, images)
 
 
 @pytest.fixture
