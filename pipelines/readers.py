@@ -62,6 +62,11 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX") or name in ("Thumbs.db",)
 
 
+def _visible_entries(folder: Path) -> list[os.DirEntry]:
+    """The folder's entries sorted by name, hidden ones (see `_is_hidden`) left out."""
+    return [e for e in sorted(os.scandir(folder), key=lambda e: e.name) if not _is_hidden(e.name)]
+
+
 def parse_kermany_name(stem: str) -> Optional[tuple[str, str]]:
     """(label, patient) from a Kermany file stem, or None when the name does not follow the scheme.
 
@@ -109,9 +114,7 @@ def read_kermany(root: PathLike, *, source: str = "kermany") -> RecordTable:
         split_dir = root / split
         if not split_dir.is_dir():
             continue
-        for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-            if _is_hidden(entry.name):
-                continue
+        for entry in _visible_entries(split_dir):
             if not entry.is_dir() or entry.name not in KERMANY_CLASSES:
                 table.problems.append(
                     Problem(
@@ -125,9 +128,7 @@ def read_kermany(root: PathLike, *, source: str = "kermany") -> RecordTable:
             class_dir = split_dir / class_name
             if not class_dir.is_dir():
                 continue
-            for entry in sorted(os.scandir(class_dir), key=lambda e: e.name):
-                if _is_hidden(entry.name):
-                    continue
+            for entry in _visible_entries(class_dir):
                 path = os.path.abspath(entry.path)
                 if entry.is_dir():
                     table.problems.append(
@@ -352,8 +353,8 @@ def read_lung_masks(
         key = stem[: -len("_mask")] if stem.endswith("_mask") else stem
         masks[key] = os.path.abspath(entry.path)
     used: set[str] = set()
-    for entry in sorted(os.scandir(image_dir), key=lambda e: e.name):
-        if _is_hidden(entry.name) or not entry.is_file():
+    for entry in _visible_entries(image_dir):
+        if not entry.is_file():
             continue
         path = os.path.abspath(entry.path)
         stem, extension = os.path.splitext(entry.name)
@@ -388,8 +389,8 @@ def read_montgomery(root: PathLike, *, source: str = "montgomery") -> RecordTabl
     if not image_dir.is_dir():
         raise ValueError(f"{root}: not a Montgomery folder: expected CXR_png/ and ManualMask/")
     table = RecordTable()
-    for entry in sorted(os.scandir(image_dir), key=lambda e: e.name):
-        if _is_hidden(entry.name) or not entry.is_file():
+    for entry in _visible_entries(image_dir):
+        if not entry.is_file():
             continue
         path = os.path.abspath(entry.path)
         stem, extension = os.path.splitext(entry.name)

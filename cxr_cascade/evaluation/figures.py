@@ -82,6 +82,23 @@ def plot_roc(
     return save_figure(fig, path)
 
 
+def _confusion_panel(ax, normalised, cell_text, class_names, title, fontsize) -> None:
+    """One confusion-matrix panel: `normalised` (rows: truth) coloured on a fixed [0, 1] scale,
+    ``cell_text(i, j)`` written in each cell (white on dark cells), class names on both axes."""
+    ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(normalised.shape[0]):
+        for j in range(normalised.shape[1]):
+            ax.text(
+                j, i, cell_text(i, j), ha="center", va="center",
+                color="white" if normalised[i, j] > 0.5 else "black", fontsize=fontsize,
+            )
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+
+
 def plot_confusion(y_true, y_pred, class_names: Sequence[str], path, title: str = "") -> Path:
     """Counts and row-normalised confusion matrices (rows: truth, columns: prediction)."""
     counts = confusion_matrix(y_true, y_pred, len(class_names))
@@ -92,18 +109,9 @@ def plot_confusion(y_true, y_pred, class_names: Sequence[str], path, title: str 
         (axes[0], counts, "d", "counts"),
         (axes[1], normalised, ".2f", "normalised by true class"),
     ):
-        ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
-        for i in range(matrix.shape[0]):
-            for j in range(matrix.shape[1]):
-                ax.text(
-                    j, i, format(matrix[i, j], fmt), ha="center", va="center",
-                    color="white" if normalised[i, j] > 0.5 else "black", fontsize=8,
-                )
-        ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(label, fontsize=9)
+        _confusion_panel(
+            ax, normalised, lambda i, j: format(matrix[i, j], fmt), class_names, label, fontsize=8
+        )
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
@@ -153,15 +161,13 @@ def plot_confusion_grid(
     for ax, (model_name, (y_true, y_pred)) in zip(axes[0], models.items()):
         counts = confusion_matrix(y_true, y_pred, len(class_names))
         normalised = normalise_confusion(counts)
-        ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
-        for i in range(counts.shape[0]):
-            for j in range(counts.shape[1]):
-                ax.text(j, i, f"{normalised[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
-                        color="white" if normalised[i, j] > 0.5 else "black", fontsize=7)
-        ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(model_name, fontsize=9)
+        _confusion_panel(
+            ax,
+            normalised,
+            lambda i, j: f"{normalised[i, j]:.2f}\n({counts[i, j]})",
+            class_names,
+            model_name,
+            fontsize=7,
+        )
     fig.suptitle(title)
     return save_figure(fig, path)
