@@ -52,6 +52,18 @@ def _to_tensor(values: list, spec: tf.TensorSpec, name: str) -> tf.Tensor:
         raise ValueError(f"input {name!r}: cannot make a {spec.dtype.name} tensor ({err})") from None
 
 
+def _parse_body(body: Union[str, bytes, Mapping]) -> Mapping:
+    """The request body as a JSON object (parsed from text or bytes, or given as one)."""
+    if isinstance(body, (str, bytes)):
+        try:
+            body = json.loads(body)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"request body is not JSON ({err})") from None
+    if not isinstance(body, Mapping):
+        raise ValueError(f"request body must be a JSON object. Received: {type(body).__name__}")
+    return body
+
+
 def decode_request(body: Union[str, bytes, Mapping], signature) -> dict[str, tf.Tensor]:
     """Turns a TF Serving REST predict body into the signature's keyword tensors.
 
@@ -66,13 +78,7 @@ def decode_request(body: Union[str, bytes, Mapping], signature) -> dict[str, tf.
         ValueError: malformed JSON, neither/both of "instances" and "inputs", unknown or missing
             input names, bad base64.
     """
-    if isinstance(body, (str, bytes)):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"request body is not JSON ({err})") from None
-    if not isinstance(body, Mapping):
-        raise ValueError(f"request body must be a JSON object. Received: {type(body).__name__}")
+    body = _parse_body(body)
     specs = signature_inputs(signature)
     names = sorted(specs)
     if ("instances" in body) == ("inputs" in body):
@@ -148,13 +154,7 @@ def predict_rest(
     Raises:
         ValueError: malformed request; tf.errors.InvalidArgumentError: bad image bytes.
     """
-    if isinstance(body, (str, bytes)):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"request body is not JSON ({err})") from None
-    if not isinstance(body, Mapping):
-        raise ValueError(f"request body must be a JSON object. Received: {type(body).__name__}")
+    body = _parse_body(body)
     name = body.get("signature_name", signature_name)
     if name not in loaded.signatures:
         raise ValueError(

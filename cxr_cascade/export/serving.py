@@ -307,6 +307,34 @@ class Endpoints(dict):
         self.models = list(models)
 
 
+def _single_stage_endpoints(run: Callable, stage: StagePreprocessing) -> dict[str, Endpoint]:
+    """The three standard endpoints of one model on one preprocessing.
+
+    Args:
+        run: preprocessed images float32 ``[N, S, S, 1]`` -> {output name: tensor}.
+        stage: the preprocessing that turns encoded images into `run`'s input.
+
+    Returns:
+        {`BYTES_ENDPOINT`: encoded images -> outputs, `IMAGES_ENDPOINT`: preprocessed images ->
+        outputs, `PREPROCESS_ENDPOINT`: encoded images -> ``{"images": ...}``}.
+    """
+
+    def serving_default(image_bytes):
+        return run(decode_batch(image_bytes, stage))
+
+    def serving_images(images):
+        return run(images)
+
+    def preprocess(image_bytes):
+        return {"images": decode_batch(image_bytes, stage)}
+
+    return {
+        BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
+        IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
+        PREPROCESS_ENDPOINT: (preprocess, [_BYTES_SPEC]),
+    }
+
+
 def classifier_endpoints(
     model: keras.Model,
     class_names: Sequence[str],
@@ -330,20 +358,7 @@ def classifier_endpoints(
     def run(images):
         return _class_outputs(model(images, training=False), class_names)
 
-    def serving_default(image_bytes):
-        return run(decode_batch(image_bytes, stage))
-
-    def serving_images(images):
-        return run(images)
-
-    def preprocess(image_bytes):
-        return {"images": decode_batch(image_bytes, stage)}
-
-    endpoints = {
-        BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
-        IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
-        PREPROCESS_ENDPOINT: (preprocess, [_BYTES_SPEC]),
-    }
+    endpoints = _single_stage_endpoints(run, stage)
     explain = _explain_fn(model, tensors)
     if explain is not None:
         endpoints["explain_images"] = (explain, [_images_spec(stage.image_size)])
@@ -361,21 +376,7 @@ def unet_endpoints(
         prob = tf.cast(unet(images, training=False), tf.float32)
         return {"mask_probabilities": prob, "mask": tf.cast(prob > threshold, tf.uint8)}
 
-    def serving_default(image_bytes):
-        return run(decode_batch(image_bytes, stage))
-
-    def serving_images(images):
-        return run(images)
-
-    def preprocess(image_bytes):
-        return {"images": decode_batch(image_bytes, stage)}
-
-    endpoints = {
-        BYTES_ENDPOINT: (serving_default, [_BYTES_SPEC]),
-        IMAGES_ENDPOINT: (serving_images, [_images_spec(stage.image_size)]),
-        PREPROCESS_ENDPOINT: (preprocess, [_BYTES_SPEC]),
-    }
-    return Endpoints(endpoints, [unet, *stage.models])
+    return Endpoints(_single_stage_endpoints(run, stage), [unet, *stage.models])
 
 
 def _explain_fn(model: keras.Model, tensors: dict) -> Optional[Callable]:
