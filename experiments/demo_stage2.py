@@ -1,10 +1,15 @@
 """Demo stage 2 (phantoms): SEME-DenseNet169, the cascade's stage-2 design, at 64x64 for a 2-core CPU.
 
-Paper:   Table 5, row SE-MoEx, DenseNet169 (97.14 %), same network and data recipe (rotation +-30
-         degrees, CLAHE copies, U-Net-segmented copies of both) at a small input and a short
-         schedule (Adam with cosine annealing instead of SGD 0.1 -> 1e-8); training curve as
+Paper:   Table 5, row SE-MoEx, DenseNet169 (97.14 %), same network at a small input, a lighter data
+         recipe (CLAHE on half the images in place and +-15 degree rotation instead of CLAHE and
+         U-Net-segmented copies and +-30 degrees) and a short schedule (Adam with cosine annealing instead of SGD 0.1 -> 1e-8); training curve as
          Figure 16(b). Phantom accuracy shows the machinery works, never that it diagnoses.
 Command: cxr-cascade train demo_stage2 --data build/demo/phantoms/covid-chestxray-dataset --unet build/demo/runs/unet
+         (--unet is accepted but unused here: the demo trains without segmented copies.)
+
+Measured (2026-11-26, phantoms --n 600 --size 256 --seed 0, 2 CPU cores, light load): test
+accuracy 98.7 % (n=75), macro F1 0.979, AUC 1.00, best epoch 14; 9.6 min wall, ~34 s/epoch.
+Val accuracy jumps around until epoch 9 (0.21-0.82), then 0.95-1.00.
 """
 
 from experiments.base import MOEX, SE_REDUCTION, STAGE2, derive
@@ -15,8 +20,15 @@ CONFIG = derive(
     se_reduction=SE_REDUCTION,
     moex=MOEX,
     image_size=64,
-    batch_size=16,
-    epochs=8,
+    # Demo only: one CLAHE-or-plain copy per image (no CLAHE / U-Net copies, 4x cheaper epochs),
+    # milder rotation, batch 8 for more steps: the 8-epoch, batch-16, four-copy schedule stayed
+    # at the majority class (75.9 %) on 240 phantoms.
+    clahe_fraction=0.5,
+    clahe_mode="replace",
+    segmented_copies=False,
+    rotation_degrees=15.0,
+    batch_size=8,
+    epochs=14,
     optimizer="adam",
     learning_rate=1e-3,
     lr_min=1e-5,
