@@ -4,7 +4,7 @@ The project's trainer (`cxr-cascade train`) runs on TensorFlow's engine with tf.
 accelerators often carry JAX or PyTorch only; this module trains the very same Keras builders
 there from a split manifest, with the same stage-1 recipe (CLAHE on a random fraction of the
 training images each epoch, OpenCV's algorithm through `cxr_cascade.numpy_clahe`). It imports
-neither TensorFlow, OpenCV nor `pipelines`, and writes the weights as float16 shards small enough
+neither TensorFlow nor OpenCV (the manifest is read by the stdlib-only `pipelines.records`), and writes the weights as float16 shards small enough
 to copy back, plus a JSON log with per-epoch metrics.
 
     KERAS_BACKEND=jax python -m cxr_cascade.portable --manifest split.csv --out run/ \
@@ -17,7 +17,6 @@ float32, the range the TF pipeline feeds the models.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import time
@@ -26,15 +25,6 @@ from pathlib import Path
 import numpy as np
 
 STAGE1_CLASSES = ("normal", "bacterial", "viral")
-
-
-def read_split_manifest(path: Path) -> list[dict[str, str]]:
-    """Rows of a manifest CSV, with `path` resolved against the manifest's folder."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["path"] = str((path.parent / row["path"]).resolve())
-    return rows
 
 
 def load_images(paths: list[str], size: int) -> np.ndarray:
@@ -100,8 +90,6 @@ def import_run(
         manifest: the split manifest the portable run read.
         run_dir: the run directory to create (must not exist).
     """
-    import csv as _csv
-
     from cxr_cascade.config import load_experiment
     from cxr_cascade.training.run_dir import (
         RunDir,
@@ -111,6 +99,7 @@ def import_run(
         capture_environment,
         sha256_file,
     )
+    from cxr_cascade.training.callbacks import write_history_csv
     from cxr_cascade.training.runner import build_model
     from pipelines.records import read_manifest, write_manifest
 
@@ -126,15 +115,7 @@ def import_run(
     write_manifest(read_manifest(manifest), run.splits)
     atomic_write_text(run.splits_hash, sha256_file(run.splits) + "\n")
     atomic_write_with(run.best_weights, model.save_weights, suffix=".weights.h5")
-    history = summary["history"]
-
-    def write_history(path: Path) -> None:
-        with open(path, "w", newline="") as handle:
-            writer = _csv.DictWriter(handle, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write_with(run.history_csv, write_history)
+    write_history_csv(run.history_csv, summary["history"])
     atomic_write_json(
         run.environment,
         {
@@ -192,20 +173,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from cxr_cascade.models import MoEx, build_classifier
     from cxr_cascade.numpy_clahe import clahe_numpy
+    from pipelines.records import read_manifest  # stdlib only: no TensorFlow needed
 
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy(args.mixed_precision)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    rows = read_split_manifest(args.manifest)
+    records = read_manifest(args.manifest)
     index = {name: i for i, name in enumerate(STAGE1_CLASSES)}
     splits = {}
     t0 = time.time()
     for split in ("train", "val", "test"):
-        part = [r for r in rows if r["split"] == split]
-        images = load_images([r["path"] for r in part], args.image_size)
-        labels = np.array([index[r["label"]] for r in part], np.int32)
+        part = [r for r in records if r.split == split]
+        images = load_images([r.path for r in part], args.image_size)
+        labels = np.array([index[r.label] for r in part], np.int32)
         splits[split] = (images, labels)
     train_images, train_labels = splits["train"]
     train_clahe = np.stack([clahe_numpy(im) for im in train_images])

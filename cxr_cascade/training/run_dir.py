@@ -54,25 +54,17 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        _fsync_file(tmp_path)
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
-        _fsync_dir(path.parent)
+        _fsync(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def _fsync_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename survives power loss only once the directory entry is on disk.
+def _fsync(path: Path) -> None:
+    """Flushes a file, or a directory entry (a rename survives power loss only once the
+    directory is on disk), ignoring file systems that refuse."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
