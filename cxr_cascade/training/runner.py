@@ -341,9 +341,10 @@ def _train(
         if stop_after_epochs is not None and run_epochs >= stop_after_epochs:
             break
         # Python and NumPy only: `keras.utils.set_random_seed` would also call
-        # `tf.random.set_seed`, which retraces the train step every epoch (18 s per epoch for
-        # DenseNet169 at 64 px on 2 CPU cores). The graph needs no TF global seed: data draws are
-        # stateless from `seed + epoch` and in-model generators are reset just below.
+        # `tf.random.set_seed`, which clears TensorFlow's kernel cache, so every epoch's `fit`
+        # re-instantiated and re-optimised the train-step graph (18 s per epoch for DenseNet169
+        # at 64 px on 2 CPU cores). The graph needs no TF global seed: data draws are stateless
+        # from `seed + epoch` and in-model generators are reset just below.
         _seed_host_rngs(_epoch_seed(config, epoch))
         reset_model_seeds(model, config.seed, epoch)
         train_ds = data.make_train(epoch)
