@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 # Where `make demo` writes; small phantom sizes so it runs on a 2-core laptop.
 DEMO_DIR ?= build/demo
-DEMO_N   ?= 600
+DEMO_N   ?= 900
 DEMO_SIZE ?= 256
 
 .PHONY: venv test test-all demo phantoms clean

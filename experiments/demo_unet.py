@@ -3,6 +3,9 @@
 Paper:   Section 4.2, U-Net loss and validation mean IoU as Figure 15(a); Adam with cosine
          annealing as the paper, widths (16, 32, 64, 128, 256) instead of (64, ..., 1024).
 Command: cxr-cascade train demo_unet --data build/demo/phantoms/lung-masks
+
+Measured (2026-11-26, `make demo`: phantoms --n 900, 2 CPU cores): test mean IoU 0.980 after
+6 epochs, 75 s with evaluation.
 """
 
 from experiments.base import UNET, derive
@@ -11,7 +14,7 @@ CONFIG = derive(
     UNET,
     image_size=64,
     batch_size=8,
-    epochs=8,
+    epochs=6,
     unet_filters=(16, 32, 64, 128, 256),
     description="Demo U-Net: lung masks at 64x64 on phantoms, quarter width.",
     paper="Section 4.2 (no table), U-Net mean IoU (demo scale); curves as Figure 15(a)",
