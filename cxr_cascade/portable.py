@@ -4,8 +4,9 @@ The project's trainer (`cxr-cascade train`) runs on TensorFlow's engine with tf.
 accelerators often carry JAX or PyTorch only; this module trains the very same Keras builders
 there from a split manifest, with the same stage-1 recipe (CLAHE on a random fraction of the
 training images each epoch, OpenCV's algorithm through `cxr_cascade.numpy_clahe`). It imports
-neither TensorFlow nor OpenCV (the manifest is read by the stdlib-only `pipelines.records`), and writes the weights as float16 shards small enough
-to copy back, plus a JSON log with per-epoch metrics.
+neither TensorFlow nor OpenCV (the manifest is read by the stdlib-only `pipelines.records`), and
+writes the weights as float16 shards small enough to copy back, plus a JSON log with per-epoch
+metrics.
 
     KERAS_BACKEND=jax python -m cxr_cascade.portable --manifest split.csv --out run/ \
         --backbone resnet50 --se-reduction 16 --moex --image-size 224 --epochs 80

@@ -1,9 +1,9 @@
 """Demo stage 2 (phantoms): SEME-DenseNet169, the cascade's stage-2 design, at 64x64 for a 2-core CPU.
 
-Paper:   Table 5, row SE-MoEx, DenseNet169 (97.14 %), same network at a small input, a lighter data
-         recipe (CLAHE on half the images in place and +-15 degree rotation instead of CLAHE and
-         U-Net-segmented copies and +-30 degrees) and a short schedule (Adam with cosine annealing instead of SGD 0.1 -> 1e-8); training curve as
-         Figure 16(b). Phantom accuracy shows the machinery works, never that it diagnoses.
+Paper:   Table 5, row SE-MoEx, DenseNet169 (97.14 %), same network at a small input, a lighter
+         data recipe (CLAHE on half the images in place and +-15 degree rotation instead of CLAHE
+         and U-Net-segmented copies and +-30 degrees) and a short schedule (Adam with cosine
+         annealing instead of SGD 0.1 -> 1e-8); training curve as Figure 16(b). Phantom accuracy shows the machinery works, never that it diagnoses.
 Command: cxr-cascade train demo_stage2 --data build/demo/phantoms/covid-chestxray-dataset --unet build/demo/runs/unet
          (--unet is accepted but unused here: the demo trains without segmented copies.)
 
