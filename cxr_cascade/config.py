@@ -6,10 +6,18 @@ defines `CONFIG`, a plain `dict` (usually derived from one of the bases in `expe
 command-line overrides (`--set key=value`), so that a typo or an impossible setting fails before
 any data is read, with an error that names the field, what is allowed and what was received.
 
+Preprocessing and augmentation are nested sections holding the very objects the pipelines and the
+serving graph are built from (`pipelines.config.PreprocessConfig` and `AugmentConfig`), so a run's
+`config.json` records every setting that shapes a model's input. Dotted keys reach into them:
+`--set preprocess.clip_limit=3 --set augment.rotation_degrees=15`. The image size lives in
+`preprocess.image_size` (`config.image_size` reads it); the flat keys of earlier versions
+(`image_size`, `clahe_fraction`, `clahe_mode`, `segmented_copies`, `rotation_degrees`) are still
+accepted as aliases, so old run folders and command lines keep working.
+
 Example:
-    >>> config = load_experiment("table4_resnet50_seme", overrides=["image_size=224"])
-    >>> config.backbone, config.image_size
-    ('resnet50', 224)
+    >>> config = load_experiment("table4_resnet50_seme", overrides=["preprocess.clip_limit=3"])
+    >>> config.backbone, config.image_size, config.preprocess.clip_limit
+    ('resnet50', 512, 3.0)
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 
@@ -38,9 +48,6 @@ MIXED_PRECISION = ("off", "float16", "bfloat16", "auto")
 # Stage 2's negative class: ieee8023 non-COVID viral images only, or those plus Kermany's
 # viral images (closest to the paper's counts, but confounded by age and source).
 STAGE2_NEGATIVES = ("ieee8023_viral", "ieee8023_plus_kermany_viral")
-# pipelines.datasets: "replace" = each image CLAHE'd with probability clahe_fraction per epoch;
-# "add" = a CLAHE copy of round(clahe_fraction * N) images joins the originals.
-CLAHE_MODES = ("replace", "add")
 MONITORS = ("val_accuracy", "val_loss", "val_mean_iou")
 
 
@@ -84,12 +91,12 @@ class ExperimentConfig:
     # --- data
     classes: tuple[str, ...] = ()
     stage2_negative: str = "ieee8023_viral"
-    image_size: int = 512
+    # What makes a model input from an image file: size, resize, CLAHE, lung masking. The same
+    # object builds the training / evaluation pipelines and the exported serving graph.
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # Training-only: random CLAHE, CLAHE and lung-masked copies, rotation / shift / zoom.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 8
-    clahe_fraction: float = 0.0
-    clahe_mode: str = "replace"
-    segmented_copies: bool = False
-    rotation_degrees: float = 0.0
     val_fraction: float = 0.1
     test_fraction: float = 0.15
     balance: str = "off"  # training class balance: "off", "oversample", "sample_weight"
@@ -114,6 +121,11 @@ class ExperimentConfig:
     jit_compile: str = "auto"
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def image_size(self) -> int:
+        """The model's input size S (`preprocess.image_size`)."""
+        return self.preprocess.image_size
+
     @property
     def is_classifier(self) -> bool:
         return self.task in ("stage1", "stage2")
@@ -142,6 +154,21 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+# Nested sections (`--set section.field=value`) and the flat keys of earlier versions.
+_SECTIONS: dict[str, type] = {
+    "moex": MoExConfig,
+    "preprocess": PreprocessConfig,
+    "augment": AugmentConfig,
+}
+_ALIASES = {
+    "image_size": "preprocess.image_size",
+    "clahe_fraction": "augment.clahe_fraction",
+    "clahe_mode": "augment.clahe_mode",
+    "segmented_copies": "augment.segmented_copies",
+    "rotation_degrees": "augment.rotation_degrees",
+}
 
 
 # ---------------------------------------------------------------------------- type coercion
@@ -233,18 +260,18 @@ def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
             return tuple(_coerce(key, v, item_type, where) for v in value)
         except ValueError:
             raise bad from None
-    if inner is MoExConfig:
-        if isinstance(value, MoExConfig):
+    if inner in _SECTIONS.values():
+        if isinstance(value, inner):
             return value
         if isinstance(value, dict):
-            return _build_dataclass(MoExConfig, value, f"{where}: `{key}`")
-        if isinstance(value, bool) and value:
+            return _build_dataclass(inner, value, where, prefix=f"{key}.")
+        if inner is MoExConfig and (value is True or (
+                isinstance(value, str) and value.strip().lower() in _TRUE)):
             return MoExConfig()
-        if isinstance(value, str) and value.strip().lower() in _TRUE:
-            return MoExConfig()
+        allowed = "None, true or a mapping" if inner is MoExConfig else "a mapping"
         raise ValueError(
-            f"{where}: `{key}` must be None, true or a mapping with keys "
-            f"{[f.name for f in dataclasses.fields(MoExConfig)]}. Received: {key}={value!r}"
+            f"{where}: `{key}` must be {allowed} with keys "
+            f"{[f.name for f in dataclasses.fields(inner)]}. Received: {key}={value!r}"
         )
     raise TypeError(f"unsupported config field type {tp!r} for `{key}`")
 
@@ -260,13 +287,14 @@ def _suggest(key: str, known: list[str]) -> str:
     return f" Did you mean `{close[0]}`?" if close else ""
 
 
-def _build_dataclass(cls: type, data: dict, where: str) -> Any:
+def _build_dataclass(cls: type, data: dict, where: str, prefix: str = "") -> Any:
+    """`cls(**data)` with every value coerced; errors name the field as `prefix + name`."""
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ValueError(
-            f"{where}: unknown key `{unknown[0]}`.{_suggest(unknown[0], known)} "
+            f"{where}: unknown key `{prefix}{unknown[0]}`.{_suggest(unknown[0], known)} "
             f"Known keys: {', '.join(known)}"
         )
     missing = [
@@ -277,9 +305,16 @@ def _build_dataclass(cls: type, data: dict, where: str) -> Any:
         and f.name not in data
     ]
     if missing:
-        raise ValueError(f"{where}: missing required key `{missing[0]}`")
-    values = {k: _coerce(k, v, hints[k], where) for k, v in data.items()}
-    return cls(**values)
+        raise ValueError(f"{where}: missing required key `{prefix}{missing[0]}`")
+    values = {k: _coerce(prefix + k, v, hints[k], where) for k, v in data.items()}
+    try:
+        return cls(**values)
+    except ValueError as error:  # the section's own checks (pipelines.config): name the section
+        message = str(error)
+        for name in values:
+            message = message.replace(f"`{name}`", f"`{prefix}{name}`").replace(
+                f"Received: {name}=", f"Received: {prefix}{name}=")
+        raise ValueError(f"{where}: {message}") from None
 
 
 # ---------------------------------------------------------------------------- validation
@@ -317,19 +352,16 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _check_choice(w, "jit_compile", config.jit_compile, ("auto", "on", "off"))
     _check_choice(w, "stage2_negative", config.stage2_negative, STAGE2_NEGATIVES)
     _check_choice(w, "monitor", config.monitor, MONITORS)
-    _check_choice(w, "clahe_mode", config.clahe_mode, CLAHE_MODES)
     _check_choice(w, "dedup", config.dedup, ("off", "exact", "near"))
     _check_choice(w, "balance", config.balance, ("off", "oversample", "sample_weight"))
     if config.balance != "off" and not config.is_classifier:
         raise ValueError(f"{w}: `balance` applies to classifiers. Received: balance={config.balance!r}")
-    _check_range(w, "image_size", config.image_size, 32)
+    _check_range(w, "preprocess.image_size", config.image_size, 32)
     _check_range(w, "batch_size", config.batch_size, 1)
     _check_range(w, "epochs", config.epochs, 1)
     _check_range(w, "learning_rate", config.learning_rate, 0.0, lo_open=True)
     _check_range(w, "lr_min", config.lr_min, 0.0)
     _check_range(w, "momentum", config.momentum, 0.0, 1.0)
-    _check_range(w, "clahe_fraction", config.clahe_fraction, 0.0, 1.0)
-    _check_range(w, "rotation_degrees", config.rotation_degrees, 0.0, 180.0)
     _check_range(w, "val_fraction", config.val_fraction, 0.0, 0.5, lo_open=True)
     _check_range(w, "test_fraction", config.test_fraction, 0.0, 0.5)
     if len(config.unet_filters) < 2 or min(config.unet_filters) < 1:
@@ -340,7 +372,13 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if config.task == "unet" and config.image_size % 2 ** (len(config.unet_filters) - 1):
         raise ValueError(
             f"{w}: the U-Net's `image_size` must be divisible by 2**(len(unet_filters) - 1) = "
-            f"{2 ** (len(config.unet_filters) - 1)}. Received: image_size={config.image_size}"
+            f"{2 ** (len(config.unet_filters) - 1)}. Received: preprocess.image_size={config.image_size}"
+        )
+    if config.task == "unet" and (config.preprocess.segment or config.augment.clahe_mode != "replace"):
+        raise ValueError(
+            f"{w}: the U-Net reads unmasked images and draws CLAHE per image: it needs "
+            "preprocess.segment=false and augment.clahe_mode='replace'. Received: "
+            f"preprocess.segment={config.preprocess.segment}, augment.clahe_mode={config.augment.clahe_mode!r}"
         )
     _check_range(w, "seed", config.seed, 0)
     if config.se_reduction is not None:
@@ -390,46 +428,83 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             )
         if config.moex is not None or config.se_reduction is not None:
             raise ValueError(f"{w}: `moex` and `se_reduction` apply to classifiers, not the U-Net")
-    if config.segmented_copies and config.task != "stage2":
+    if config.preprocess.clahe and config.augment.clahe_fraction > 0:
         raise ValueError(
-            f"{w}: `segmented_copies` (U-Net lung crops added to training) is a stage-2 option. "
-            f"Received: segmented_copies=True with task={config.task!r}"
+            f"{w}: `preprocess.clahe` already enhances every image, so `augment.clahe_fraction` "
+            f"must be 0. Received: preprocess.clahe=True, augment.clahe_fraction="
+            f"{config.augment.clahe_fraction}"
+        )
+    if config.augment.segmented_copies and config.task != "stage2":
+        raise ValueError(
+            f"{w}: `augment.segmented_copies` (U-Net lung crops added to training) is a stage-2 "
+            f"option. Received: augment.segmented_copies=True with task={config.task!r}"
         )
     return config
 
 
+def _section_dict(value: Any) -> dict:
+    if value is None:
+        return {}
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return dict(value) if isinstance(value, dict) else value
+
+
+def _migrate_flat_keys(data: dict, where: str) -> dict:
+    """Moves the flat keys of earlier versions (`image_size`, ...) into their sections
+    (overriding the section's value: `derive(STAGE1, image_size=64)` still means 64)."""
+    for flat, dotted in _ALIASES.items():
+        if flat not in data:
+            continue
+        section, sub = dotted.split(".")
+        part = _section_dict(data.get(section))
+        if not isinstance(part, dict):
+            continue  # reported by the section's type check
+        # The flat key wins, as a later key of `experiments.base.derive` does.
+        part[sub] = data.pop(flat)
+        data[section] = part
+    return data
+
+
 def from_dict(data: dict[str, Any], name: str | None = None) -> ExperimentConfig:
-    """Builds and validates an `ExperimentConfig` from a plain mapping."""
+    """Builds and validates an `ExperimentConfig` from a plain mapping.
+
+    The flat keys of earlier versions (`image_size`, `clahe_fraction`, `clahe_mode`,
+    `segmented_copies`, `rotation_degrees`, as old run folders' `config.json` hold them) are
+    moved into their sections first.
+    """
     data = dict(data)
     if name is not None and "name" not in data:
         data["name"] = name
     where = f"experiment {data.get('name', name or '?')!r}"
+    data = _migrate_flat_keys(data, where)
     return validate(_build_dataclass(ExperimentConfig, data, where))
 
 
 # ---------------------------------------------------------------------------- overrides
 def _set_path(data: dict, key: str, value: Any, name: str) -> None:
     where = f"--set {key}=... (experiment {name!r})"
+    key = _ALIASES.get(key, key)
     known = [f.name for f in dataclasses.fields(ExperimentConfig)]
     head, _, rest = key.partition(".")
-    if head not in known:
-        raise ValueError(f"{where}: unknown config key `{head}`.{_suggest(head, known)}")
+    if head not in known and head not in _ALIASES:
+        raise ValueError(f"{where}: unknown config key `{head}`.{_suggest(head, known + list(_ALIASES))}")
     if not rest:
         data[head] = value
         return
-    if head != "moex":
+    if head not in _SECTIONS:
         raise ValueError(f"{where}: `{head}` has no sub-fields; use --set {head}=VALUE")
-    sub = data.get("moex")
-    if sub is None:
-        sub = dataclasses.asdict(MoExConfig())
-    elif isinstance(sub, MoExConfig):
-        sub = dataclasses.asdict(sub)
-    sub = dict(sub)
-    moex_known = [f.name for f in dataclasses.fields(MoExConfig)]
-    if rest not in moex_known:
-        raise ValueError(f"{where}: unknown MoEx key `{rest}`.{_suggest(rest, moex_known)}")
+    cls = _SECTIONS[head]
+    sub = data.get(head)
+    sub = dict(_section_dict(sub) if sub is not None else dataclasses.asdict(cls()))
+    sub_known = [f.name for f in dataclasses.fields(cls)]
+    if rest not in sub_known:
+        raise ValueError(
+            f"{where}: unknown `{head}` key `{rest}`.{_suggest(rest, sub_known)} "
+            f"Known keys: {', '.join(sub_known)}"
+        )
     sub[rest] = value
-    data["moex"] = sub
+    data[head] = sub
 
 
 def parse_override(text: str) -> tuple[str, str]:

@@ -2,7 +2,11 @@
 derives its `CONFIG` from one of these bases with `derive` and states only what differs.
 
 Every value here is data: `cxr_cascade.config.load_experiment` validates it on load and
-`cxr-cascade train NAME --set key=value` overrides any field.
+`cxr-cascade train NAME --set key=value` overrides any field (`--set preprocess.clip_limit=3`
+for a field of a section). `preprocess` is what every image goes through (training, evaluation,
+serving: `pipelines.config.PreprocessConfig`), `augment` what training adds
+(`pipelines.config.AugmentConfig`); unset fields keep those classes' defaults (stretch resize,
+CLAHE clip limit 2.0 on an 8x8 tile grid as OpenCV's, no shift, zoom or lung masking).
 """
 
 from __future__ import annotations
@@ -25,16 +29,14 @@ STAGE1: dict[str, Any] = {
     "classes": STAGE1_CLASSES,
     "backbone": "resnet50",
     "head": "gap",
-    "image_size": 512,
+    "preprocess": {"image_size": 512},
+    "augment": {"clahe_fraction": 0.4, "clahe_mode": "replace", "rotation_degrees": 0.0},
     "batch_size": 8,
     "epochs": 80,
     "optimizer": "sgd",
     "learning_rate": 1e-4,
     "momentum": 0.9,
     "lr_schedule": "constant",
-    "clahe_fraction": 0.4,
-    "clahe_mode": "replace",
-    "rotation_degrees": 0.0,
     "val_fraction": 0.1,
     "monitor": "val_accuracy",
 }
@@ -48,7 +50,13 @@ STAGE2: dict[str, Any] = {
     "stage2_negative": "ieee8023_viral",
     "backbone": "densenet169",
     "head": "gap",
-    "image_size": 512,
+    "preprocess": {"image_size": 512},
+    "augment": {
+        "clahe_fraction": 1.0,
+        "clahe_mode": "add",
+        "segmented_copies": True,
+        "rotation_degrees": 30.0,
+    },
     "batch_size": 8,
     "epochs": 80,
     "optimizer": "sgd",
@@ -56,10 +64,6 @@ STAGE2: dict[str, Any] = {
     "lr_min": 1e-8,
     "momentum": 0.9,
     "lr_schedule": "cosine",
-    "clahe_fraction": 1.0,
-    "clahe_mode": "add",
-    "segmented_copies": True,
-    "rotation_degrees": 30.0,
     "val_fraction": 0.15,
     "test_fraction": 0.15,
     "moex": MOEX,
@@ -70,7 +74,7 @@ STAGE2: dict[str, Any] = {
 # (Figure 15a). The paper gives no learning rates for it; 1e-3 -> 1e-6 is Adam's usual range.
 UNET: dict[str, Any] = {
     "task": "unet",
-    "image_size": 256,
+    "preprocess": {"image_size": 256},
     "batch_size": 8,
     "epochs": 40,
     "optimizer": "adam",
@@ -85,7 +89,14 @@ UNET: dict[str, Any] = {
 
 
 def derive(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """A copy of `base` with `changes`; unknown keys are caught when the config is loaded."""
+    """A copy of `base` with `changes`; unknown keys are caught when the config is loaded.
+
+    A section given as a dict (`preprocess={"image_size": 224}`) changes only the fields it
+    names; the base's other fields of that section are kept.
+    """
     config = dict(base)
-    config.update(changes)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            value = {**config[key], **value}
+        config[key] = value
     return config

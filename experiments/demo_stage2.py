@@ -19,15 +19,17 @@ CONFIG = derive(
     backbone="densenet169",
     se_reduction=SE_REDUCTION,
     moex=MOEX,
-    image_size=64,
+    preprocess={"image_size": 64},
     # Demo only: one CLAHE-or-plain copy per image (no CLAHE / U-Net copies, 4x cheaper epochs),
     # milder rotation, batch 8 for more steps: the 8-epoch, batch-16, four-copy schedule stayed
     # at the majority class (75.9 %) on 240 phantoms, and batch 16 for 14 epochs on 600 phantoms
     # kept validation at 0.2-0.6 (BN moving statistics lag).
-    clahe_fraction=0.5,
-    clahe_mode="replace",
-    segmented_copies=False,
-    rotation_degrees=15.0,
+    augment={
+        "clahe_fraction": 0.5,
+        "clahe_mode": "replace",
+        "segmented_copies": False,
+        "rotation_degrees": 15.0,
+    },
     batch_size=8,
     epochs=10,
     optimizer="adam",

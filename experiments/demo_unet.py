@@ -12,7 +12,7 @@ from experiments.base import UNET, derive
 
 CONFIG = derive(
     UNET,
-    image_size=64,
+    preprocess={"image_size": 64},
     batch_size=8,
     epochs=6,
     unet_filters=(16, 32, 64, 128, 256),

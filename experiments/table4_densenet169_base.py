@@ -10,8 +10,8 @@ CONFIG = derive(
     STAGE1,
     backbone="densenet169",
     head="flatten",
-    image_size=224,
-    clahe_fraction=0.0,
+    preprocess={"image_size": 224},
+    augment={"clahe_fraction": 0.0},
     description="Stage 1 baseline: DenseNet169 at 224x224 with a flatten + fully-connected head, no augmentation.",
     paper="Table 4, row base, DenseNet169: accuracy 77.50 %, F1 0.78; training curve Figure 10(a)",
 )

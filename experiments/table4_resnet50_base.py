@@ -10,8 +10,8 @@ CONFIG = derive(
     STAGE1,
     backbone="resnet50",
     head="flatten",
-    image_size=224,
-    clahe_fraction=0.0,
+    preprocess={"image_size": 224},
+    augment={"clahe_fraction": 0.0},
     description="Stage 1 baseline: ResNet50 at 224x224 with a flatten + fully-connected head, no augmentation.",
     paper="Table 4, row base, ResNet50: accuracy 72.81 %, F1 0.73; training curve Figure 10(a)",
 )

@@ -11,7 +11,7 @@ CONFIG = derive(
     backbone="resnet50",
     head="gap",
     se_reduction=SE_REDUCTION,
-    clahe_fraction=0.0,
+    augment={"clahe_fraction": 0.0},
     description="Stage 1: SE-ResNet50 (GAP, squeeze-and-excitation in every residual block) at 512x512.",
     paper="Table 4, row SE, ResNet50: accuracy 81.59 %, F1 0.80; training curve Figure 10(c)",
 )

@@ -10,8 +10,8 @@ CONFIG = derive(
     STAGE1,
     backbone="vgg19",
     head="flatten",
-    image_size=224,
-    clahe_fraction=0.0,
+    preprocess={"image_size": 224},
+    augment={"clahe_fraction": 0.0},
     description="Stage 1 baseline: VGG19 at 224x224 with its fully-connected head, no augmentation.",
     paper="Table 4, row base, VGG19: accuracy 69.69 %, F1 0.70; training curve Figure 10(a)",
 )

@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from pipelines import decode as D
 from pipelines import transforms as T
+from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig
 from pipelines.preprocess import preprocess_image
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLAHE_MODES = ("replace", "add")
 BALANCE_MODES = (None, "oversample", "sample_weight")
 LABEL_MODES = ("int", "one_hot")
 DEFAULT_SHUFFLE_BUFFER = 1024
@@ -269,6 +269,38 @@ def _check_builder_arguments(
     return image_size
 
 
+def _from_configs(preprocess, augment, *, image_size, segment_allowed=True):
+    """The loose settings given by `preprocess` (`PreprocessConfig`) and `augment`
+    (`AugmentConfig`), as a dict of the builders' keyword names (empty for None)."""
+    settings: dict = {}
+    if preprocess is not None:
+        if not isinstance(preprocess, PreprocessConfig):
+            raise ValueError(
+                "`preprocess` must be a pipelines.config.PreprocessConfig or None. "
+                f"Received: preprocess={preprocess!r}"
+            )
+        if image_size is not None:
+            raise ValueError(
+                "Pass the image size in `preprocess` or as `image_size`, not both. "
+                f"Received: image_size={image_size!r}, preprocess.image_size={preprocess.image_size!r}"
+            )
+        settings.update(preprocess.as_kwargs())
+        if segment_allowed:
+            settings["segment"] = preprocess.segment
+        elif preprocess.segment:
+            raise ValueError("The U-Net data set cannot lung-mask its inputs. Received: preprocess.segment=True")
+    if augment is not None:
+        if not isinstance(augment, AugmentConfig):
+            raise ValueError(
+                "`augment` must be a pipelines.config.AugmentConfig or None. "
+                f"Received: augment={augment!r}"
+            )
+        settings.update(augment.to_dict())
+    if "image_size" not in settings and image_size is None:
+        raise ValueError("`image_size` (or `preprocess`) is required. Received: image_size=None")
+    return settings
+
+
 def _load_and_shuffle(ds, load, *, n, training, cache, shuffle_buffer, seed_value):
     """Maps `load` over the file table, caching and shuffling as the module docstring says.
 
@@ -335,9 +367,11 @@ def build_dataset(
     records,
     *,
     class_names: Sequence[str],
-    image_size,
     batch_size: int,
     training: bool,
+    preprocess: Optional[PreprocessConfig] = None,
+    augment: Optional[AugmentConfig] = None,
+    image_size=None,
     seed: Optional[int] = None,
     resize_mode: str = "stretch",
     clahe: bool = False,
@@ -369,7 +403,11 @@ def build_dataset(
             ``(paths, labels)`` / ``(paths, labels, mask_paths)``; labels are names from
             `class_names` or class indices. Filter by split before (``r.split == "train"``).
         class_names: class order; label ``class_names[i]`` becomes index ``i``.
-        image_size: ``S`` or ``(height, width)``.
+        preprocess: a `pipelines.config.PreprocessConfig` giving `image_size`, `resize_mode`,
+            `clahe`, `clip_limit`, `tile_grid_size` and `segment` (then leave those out).
+        augment: a `pipelines.config.AugmentConfig` giving `clahe_fraction`, `clahe_mode`,
+            `segmented_copies`, `rotation_degrees`, `shift`, `zoom` and `fill_mode`.
+        image_size: ``S`` or ``(height, width)`` (when `preprocess` is None).
         batch_size: images per batch.
         training: shuffle, augment, add copies and balance (all of these are off when False).
         seed: makes order and augmentation reproducible (same seed, same batches); None = random.
@@ -412,6 +450,21 @@ def build_dataset(
         ValueError: bad arguments, labels outside `class_names`, missing masks, or unreadable
             files (named) when ``skip_bad`` is False.
     """
+    settings = _from_configs(preprocess, augment, image_size=image_size)
+    if settings:
+        image_size = settings.get("image_size", image_size)
+        resize_mode = settings.get("resize_mode", resize_mode)
+        clahe = settings.get("clahe", clahe)
+        clip_limit = settings.get("clip_limit", clip_limit)
+        tile_grid_size = settings.get("tile_grid_size", tile_grid_size)
+        segment = settings.get("segment", segment)
+        clahe_fraction = settings.get("clahe_fraction", clahe_fraction)
+        clahe_mode = settings.get("clahe_mode", clahe_mode)
+        segmented_copies = settings.get("segmented_copies", segmented_copies)
+        rotation_degrees = settings.get("rotation_degrees", rotation_degrees)
+        shift = settings.get("shift", shift)
+        zoom = settings.get("zoom", zoom)
+        fill_mode = settings.get("fill_mode", fill_mode)
     image_size = _check_builder_arguments(
         image_size=image_size,
         resize_mode=resize_mode,
@@ -615,9 +668,11 @@ def _segmentation_table(records):
 def build_segmentation_dataset(
     records,
     *,
-    image_size,
     batch_size: int,
     training: bool,
+    preprocess: Optional[PreprocessConfig] = None,
+    augment: Optional[AugmentConfig] = None,
+    image_size=None,
     seed: Optional[int] = None,
     resize_mode: str = "stretch",
     clahe: bool = False,
@@ -638,6 +693,8 @@ def build_segmentation_dataset(
     """Builds a batched U-Net data set of ``(images, masks)`` with joint augmentation.
 
     Args:
+        preprocess, augment: `pipelines.config.PreprocessConfig` / `AugmentConfig` instead of the
+            loose settings (``segment`` off, ``clahe_mode`` "replace", no segmented copies).
         records: records with ``mask_path`` (e.g. the lung-masks set; several masks joined by "|"
             are merged), or a tuple ``(image_paths, mask_paths)``. Mask pixels above 0.5 of full
             scale are lung (255 yes, V7's 127 "Ignore" no).
@@ -650,6 +707,23 @@ def build_segmentation_dataset(
         A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], float32 [B, H, W, 1] in {0, 1})``
         with attributes ``bad_files`` and ``num_examples``.
     """
+    settings = _from_configs(preprocess, augment, image_size=image_size, segment_allowed=False)
+    if settings:
+        if settings.get("clahe_mode", "replace") != "replace" or settings.get("segmented_copies"):
+            raise ValueError(
+                "The U-Net data set draws CLAHE per image (clahe_mode='replace') and adds no "
+                f"segmented copies. Received: augment={augment!r}"
+            )
+        image_size = settings.get("image_size", image_size)
+        resize_mode = settings.get("resize_mode", resize_mode)
+        clahe = settings.get("clahe", clahe)
+        clip_limit = settings.get("clip_limit", clip_limit)
+        tile_grid_size = settings.get("tile_grid_size", tile_grid_size)
+        clahe_fraction = settings.get("clahe_fraction", clahe_fraction)
+        rotation_degrees = settings.get("rotation_degrees", rotation_degrees)
+        shift = settings.get("shift", shift)
+        zoom = settings.get("zoom", zoom)
+        fill_mode = settings.get("fill_mode", fill_mode)
     image_size = _check_builder_arguments(
         image_size=image_size,
         resize_mode=resize_mode,

@@ -16,14 +16,13 @@ calls the very same function inside a `tf.function` whose input is a batch of ``
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
 import tensorflow as tf
 
 from pipelines import decode as _decode
 from pipelines import transforms as T
+from pipelines.config import PreprocessConfig
 
 __all__ = [
     "PreprocessConfig",
@@ -34,32 +33,6 @@ __all__ = [
 
 BoolLike = Union[bool, tf.Tensor]
 MaskFn = Optional[Callable[[tf.Tensor], tf.Tensor]]
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """The settings of `preprocess_image_bytes`, as stored with an experiment or exported model.
-
-    Attributes:
-        image_size: output ``S`` (square) or ``(height, width)``.
-        resize_mode: "stretch" or "pad" (see `pipelines.transforms.resize`).
-        clahe: apply CLAHE to every image (evaluation/serving of a model trained on CLAHE input).
-        clip_limit: CLAHE clip limit (OpenCV's ``clipLimit``; paper and OpenCV default 2.0).
-        tile_grid_size: CLAHE ``(tiles along width, tiles along height)``.
-    """
-
-    image_size: Union[int, tuple] = 512
-    resize_mode: str = "stretch"
-    clahe: bool = False
-    clip_limit: float = 2.0
-    tile_grid_size: tuple = (8, 8)
-
-    def __post_init__(self):
-        T.normalize_image_size(self.image_size)
-        T.check_resize_mode(self.resize_mode)
-
-    def as_kwargs(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def _static_bool(value: BoolLike) -> Optional[bool]:

@@ -26,6 +26,14 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from pipelines.config import (  # noqa: F401  (re-exported: the TF-free home of these checks)
+    FILL_MODES,
+    RESIZE_MODES,
+    check_fill_mode,
+    check_resize_mode,
+    normalize_image_size,
+)
+
 __all__ = [
     "RESIZE_MODES",
     "FILL_MODES",
@@ -40,39 +48,9 @@ __all__ = [
     "random_affine_matrix",
 ]
 
-RESIZE_MODES = ("stretch", "pad")
-FILL_MODES = ("constant", "reflect", "wrap", "nearest")
 CLAHE_BACKENDS = ("tf", "tf-xla", "cv2")
 
 ImageSize = Union[int, Sequence[int]]
-
-
-def normalize_image_size(image_size: ImageSize) -> Tuple[int, int]:
-    """Returns ``(height, width)`` from an int ``S`` (square) or a pair; raises ValueError else."""
-    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
-        size = (int(image_size), int(image_size))
-    elif (
-        isinstance(image_size, (tuple, list))
-        and len(image_size) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in image_size)
-    ):
-        size = (int(image_size[0]), int(image_size[1]))
-    else:
-        raise ValueError(
-            "`image_size` must be an int or a (height, width) pair of ints. "
-            f"Received: image_size={image_size!r}"
-        )
-    if min(size) < 1:
-        raise ValueError(f"`image_size` must be positive. Received: image_size={image_size!r}")
-    return size
-
-
-def check_resize_mode(resize_mode: str) -> str:
-    if resize_mode not in RESIZE_MODES:
-        raise ValueError(
-            f"`resize_mode` must be one of {RESIZE_MODES}. Received: resize_mode={resize_mode!r}"
-        )
-    return resize_mode
 
 
 def resize(image: tf.Tensor, image_size: ImageSize, resize_mode: str = "stretch") -> tf.Tensor:
@@ -244,12 +222,6 @@ def affine_matrix(
     b2 = cy - (b0 * ox + b1 * oy)
     zero = tf.zeros_like(a0)
     return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero])
-
-
-def check_fill_mode(fill_mode: str) -> str:
-    if fill_mode not in FILL_MODES:
-        raise ValueError(f"`fill_mode` must be one of {FILL_MODES}. Received: fill_mode={fill_mode!r}")
-    return fill_mode
 
 
 def affine_transform(

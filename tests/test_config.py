@@ -63,13 +63,13 @@ def test_every_config_states_row_figure_and_command(name):
 def test_paper_training_settings():
     stage1 = load_experiment("table4_resnet50_seme")
     assert (stage1.optimizer, stage1.learning_rate, stage1.momentum, stage1.epochs) == ("sgd", 1e-4, 0.9, 80)
-    assert (stage1.clahe_fraction, stage1.clahe_mode, stage1.lr_schedule) == (0.4, "replace", "constant")
+    assert (stage1.augment.clahe_fraction, stage1.augment.clahe_mode, stage1.lr_schedule) == (0.4, "replace", "constant")
     assert stage1.classes == ("normal", "bacterial", "viral")
-    assert load_experiment("table4_resnet50_gap").clahe_fraction == 0.0  # CLAHE came with SEME
+    assert load_experiment("table4_resnet50_gap").augment.clahe_fraction == 0.0  # CLAHE came with SEME
     stage2 = load_experiment("table5_seme_densenet169")
     assert (stage2.lr_schedule, stage2.learning_rate, stage2.lr_min) == ("cosine", 0.1, 1e-8)
-    assert (stage2.rotation_degrees, stage2.clahe_fraction, stage2.clahe_mode) == (30.0, 1.0, "add")
-    assert stage2.segmented_copies and stage2.classes == ("covid19", "viral")
+    assert (stage2.augment.rotation_degrees, stage2.augment.clahe_fraction, stage2.augment.clahe_mode) == (30.0, 1.0, "add")
+    assert stage2.augment.segmented_copies and stage2.classes == ("covid19", "viral")
     assert stage2.stage2_negative == "ieee8023_viral"
     assert load_experiment("table5_seme_densenet169_kermany_viral").stage2_negative == (
         "ieee8023_plus_kermany_viral")
@@ -133,17 +133,17 @@ def test_set_overrides_coerce_types():
     "override, message",
     [
         ("imag_size=224", "unknown config key `imag_size`. Did you mean `image_size`?"),
-        ("image_size=big", "`image_size` must be of type int. Received: image_size='big'"),
-        ("image_size=8", "`image_size` must be >= 32. Received: image_size=8"),
+        ("image_size=big", "`preprocess.image_size` must be of type int. Received: preprocess.image_size='big'"),
+        ("image_size=8", "`preprocess.image_size` must be >= 32. Received: preprocess.image_size=8"),
         ("backbone=resnet5", "`backbone` must be one of vgg19, resnet50, densenet169. Did you mean `resnet50`?"),
         ("learning_rate=0", "`learning_rate` must be > 0.0"),
         ("momentum=1.5", "`momentum` must be >= 0.0 and <= 1.0"),
-        ("moex.pro=1", "unknown MoEx key `pro`. Did you mean `prob`?"),
+        ("moex.pro=1", "unknown `moex` key `pro`. Did you mean `prob`?"),
         ("deterministic=maybe", "`deterministic` must be of type bool"),
         ("image_size", "--set expects KEY=VALUE. Received: 'image_size'"),
         ("image_size.x=1", "`image_size` has no sub-fields"),
         ("monitor=val_mean_iou", "val_mean_iou is for the U-Net"),
-        ("clahe_mode=copy", "`clahe_mode` must be one of replace, add"),
+        ("clahe_mode=copy", "`augment.clahe_mode` must be one of ('replace', 'add')"),
     ],
 )
 def test_bad_override_names_the_field(override, message):
@@ -197,3 +197,52 @@ def test_resolved_config_round_trips(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_resolved(path)
+
+
+# ---------------------------------------------------------------- preprocessing / augmentation sections
+def test_sections_hold_the_pipeline_objects():
+    from pipelines.config import AugmentConfig, PreprocessConfig
+
+    config = load_experiment("table5_seme_densenet169", ["preprocess.clip_limit=3", "augment.zoom=0.1"])
+    assert isinstance(config.preprocess, PreprocessConfig) and isinstance(config.augment, AugmentConfig)
+    assert config.preprocess.clip_limit == 3.0 and config.preprocess.tile_grid_size == (8, 8)
+    assert config.augment == AugmentConfig(1.0, "add", True, 30.0, 0.0, 0.1, "constant")
+    assert config.image_size == config.preprocess.image_size == 512
+    # The resolved dict nests them and round-trips exactly.
+    data = config.to_dict()
+    assert data["preprocess"]["clip_limit"] == 3.0 and "image_size" not in data
+    assert from_dict(json.loads(json.dumps(data))) == config
+
+
+def test_flat_keys_of_old_runs_still_load():
+    old = {"name": "old", "task": "stage1", "classes": ["a", "b"], "image_size": 64,
+           "clahe_fraction": 0.4, "clahe_mode": "add", "rotation_degrees": 10.0}
+    config = from_dict(old)
+    assert config.preprocess.image_size == 64
+    assert (config.augment.clahe_fraction, config.augment.clahe_mode, config.augment.rotation_degrees) == (
+        0.4, "add", 10.0)
+    assert load_experiment("demo_stage1", ["image_size=32"]).preprocess.image_size == 32
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("preprocess.clip_limit=0", "`preprocess.clip_limit` must be a number > 0.0. Received: preprocess.clip_limit=0.0"),
+        ("preprocess.resize_mode=crop", "`preprocess.resize_mode` must be one of ('stretch', 'pad'). Received: preprocess.resize_mode='crop'"),
+        ("preprocess.tile_grid_size=8", "`preprocess.tile_grid_size` must be two positive ints"),
+        ("preprocess.clahe=maybe", "`preprocess.clahe` must be of type bool. Received: preprocess.clahe='maybe'"),
+        ("preprocess.clip_limt=3", "unknown `preprocess` key `clip_limt`. Did you mean `clip_limit`?"),
+        ("augment.fill_mode=mirror", "`augment.fill_mode` must be one of ('constant', 'reflect', 'wrap', 'nearest')"),
+        ("augment.shift=2", "`augment.shift` must be a number >= 0.0 and <= 1.0. Received: augment.shift=2.0"),
+        ("augment.rotation_degrees=-1", "`augment.rotation_degrees` must be a number >= 0.0"),
+    ],
+)
+def test_bad_section_override_names_the_field(override, message):
+    with pytest.raises(ValueError) as error:
+        load_experiment("table4_resnet50_seme", [override])
+    assert message in str(error.value)
+
+
+def test_unet_sections_are_checked():
+    with pytest.raises(ValueError, match="preprocess.segment=false and augment.clahe_mode='replace'"):
+        load_experiment("unet_lungs", ["preprocess.segment=true"])

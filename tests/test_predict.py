@@ -82,12 +82,18 @@ def test_export_command_writes_the_layout_and_refuses_overwrite(exported, capsys
     assert "run directory not found" in capsys.readouterr().err
 
 
-def test_load_run_rebuilds_from_config_and_weights(tmp_path):
+def test_load_run_rebuilds_from_config_and_weights(tmp_path, capsys):
+    """An old run folder (flat `image_size` in config.json, weights, no model.keras) still loads."""
     unet = build_unet(input_shape=(32, 32, 1), filters=(4, 8))
-    run = write_run(tmp_path / "unet", {"name": "u", "task": "unet", "image_size": 32,
-                                        "unet_filters": [4, 8], "monitor": "val_mean_iou"},
-                   unet, as_weights=True)
+    config = {"name": "u", "task": "unet", "image_size": 32, "unet_filters": [4, 8],
+              "monitor": "val_mean_iou"}
+    run = tmp_path / "unet"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config))
+    unet.save_weights(run / "best.weights.h5")
     stage = load_run(run)
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and "no model.keras" in note and "best.weights.h5" in note
     assert stage.task == "unet" and stage.class_names == () and stage.preprocess.image_size == 32
     x = np.random.default_rng(0).random((1, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(stage.model(x).numpy(), unet(x).numpy(), atol=1e-6)

@@ -40,7 +40,7 @@ def _history(run: Path) -> list[dict]:
 def test_stop_and_resume_in_process_equals_uninterrupted(standin, phantom_root, tmp_path):
     data = [str(phantom_root / "chest_xray")]
     config = tiny_config(extra=["epochs=2"])
-    assert config.moex is not None and config.clahe_fraction == 0.4
+    assert config.moex is not None and config.augment.clahe_fraction == 0.4
 
     straight = tmp_path / "straight"
     _train(standin, config, straight, data)

@@ -139,7 +139,7 @@ def test_run_directory_holds_every_artifact(finished_run):
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0002.weights.h5"]
     assert not list(run.rglob(".*.tmp*")), "temporary files left behind"
 
-    assert json.loads((run / "config.json").read_text())["image_size"] == 32
+    assert json.loads((run / "config.json").read_text())["preprocess"]["image_size"] == 32
     env = json.loads((run / "environment.json").read_text())
     assert env["tensorflow"] and env["keras"] and env["devices"] and env["replicas"] == 1
 

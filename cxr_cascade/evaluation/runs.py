@@ -1,7 +1,7 @@
 """From a run directory (``cxr-cascade train``) to test arrays: model, records, images, masks.
 
-The model and its evaluation preprocessing come from ``cxr_cascade.export.runs.load_run`` (the
-same reader the exporter uses), the test images from the run's split manifest ``splits.csv``
+The model and its evaluation preprocessing come from ``cxr_cascade.runs.load_stage`` (the
+one run loader, which the exporter uses too), the test images from the run's split manifest ``splits.csv``
 (``split == "test"``) or from ``--data`` paths, and every image goes through
 ``pipelines.preprocess.preprocess_image_bytes``, the one function shared by training, evaluation
 and serving. A file that cannot be read raises one ``ValueError`` naming it.
@@ -18,10 +18,10 @@ import numpy as np
 
 
 def load_stage(run_dir):
-    """``ExportStage`` (model, class_names, preprocess, segment) of a classifier run."""
-    from cxr_cascade.export.runs import load_run
+    """``cxr_cascade.runs.Stage`` (model, class_names, preprocess, segment) of a classifier run."""
+    from cxr_cascade.runs import load_stage as load
 
-    stage = load_run(run_dir)
+    stage = load(run_dir)
     if not stage.class_names:
         raise ValueError(f"{run_dir}: a {stage.task} run is not a classifier; evaluate needs stage1 or stage2")
     return stage
@@ -146,7 +146,7 @@ def unet_mask_fn(unet_run: Optional[str], image_size: int):
     """The trained U-Net of ``unet_run`` as ``image [S, S, 1] -> probability [S, S, 1]``, or None."""
     if not unet_run:
         return None
-    from cxr_cascade.training.data import load_unet_mask_fn
+    from cxr_cascade.runs import load_unet_mask_fn
 
     return load_unet_mask_fn(unet_run, image_size)
 

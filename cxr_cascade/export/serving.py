@@ -201,18 +201,14 @@ class StagePreprocessing:
 def unet_mask_fn(unet: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """A `pipelines.preprocess` ``mask_fn`` from a lung U-Net (Lv et al. 2020, Sec. 3.2.3).
 
-    The returned function takes one resized image float32 ``[S, S, 1]`` (before CLAHE, as
-    `preprocess_image` passes it) and returns the U-Net's lung probability ``[S, S, 1]``. As in
-    training (`cxr_cascade.training.data.load_unet_mask_fn`), the fully convolutional U-Net runs
-    at the classifier's size S itself (`StagePreprocessing.from_config` rebuilds it there), not
+    `cxr_cascade.models.unet_mask_fn` (the one U-Net-as-mask function, which training and
+    evaluation use too) on the U-Net with its training-only layers cut out. The U-Net runs at
+    the classifier's size S itself (`StagePreprocessing.from_config` rebuilds it there), not
     through a resize.
     """
-    unet = inference_model(unet)
+    from cxr_cascade.models.unet import unet_mask_fn as mask_fn_of
 
-    def mask_fn(image: tf.Tensor) -> tf.Tensor:
-        return tf.cast(unet(image[tf.newaxis], training=False), tf.float32)[0]
-
-    return mask_fn
+    return mask_fn_of(inference_model(unet))
 
 
 def _check_magic(image_bytes: tf.Tensor) -> tf.Tensor:

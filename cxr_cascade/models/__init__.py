@@ -2,7 +2,8 @@
 
 * ``build_classifier(backbone, num_classes, ...)``: VGG19 / ResNet50 / DenseNet169 with GAP or
   flatten heads, optional squeeze-and-excitation and MoEx, He-uniform, trained from scratch.
-* ``build_unet(...)``: lung-segmentation U-Net; ``DiceBCELoss`` and ``mean_iou`` to train it.
+* ``build_model(config)``: the network of an experiment config (either of the above).
+* ``build_unet(...)``: lung-segmentation U-Net (``unet_mask_fn`` turns it into a mask function); ``DiceBCELoss`` and ``mean_iou`` to train it.
 * ``MoEx`` settings, the ``MomentExchange`` layer and the ``MoExClassifier`` model.
 * ``receptive_field(model)``: the paper's receptive-field recurrence over a model graph.
 """
@@ -12,7 +13,8 @@ from cxr_cascade.models.losses import DiceBCELoss
 from cxr_cascade.models.metrics import mean_iou
 from cxr_cascade.models.moex import MoEx, MoExClassifier, MomentExchange, moment_exchange, pono_moments
 from cxr_cascade.models.receptive_field import ReceptiveField, receptive_field, receptive_field_recurrence
-from cxr_cascade.models.unet import build_unet
+from cxr_cascade.models.unet import build_unet, unet_mask_fn
+from cxr_cascade.models.build import build_model
 
 __all__ = [
     "BACKBONES",
@@ -22,7 +24,9 @@ __all__ = [
     "MomentExchange",
     "ReceptiveField",
     "build_classifier",
+    "build_model",
     "build_unet",
+    "unet_mask_fn",
     "mean_iou",
     "moment_exchange",
     "pono_moments",

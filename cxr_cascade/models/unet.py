@@ -79,3 +79,19 @@ def build_unet(
     x = layers.Conv2D(1, 1, kernel_initializer=KERNEL_INIT, dtype="float32", name="mask_logits")(x)
     outputs = layers.Activation("sigmoid", dtype="float32", name="mask")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def unet_mask_fn(unet: keras.Model):
+    """A lung U-Net as a ``mask_fn`` of `pipelines.preprocess.preprocess_image`.
+
+    The one place a U-Net becomes a mask function (training's segmented copies, evaluation,
+    serving): one resized image float32 ``[S, S, 1]`` (before CLAHE) -> the U-Net's lung
+    probability float32 ``[S, S, 1]`` (thresholded at 0.5 by the caller). The U-Net must take
+    ``[N, S, S, 1]`` inputs; `cxr_cascade.runs.load_unet_mask_fn` rebuilds it at S.
+    """
+
+    def mask_fn(image):
+        batch = keras.ops.expand_dims(image, 0)
+        return keras.ops.cast(unet(batch, training=False), "float32")[0]
+
+    return mask_fn

@@ -242,39 +242,11 @@ def _read_resume_split(run_dir: Path) -> Optional[list]:
 
 # ---------------------------------------------------------------------------- U-Net masks
 def load_unet_mask_fn(unet: str, image_size: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """`image [S, S, 1] -> lung probability [S, S, 1]` from a trained U-Net run or weights file.
+    """`image [S, S, 1] -> lung probability [S, S, 1]` of a trained U-Net run (`--unet`), rebuilt
+    at the classifier's `image_size`: `cxr_cascade.runs.load_unet_mask_fn`."""
+    from cxr_cascade.runs import load_unet_mask_fn as load
 
-    `unet` is a run directory of `cxr-cascade train unet_lungs` (its best.weights.h5 and
-    config.json are used) or a `.weights.h5` file inside one. The U-Net is rebuilt at the
-    classifier's `image_size` (it is fully convolutional).
-    """
-    from cxr_cascade import models
-    from cxr_cascade.config import load_resolved
-
-    path = Path(unet)
-    if path.is_dir():
-        run_dir, weights = path, path / "best.weights.h5"
-    else:
-        run_dir, weights = path.parent, path
-    if not weights.is_file():
-        raise FileNotFoundError(f"--unet {unet}: no U-Net weights at {weights}")
-    config = load_resolved(run_dir / "config.json")
-    if config.task != "unet":
-        raise ValueError(f"--unet {unet}: {run_dir} is a {config.task} run, not a U-Net run")
-    factor = 2 ** (len(config.unet_filters) - 1)
-    if image_size % factor:
-        raise ValueError(
-            f"--unet {unet}: the classifier's image_size={image_size} is not divisible by the "
-            f"U-Net's 2**depth = {factor}"
-        )
-    model = models.build_unet(input_shape=(image_size, image_size, 1), filters=config.unet_filters)
-    # Checkpoints also hold optimizer slots; an uncompiled model loads the layers only.
-    model.load_weights(weights)
-
-    def mask_fn(image: tf.Tensor) -> tf.Tensor:
-        return model(image[tf.newaxis], training=False)[0]
-
-    return mask_fn
+    return load(unet, image_size)
 
 
 # ---------------------------------------------------------------------------- pipelines
@@ -306,42 +278,42 @@ def prepare_data(
             f"{num_replicas} replicas of the strategy"
         )
     drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
-    size = config.image_size
+    # The run's preprocessing and augmentation objects, passed through as they are.
+    pre, aug = config.preprocess, config.augment
 
     if config.task == "unet":
-        common: dict[str, Any] = dict(image_size=size, batch_size=batch)
 
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_segmentation_dataset(
-                train_records, training=True, seed=epoch_seed, clahe_fraction=config.clahe_fraction,
-                rotation_degrees=config.rotation_degrees, drop_remainder=drop, validate=validate,
-                **common,
+                train_records, training=True, seed=epoch_seed, preprocess=pre, augment=aug,
+                batch_size=batch, drop_remainder=drop, validate=validate,
             )
 
         def build_eval(part: list) -> tf.data.Dataset:
-            return build_segmentation_dataset(part, training=False, seed=config.seed, cache=True, **common)
+            return build_segmentation_dataset(
+                part, training=False, seed=config.seed, cache=True, preprocess=pre, batch_size=batch
+            )
 
         class_names: tuple[str, ...] = ()
     else:
         class_names = tuple(config.classes)
         mask_fn = None
-        if config.segmented_copies:
+        if aug.segmented_copies or pre.segment:
+            needs = "augment.segmented_copies" if aug.segmented_copies else "preprocess.segment"
             if unet_weights:
-                mask_fn = load_unet_mask_fn(unet_weights, size)
-            elif not all(r.mask_path for r in train_records):
+                mask_fn = load_unet_mask_fn(unet_weights, config.image_size)
+            elif not all(r.mask_path for r in (records if pre.segment else train_records)):
                 raise ValueError(
-                    f"experiment {config.name!r}: segmented_copies needs lung masks: pass --unet "
+                    f"experiment {config.name!r}: {needs} needs lung masks: pass --unet "
                     "RUN_DIR (a U-Net trained with `cxr-cascade train unet_lungs`), give data whose "
-                    "records have masks, or --set segmented_copies=false"
+                    f"records have masks, or --set {needs}=false"
                 )
-        common = dict(class_names=class_names, image_size=size, batch_size=batch)
+        common = dict(class_names=class_names, preprocess=pre, batch_size=batch, mask_fn=mask_fn)
 
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_dataset(
-                train_records, training=True, seed=epoch_seed,
-                clahe_fraction=config.clahe_fraction, clahe_mode=config.clahe_mode,
-                segmented_copies=config.segmented_copies, mask_fn=mask_fn,
-                rotation_degrees=config.rotation_degrees, drop_remainder=drop, validate=validate,
+                train_records, training=True, seed=epoch_seed, augment=aug,
+                drop_remainder=drop, validate=validate,
                 balance=None if config.balance == "off" else config.balance,
                 **common,
             )

@@ -10,6 +10,8 @@ Layout (`RunDir.root`):
     state.json             resume state: last completed epoch, checkpoint file, history, best
     checkpoints/epoch-NNNN.weights.h5   last completed epoch (model + optimizer)
     best.weights.h5        model weights at the best validation metric
+    model.keras            the trained network (architecture + best weights) when the run ends;
+                           `cxr_cascade.runs.load_stage` loads it with config.json
     history.csv            per-epoch metrics (train and validation)
     curves.png             loss and accuracy (or mean IoU) per epoch, train and validation
     tensorboard/           TensorBoard event files

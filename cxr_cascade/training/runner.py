@@ -48,30 +48,8 @@ class ResumeError(ValueError):
 
 
 # ---------------------------------------------------------------------------- model
-def build_model(config: ExperimentConfig) -> keras.Model:
-    """The paper's network for `config`, uncompiled (cxr_cascade.models builders)."""
-    from cxr_cascade import models
-
-    shape = (config.image_size, config.image_size, 1)
-    if config.task == "unet":
-        return models.build_unet(input_shape=shape, filters=config.unet_filters)
-    moex = None
-    if config.moex is not None:
-        moex = models.MoEx(
-            prob=config.moex.prob,
-            lam=config.moex.lam,
-            epsilon=config.moex.epsilon,
-            position=None if config.moex.position == "stem" else config.moex.position,
-            seed=config.seed,
-        )
-    return models.build_classifier(
-        config.backbone,
-        num_classes=len(config.classes),
-        input_shape=shape,
-        head=config.head,
-        se_reduction=config.se_reduction,
-        moex=moex,
-    )
+# The experiment's network (re-exported here: `model_fn` default, older imports).
+from cxr_cascade.models.build import build_model  # noqa: E402
 
 
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -421,9 +399,21 @@ def _absolute_data_arg(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------- evaluation
+def write_run_model(config: ExperimentConfig, model_fn: ModelFn, trained: keras.Model,
+                    run_dir: Path) -> Path:
+    """The run's `model.keras` (`cxr_cascade.runs.load_stage` reads it): a fresh, uncompiled
+    copy of the network with `trained`'s weights (the best epoch's), no optimizer state."""
+    from cxr_cascade.runs import write_model
+
+    model = model_fn(config)
+    model.set_weights(trained.get_weights())
+    return write_model(model, run_dir)
+
+
 def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelFn,
                  state: dict[str, Any], argv: list[str]) -> dict[str, Any]:
-    """Best checkpoint on the held-out test split (validation when there is none) -> results.json."""
+    """Best checkpoint on the held-out test split (validation when there is none) -> results.json,
+    and the best checkpoint as the run's `model.keras` (`write_run_model`)."""
     rd = RunDir(run_dir)
     # A single-device copy: evaluation is the same whatever strategy trained the weights.
     model = model_fn(config)
@@ -431,6 +421,7 @@ def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelF
     model.optimizer.build(model.trainable_variables)
     weights = rd.best_weights if rd.best_weights.is_file() else run_dir / state["checkpoint"]
     model.load_weights(weights)
+    write_run_model(config, model_fn, model, run_dir)
     split, dataset = ("test", data.test) if data.test is not None else ("val", data.val)
     results: dict[str, Any] = {
         "experiment": config.name,
