@@ -1,4 +1,4 @@
-"""Speed of the graph-native CLAHE (cxr_cascade.preprocessing.clahe) against OpenCV.
+"""Speed of the graph-native CLAHE (pipelines.clahe.clahe) against OpenCV.
 
 Prints ms per image, all measured in one run on the same images: TF eager, TF `tf.function`,
 TF `tf.function(jit_compile=True)` and `cv2.createCLAHE(...).apply`, at 512x512 and 1024x1024,
@@ -25,7 +25,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cxr_cascade.preprocessing import clahe  # noqa: E402
+from pipelines.clahe import clahe  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -4,7 +4,7 @@ Measured in one run on the same image files, at each size S (JPEG files 5/4 S wi
 S x S, stretched):
 
 * decode + resize                     (evaluation pipeline, no enhancement)
-* + CLAHE, TF graph ops               (cxr_cascade.preprocessing.clahe inside Dataset.map)
+* + CLAHE, TF graph ops               (pipelines.clahe.clahe inside Dataset.map)
 * + CLAHE, OpenCV in tf.numpy_function (same numbers, holds the GIL, not exportable)
 * + CLAHE (TF) + rotation +-30 deg    (training pipeline of stage 1/2)
 * + CLAHE (cv2) + rotation +-30 deg

@@ -53,7 +53,7 @@ def _stage(experiment: str, image_size, tiny: bool):
     if tiny:
         model = _tiny(len(config.classes), config.image_size, config.task)
     else:
-        from cxr_cascade.training.runner import build_model
+        from cxr_cascade.models import build_model
 
         model = build_model(config)
     pre, segment = evaluation_preprocess_config(config)

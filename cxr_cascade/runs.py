@@ -141,7 +141,7 @@ def write_model(model: keras.Model, run_dir: PathLike) -> Path:
     Returns:
         The path written.
     """
-    from cxr_cascade.training.run_dir import atomic_path
+    from pipelines.atomic import atomic_path
 
     target = Path(run_dir) / MODEL_FILE
     with atomic_path(target, suffix=".keras") as tmp:

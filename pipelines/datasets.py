@@ -269,36 +269,45 @@ def _check_builder_arguments(
     return image_size
 
 
-def _from_configs(preprocess, augment, *, image_size, segment_allowed=True):
-    """The loose settings given by `preprocess` (`PreprocessConfig`) and `augment`
-    (`AugmentConfig`), as a dict of the builders' keyword names (empty for None)."""
-    settings: dict = {}
+def _from_configs(preprocess, augment, loose_preprocess: dict, loose_augment: dict) -> dict:
+    """The builder's settings: `preprocess` (`PreprocessConfig`) and `augment` (`AugmentConfig`)
+    where given, else the loose keyword values (``loose_*``: name -> value)."""
+    settings = dict(loose_preprocess)
     if preprocess is not None:
         if not isinstance(preprocess, PreprocessConfig):
             raise ValueError(
                 "`preprocess` must be a pipelines.config.PreprocessConfig or None. "
                 f"Received: preprocess={preprocess!r}"
             )
-        if image_size is not None:
+        if loose_preprocess.get("image_size") is not None:
             raise ValueError(
                 "Pass the image size in `preprocess` or as `image_size`, not both. "
-                f"Received: image_size={image_size!r}, preprocess.image_size={preprocess.image_size!r}"
+                f"Received: image_size={loose_preprocess['image_size']!r}, "
+                f"preprocess.image_size={preprocess.image_size!r}"
             )
-        settings.update(preprocess.as_kwargs())
-        if segment_allowed:
-            settings["segment"] = preprocess.segment
-        elif preprocess.segment:
-            raise ValueError("The U-Net data set cannot lung-mask its inputs. Received: preprocess.segment=True")
-    if augment is not None:
-        if not isinstance(augment, AugmentConfig):
-            raise ValueError(
-                "`augment` must be a pipelines.config.AugmentConfig or None. "
-                f"Received: augment={augment!r}"
-            )
-        settings.update(augment.to_dict())
-    if "image_size" not in settings and image_size is None:
+        given = dict(preprocess.as_kwargs(), segment=preprocess.segment)
+        if "segment" not in loose_preprocess:
+            if given.pop("segment"):
+                raise ValueError(
+                    "The U-Net data set cannot lung-mask its inputs. Received: preprocess.segment=True"
+                )
+        settings.update(given)
+    if settings.get("image_size") is None:
         raise ValueError("`image_size` (or `preprocess`) is required. Received: image_size=None")
-    return settings
+    if augment is None:
+        return {**settings, **loose_augment}
+    if not isinstance(augment, AugmentConfig):
+        raise ValueError(
+            f"`augment` must be a pipelines.config.AugmentConfig or None. Received: augment={augment!r}"
+        )
+    given = augment.to_dict()
+    for name in ("clahe_mode", "segmented_copies"):
+        if name not in loose_augment and given.pop(name) != AugmentConfig.__dataclass_fields__[name].default:
+            raise ValueError(
+                "The U-Net data set draws CLAHE per image (clahe_mode='replace') and adds no "
+                f"segmented copies. Received: augment.{name}={getattr(augment, name)!r}"
+            )
+    return {**settings, **given}
 
 
 def _load_and_shuffle(ds, load, *, n, training, cache, shuffle_buffer, seed_value):
@@ -450,21 +459,22 @@ def build_dataset(
         ValueError: bad arguments, labels outside `class_names`, missing masks, or unreadable
             files (named) when ``skip_bad`` is False.
     """
-    settings = _from_configs(preprocess, augment, image_size=image_size)
-    if settings:
-        image_size = settings.get("image_size", image_size)
-        resize_mode = settings.get("resize_mode", resize_mode)
-        clahe = settings.get("clahe", clahe)
-        clip_limit = settings.get("clip_limit", clip_limit)
-        tile_grid_size = settings.get("tile_grid_size", tile_grid_size)
-        segment = settings.get("segment", segment)
-        clahe_fraction = settings.get("clahe_fraction", clahe_fraction)
-        clahe_mode = settings.get("clahe_mode", clahe_mode)
-        segmented_copies = settings.get("segmented_copies", segmented_copies)
-        rotation_degrees = settings.get("rotation_degrees", rotation_degrees)
-        shift = settings.get("shift", shift)
-        zoom = settings.get("zoom", zoom)
-        fill_mode = settings.get("fill_mode", fill_mode)
+    if preprocess is not None or augment is not None:
+        # The objects expand into the loose settings below (one code path for both ways).
+        return build_dataset(
+            records, class_names=class_names, batch_size=batch_size, training=training, seed=seed,
+            mask_fn=mask_fn, balance=balance, cache=cache, shuffle_buffer=shuffle_buffer,
+            skip_bad=skip_bad, validate=validate, label_mode=label_mode,
+            drop_remainder=drop_remainder, clahe_backend=clahe_backend,
+            **_from_configs(
+                preprocess, augment,
+                dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
+                     tile_grid_size=tile_grid_size, segment=segment),
+                dict(clahe_fraction=clahe_fraction, clahe_mode=clahe_mode,
+                     segmented_copies=segmented_copies, rotation_degrees=rotation_degrees, shift=shift,
+                     zoom=zoom, fill_mode=fill_mode),
+            ),
+        )
     image_size = _check_builder_arguments(
         image_size=image_size,
         resize_mode=resize_mode,
@@ -707,23 +717,19 @@ def build_segmentation_dataset(
         A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], float32 [B, H, W, 1] in {0, 1})``
         with attributes ``bad_files`` and ``num_examples``.
     """
-    settings = _from_configs(preprocess, augment, image_size=image_size, segment_allowed=False)
-    if settings:
-        if settings.get("clahe_mode", "replace") != "replace" or settings.get("segmented_copies"):
-            raise ValueError(
-                "The U-Net data set draws CLAHE per image (clahe_mode='replace') and adds no "
-                f"segmented copies. Received: augment={augment!r}"
-            )
-        image_size = settings.get("image_size", image_size)
-        resize_mode = settings.get("resize_mode", resize_mode)
-        clahe = settings.get("clahe", clahe)
-        clip_limit = settings.get("clip_limit", clip_limit)
-        tile_grid_size = settings.get("tile_grid_size", tile_grid_size)
-        clahe_fraction = settings.get("clahe_fraction", clahe_fraction)
-        rotation_degrees = settings.get("rotation_degrees", rotation_degrees)
-        shift = settings.get("shift", shift)
-        zoom = settings.get("zoom", zoom)
-        fill_mode = settings.get("fill_mode", fill_mode)
+    if preprocess is not None or augment is not None:
+        return build_segmentation_dataset(
+            records, batch_size=batch_size, training=training, seed=seed, cache=cache,
+            shuffle_buffer=shuffle_buffer, skip_bad=skip_bad, validate=validate,
+            drop_remainder=drop_remainder, clahe_backend=clahe_backend,
+            **_from_configs(
+                preprocess, augment,
+                dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
+                     tile_grid_size=tile_grid_size),
+                dict(clahe_fraction=clahe_fraction, rotation_degrees=rotation_degrees, shift=shift,
+                     zoom=zoom, fill_mode=fill_mode),
+            ),
+        )
     image_size = _check_builder_arguments(
         image_size=image_size,
         resize_mode=resize_mode,

@@ -15,12 +15,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
+from pipelines.atomic import atomic_path
 from pipelines.labels import LABELS
 
 PathLike = Union[str, os.PathLike]
@@ -265,11 +265,8 @@ def write_manifest(
     if any(record.license for record in records):
         columns.append("license")
     base = path.resolve().parent if relative else None
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent)
-    )
-    try:
-        with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
             for record in records:
@@ -277,11 +274,6 @@ def write_manifest(
                 row["path"] = _relative(record.path, base)
                 row["mask_path"] = _relative(record.mask_path, base)
                 writer.writerow([row[column] for column in columns])
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
     return path
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -135,7 +135,7 @@ def apply_clahe(
     256-bin histograms; 16-bit sources therefore lose their extra depth in enhanced copies.
 
     Args:
-        backend: "tf" (`cxr_cascade.preprocessing.clahe`, graph ops, exportable), "tf-xla"
+        backend: "tf" (`pipelines.clahe.clahe`, graph ops, exportable), "tf-xla"
             (the same ops compiled with XLA: identical output, several times faster on CPU;
             for tf.data, where images have one fixed size after resizing, not for exported
             graphs, which must not require XLA at serving time) or "cv2" (OpenCV through
@@ -148,7 +148,7 @@ def apply_clahe(
     image = tf.convert_to_tensor(image, tf.float32)
     quantised = to_uint8(image)
     if backend in ("tf", "tf-xla"):
-        from cxr_cascade.preprocessing import clahe
+        from pipelines.clahe import clahe
 
         enhanced = clahe(
             quantised,

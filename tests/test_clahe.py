@@ -1,4 +1,4 @@
-"""cxr_cascade.preprocessing.clahe and the CLAHE layer: identical to OpenCV's CLAHE.
+"""pipelines.clahe.clahe and the CLAHE layer: identical to OpenCV's CLAHE.
 
 Reference: ``cv2.createCLAHE(clipLimit, tileGridSize).apply`` (OpenCV imgproc/src/clahe.cpp).
 Golden tests on real radiographs from ../shared/data (skipped when absent) and on random images;
@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from _helpers import assert_identical, per_plane, read_grey
-from cxr_cascade.preprocessing import CLAHE, clahe
+from pipelines.clahe import CLAHE, clahe
 
 CLIPS = (0.0, 1.0, 2.0, 4.0, 40.0)
 GRIDS = ((8, 8), (4, 6))

@@ -88,7 +88,8 @@ def test_every_config_builds_its_model_at_a_tiny_size():
     """One build per distinct network (table rows share architectures), outputs checked."""
     import keras
     import numpy as np
-    from cxr_cascade.training.runner import build_model, compile_model
+    from cxr_cascade.models import build_model
+    from cxr_cascade.training.runner import compile_model
 
     built = {}
     for name in list_experiments():

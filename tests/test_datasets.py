@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 cv2 = pytest.importorskip("cv2")
-pytest.importorskip("cxr_cascade.preprocessing")
+pytest.importorskip("pipelines.clahe")
 
 from pipelines.datasets import build_dataset, build_segmentation_dataset, class_weights  # noqa: E402
 from pipelines.preprocess import preprocess_batch_bytes, preprocess_image_bytes  # noqa: E402

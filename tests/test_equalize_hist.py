@@ -1,4 +1,4 @@
-"""cxr_cascade.preprocessing.equalize_hist: identical to cv2.equalizeHist (the paper's HE, Fig. 7)."""
+"""pipelines.clahe.equalize_hist: identical to cv2.equalizeHist (the paper's HE, Fig. 7)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from _helpers import assert_identical, per_plane, read_grey
-from cxr_cascade.preprocessing import equalize_hist
+from pipelines.clahe import equalize_hist
 
 
 def opencv_equalize(images: np.ndarray) -> np.ndarray:

@@ -170,7 +170,12 @@ def test_run_directory_holds_every_artifact(finished_run):
 
 
 def test_results_accuracy_matches_an_independent_evaluation(standin, finished_run):
-    """results.json's accuracy/F1 = scikit-learn on the best weights' predictions."""
+    """results.json's accuracy/F1 = scikit-learn on the best weights' predictions.
+
+    Macro F1 averages over every class of the experiment (a class absent from the test split
+    and from the predictions counts as F1 0), as `cxr-cascade evaluate` reports it: the trainer
+    scores with the same `cxr_cascade.evaluation.metrics.classification_metrics`.
+    """
     from sklearn.metrics import accuracy_score, f1_score
     from pipelines.datasets import build_dataset
     from pipelines.records import read_manifest
@@ -184,7 +189,10 @@ def test_results_accuracy_matches_an_independent_evaluation(standin, finished_ru
     y_pred = np.concatenate([model.predict(x, verbose=0).argmax(-1) for x, _ in ds])
     results = json.loads((run / "results.json").read_text())
     assert results["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
-    assert results["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    labels = list(range(len(config.classes)))
+    assert results["macro_f1"] == pytest.approx(
+        f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+    assert results["class_names"] == list(config.classes)
 
 
 def test_existing_run_directory_is_never_overwritten(standin, phantom_root, finished_run):

@@ -77,7 +77,7 @@ def test_to_uint8_rounds_and_saturates():
 
 def test_apply_clahe_tf_equals_opencv(rng):
     cv2 = pytest.importorskip("cv2")
-    pytest.importorskip("cxr_cascade.preprocessing")
+    pytest.importorskip("pipelines.clahe")
     image = (rng.random((24, 20, 1)) * 0.3 + 0.3).astype(np.float32)
     tf_out = T.apply_clahe(image, 2.0, (4, 4), backend="tf").numpy()
     cv_out = T.apply_clahe(image, 2.0, (4, 4), backend="cv2").numpy()

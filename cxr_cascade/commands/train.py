@@ -3,6 +3,7 @@
 Examples:
     cxr-cascade train --list
     cxr-cascade train table4_resnet50_seme --data /data/chest_xray --set image_size=224
+    cxr-cascade train demo_stage1 --data build/demo/phantoms/chest_xray --set preprocess.clip_limit=3
     cxr-cascade train unet_lungs --data /data/lung-masks --run-dir runs/unet
     cxr-cascade train table5_seme_densenet169 --data /data/covid-chestxray-dataset --unet runs/unet
     cxr-cascade train --resume runs/unet            # after Ctrl-C, a crash or power loss
@@ -37,7 +38,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config field, e.g. --set image_size=224 --set moex.prob=0.5 (repeatable)",
+        help="override a config field, e.g. --set image_size=224 --set moex.prob=0.5 "
+             "--set preprocess.clip_limit=3 --set augment.zoom=0.1 (repeatable)",
     )
     parser.add_argument("--run-dir", help="run directory (default: RUNS/<experiment>-<UTC time>)")
     parser.add_argument("--runs", default="runs", help="parent of default run directories (default: runs)")

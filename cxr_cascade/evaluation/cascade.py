@@ -8,7 +8,9 @@ stage 2's classes, weighted by the probability of reaching stage 2:
     p(normal) = p1(normal),              p(bacterial) = p1(bacterial).
 
 This is arithmetic, not control flow, so it batches and exports as one graph: both stages run on
-every image and ``CascadeCombine`` mixes their outputs. The rows still sum to one.
+every image and ``CascadeCombine`` mixes their outputs. The rows still sum to one. The class
+constants and ``CascadeCombine`` live with the models (`cxr_cascade.models.cascade`, shared with
+export) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,99 +20,15 @@ from typing import Sequence
 import numpy as np
 
 import keras
-from keras import ops
 
-STAGE1_CLASSES = ("normal", "bacterial", "viral")
-STAGE2_CLASSES = ("covid19", "viral")
-REFINED_CLASS = "viral"
-
-
-def cascade_class_names(
-    stage1_classes: Sequence[str] = STAGE1_CLASSES,
-    stage2_classes: Sequence[str] = STAGE2_CLASSES,
-    refined_class: str = REFINED_CLASS,
-) -> list[str]:
-    """Stage 1's class names with ``refined_class`` replaced in place by stage 2's names.
-
-    The default gives ``["normal", "bacterial", "covid19", "viral"]``.
-    """
-    stage1_classes, stage2_classes = list(stage1_classes), list(stage2_classes)
-    if refined_class not in stage1_classes:
-        raise ValueError(
-            f"`refined_class` must be one of stage 1's classes {stage1_classes}. "
-            f"Received: refined_class={refined_class!r}"
-        )
-    i = stage1_classes.index(refined_class)
-    names = stage1_classes[:i] + stage2_classes + stage1_classes[i + 1 :]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            "Stage 2's class names must differ from stage 1's other classes. "
-            f"Received: stage1_classes={stage1_classes}, stage2_classes={stage2_classes}"
-        )
-    return names
-
-
-def combine_probabilities(p1, p2, refined_index: int = 2) -> np.ndarray:
-    """NumPy twin of ``CascadeCombine``: ``[N, C1]``, ``[N, C2]`` -> ``[N, C1 - 1 + C2]``."""
-    p1 = np.asarray(p1, dtype=np.float64)
-    p2 = np.asarray(p2, dtype=np.float64)
-    _check_shapes(p1.shape, p2.shape, refined_index)
-    refined = p1[:, refined_index : refined_index + 1]
-    return np.concatenate([p1[:, :refined_index], refined * p2, p1[:, refined_index + 1 :]], axis=1)
-
-
-def _check_shapes(shape1, shape2, refined_index: int) -> None:
-    if len(shape1) != 2 or len(shape2) != 2:
-        raise ValueError(
-            "Stage probabilities must have shape [N, C]. "
-            f"Received: p1.shape={tuple(shape1)}, p2.shape={tuple(shape2)}"
-        )
-    if shape1[-1] is not None and not 0 <= refined_index < shape1[-1]:
-        raise ValueError(
-            f"`refined_index` must index a stage-1 class, in [0, {shape1[-1]}). "
-            f"Received: refined_index={refined_index}"
-        )
-
-
-@keras.saving.register_keras_serializable(package="cxr_cascade")
-class CascadeCombine(keras.layers.Layer):
-    """Combines stage-1 and stage-2 probabilities into the cascade's distribution.
-
-    Args:
-        refined_index: index of the stage-1 class that stage 2 subdivides (2, "viral").
-
-    Call arguments:
-        inputs: ``[p1, p2]``, float ``[B, C1]`` and ``[B, C2]``.
-
-    Returns:
-        float ``[B, C1 - 1 + C2]``: ``p1[:, :r]``, ``p1[:, r] * p2``, ``p1[:, r+1:]``.
-    """
-
-    def __init__(self, refined_index: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(refined_index, bool) or int(refined_index) != refined_index or refined_index < 0:
-            raise ValueError(
-                f"`refined_index` must be a non-negative int. Received: refined_index={refined_index!r}"
-            )
-        self.refined_index = int(refined_index)
-
-    def build(self, input_shape):
-        shape1, shape2 = input_shape
-        _check_shapes(shape1, shape2, self.refined_index)
-
-    def call(self, inputs):
-        p1, p2 = inputs
-        r = self.refined_index
-        refined = p1[:, r : r + 1]
-        return ops.concatenate([p1[:, :r], refined * ops.cast(p2, p1.dtype), p1[:, r + 1 :]], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        shape1, shape2 = input_shape
-        width = None if shape1[-1] is None or shape2[-1] is None else shape1[-1] - 1 + shape2[-1]
-        return (shape1[0], width)
-
-    def get_config(self):
-        return {**super().get_config(), "refined_index": self.refined_index}
+from cxr_cascade.models.cascade import (  # noqa: F401  (re-exported: they live with the models)
+    REFINED_CLASS,
+    STAGE1_CLASSES,
+    STAGE2_CLASSES,
+    CascadeCombine,
+    cascade_class_names,
+    combine_probabilities,
+)
 
 
 def build_cascade_model(

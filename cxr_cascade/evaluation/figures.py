@@ -11,7 +11,6 @@ run never leaves a half-written figure under the final name.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -31,16 +30,14 @@ from cxr_cascade.evaluation.metrics import (  # noqa: E402
 
 def save_figure(fig, path) -> Path:
     """Save ``fig`` as PNG at ``path`` atomically (write-then-rename) and close it."""
+    from pipelines.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

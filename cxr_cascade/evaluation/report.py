@@ -16,7 +16,6 @@ are disjoint and how many duplicates were removed.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,13 +29,11 @@ from cxr_cascade.evaluation.metrics import classification_metrics
 
 
 def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``text`` to ``path`` atomically (`pipelines.atomic`)."""
+    from pipelines.atomic import atomic_write_text
+
+    atomic_write_text(path, text)
+    return Path(path)
 
 
 def write_json_atomic(path, obj) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -71,20 +70,19 @@ def side_by_side(image, heatmap, alpha: float = 0.4, gap: int = 4,
 
 def save_png(path, rgb: np.ndarray) -> Path:
     """Write a uint8 image as PNG via a temporary file and rename (never a half-written file)."""
+    from pipelines.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
     return path
 
 
 def save_npy(path, array: np.ndarray) -> Path:
     """Save an array as ``.npy`` via a temporary file and rename."""
+    from pipelines.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(array))
-    os.replace(tmp, path)
     return path

@@ -68,9 +68,9 @@ def write_models_config(models_dir: PathLike, base_path: str = "/models") -> Pat
     root = Path(models_dir)
     text = render_models_config(discover_models(root), base_path)
     target = root / CONFIG_NAME
-    tmp = root / f".{CONFIG_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    from pipelines.atomic import atomic_write_text
+
+    atomic_write_text(target, text)
     return target
 
 

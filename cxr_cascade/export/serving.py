@@ -425,7 +425,7 @@ def cascade_class_names(
 ) -> list[str]:
     """The cascade's classes: stage 1's, with `refined` replaced in place by stage 2's classes
     (`cxr_cascade.evaluation.cascade.cascade_class_names`, shared with evaluation)."""
-    from cxr_cascade.evaluation.cascade import cascade_class_names as names
+    from cxr_cascade.models.cascade import cascade_class_names as names
 
     return names(stage1_names, stage2_names, refined)
 
@@ -433,7 +433,7 @@ def cascade_class_names(
 def cascade_probabilities(p1: tf.Tensor, p2: tf.Tensor, refined_index: int) -> tf.Tensor:
     """The cascade's distribution (Lv et al. 2020, Fig. 1) by evaluation's own `CascadeCombine`:
     p(c2) = p1(refined) * p2(c2 | refined); the other stage-1 classes keep their probability."""
-    from cxr_cascade.evaluation.cascade import CascadeCombine
+    from cxr_cascade.models.cascade import CascadeCombine
 
     return CascadeCombine(refined_index)([tf.cast(p1, tf.float32), tf.cast(p2, tf.float32)])
 

@@ -31,7 +31,8 @@ import tensorflow as tf
 from cxr_cascade.config import ExperimentConfig
 from cxr_cascade.training.run_dir import RunDir, atomic_write_text, sha256_file
 
-FORMAT_NAMES = ("kermany", "ieee8023", "lung-masks", "montgomery", "manifest")
+# The data-set layouts `--data FORMAT=PATH` may name: the reader registry's (pipelines.readers).
+from pipelines.readers import FORMATS as FORMAT_NAMES  # noqa: E402
 
 
 @dataclasses.dataclass

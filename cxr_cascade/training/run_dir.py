@@ -31,63 +31,18 @@ import os
 import platform
 import socket
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yields a temporary path next to `path`; on success, renames it onto `path`.
-
-    Args:
-        path: final destination.
-        suffix: suffix of the temporary name (some writers, e.g. Keras's `save_weights`,
-            insist on a file extension). Defaults to `path`'s own suffixes.
-
-    On an exception the temporary file is removed and `path` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        _fsync(tmp_path)
-        os.replace(tmp_path, path)
-        _fsync(path.parent)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def _fsync(path: Path) -> None:
-    """Flushes a file, or a directory entry (a rename survives power loss only once the
-    directory is on disk), ignoring file systems that refuse."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def atomic_write_with(path: str | Path, writer: Callable[[Path], None], suffix: str | None = None) -> None:
-    """Calls `writer(tmp_path)` and renames the result onto `path`."""
-    with atomic_path(path, suffix=suffix) as tmp:
-        writer(tmp)
+# Every write goes through the one atomic-write helper (re-exported here for the runner).
+from pipelines.atomic import (  # noqa: E402,F401
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -445,8 +445,10 @@ def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelF
         probs = np.concatenate(y_prob)
         if y_true_arr.ndim == 1 and probs.shape[0] != y_true_arr.shape[0]:
             raise ValueError("labels and predictions differ in length")
-        y_pred = probs.argmax(axis=-1)
-        results.update(classification_metrics(y_true_arr, y_pred, probs, config.classes))
+        # The one metrics module: the same numbers `cxr-cascade evaluate` reports.
+        from cxr_cascade.evaluation.metrics import classification_metrics
+
+        results.update(classification_metrics(y_true_arr, probs, config.classes))
     else:
         scores = model.evaluate(dataset, verbose=0, return_dict=True)
         results.update({k: float(v) for k, v in scores.items()})
@@ -457,44 +459,3 @@ def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelF
     print(f"{config.name}: {split} {summary} (best epoch {state['best']['epoch']}) -> {rd.results}",
           flush=True)
     return results
-
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray,
-                           classes: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy, macro F1, per-class precision/recall/F1, confusion matrix (scikit-learn)."""
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
-
-    labels = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    out: dict[str, Any] = {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        # Macro over the classes present in truth or prediction (scikit-learn's default).
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "per_class": {
-            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, p, r, f, s in zip(classes, precision, recall, f1, support)
-        },
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        "classes": list(classes),
-    }
-    if len(set(y_true.tolist())) < len(classes):
-        return out  # a class absent from the evaluated split: AUC undefined
-    try:
-        if len(classes) == 2:
-            out["auc"] = float(roc_auc_score(y_true, probs[:, 1]))
-        else:
-            out["auc_macro_ovr"] = float(
-                roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=labels)
-            )
-    except ValueError:
-        pass  # a class absent from the evaluated split: AUC undefined
-    return out

@@ -1,0 +1,82 @@
+"""Atomic file writes: a file is either its previous complete version or its new one, never torn.
+
+The one write-then-rename helper of the project (run directories, reports, figures, overlays,
+manifests, the TF Serving config): the new content goes to a temporary name in the same
+directory, is flushed, and `os.replace` moves it into place (atomic on POSIX); on an error the
+temporary file is removed and the destination left untouched. Pure Python, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_write_with",
+]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yields a temporary path next to `path`; on success, renames it onto `path`.
+
+    Args:
+        path: final destination.
+        suffix: suffix of the temporary name (some writers, e.g. Keras's `save_weights`,
+            insist on a file extension). Defaults to `path`'s own suffixes.
+
+    On an exception the temporary file is removed and `path` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        _fsync(tmp_path)
+        os.replace(tmp_path, path)
+        _fsync(path.parent)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flushes a file, or a directory entry (a rename survives power loss only once the
+    directory is on disk), ignoring file systems that refuse."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_write_with(path: str | Path, writer: Callable[[Path], None], suffix: str | None = None) -> None:
+    """Calls `writer(tmp_path)` and renames the result onto `path`."""
+    with atomic_path(path, suffix=suffix) as tmp:
+        writer(tmp)
