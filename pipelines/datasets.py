@@ -368,6 +368,45 @@ def _batch_and_finish(ds, *, batch_size, drop_remainder, seed, training, **attri
     return _attach(ds, **attributes)
 
 
+def plan_copies(
+    indices: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    add_clahe_fraction: float = 0.0,
+    segmented_copies: bool = False,
+    segment: bool = False,
+    clahe: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The copies stage: which image each element reads and whether it is CLAHE'd / lung-masked.
+
+    Args:
+        indices: int ``[N]``, the images (after oversampling) in order.
+        rng: draws the seeded ``round(add_clahe_fraction * N)`` images that get a CLAHE copy.
+        add_clahe_fraction: "add" mode's fraction (0 = no CLAHE copies).
+        segmented_copies: append a lung-masked copy of every element (paper, stage 2).
+        segment: lung-mask every element; clahe: CLAHE every element.
+
+    Returns:
+        ``(entry int [M], with_clahe bool [M], with_seg bool [M])``: originals, then CLAHE
+        copies (in image order), then, with `segmented_copies`, all of those again, masked.
+    """
+    entry, with_clahe, with_seg = [indices], [np.zeros(len(indices), bool)], [np.zeros(len(indices), bool)]
+    if add_clahe_fraction > 0:
+        chosen = rng.permutation(len(indices))[: int(round(add_clahe_fraction * len(indices)))]
+        entry.append(indices[np.sort(chosen)])
+        with_clahe.append(np.ones(len(chosen), bool))
+        with_seg.append(np.zeros(len(chosen), bool))
+    entry, with_clahe, with_seg = map(np.concatenate, (entry, with_clahe, with_seg))
+    if segmented_copies:
+        entry = np.concatenate([entry, entry])
+        with_clahe = np.concatenate([with_clahe, with_clahe])
+        with_seg = np.concatenate([with_seg, np.ones(len(with_seg), bool)])
+    if segment:
+        with_seg[:] = True
+    with_clahe |= bool(clahe)
+    return entry, with_clahe, with_seg
+
+
 # ----------------------------------------------------------------------------------------------
 # Classification
 
@@ -515,22 +554,10 @@ def build_dataset(
     if training and balance == "oversample":
         indices = _oversample(indices, label_idx, rng)
 
-    # Expand to (entry index, CLAHE copy?, segmented copy?): deterministic per seed.
-    add_clahe = training and clahe_mode == "add" and clahe_fraction > 0
-    entry, with_clahe, with_seg = [indices], [np.zeros(len(indices), bool)], [np.zeros(len(indices), bool)]
-    if add_clahe:
-        chosen = rng.permutation(len(indices))[: int(round(clahe_fraction * len(indices)))]
-        entry.append(indices[np.sort(chosen)])
-        with_clahe.append(np.ones(len(chosen), bool))
-        with_seg.append(np.zeros(len(chosen), bool))
-    entry, with_clahe, with_seg = map(np.concatenate, (entry, with_clahe, with_seg))
-    if copies:
-        entry = np.concatenate([entry, entry])
-        with_clahe = np.concatenate([with_clahe, with_clahe])
-        with_seg = np.concatenate([with_seg, np.ones(len(with_seg), bool)])
-    if segment:
-        with_seg[:] = True
-    with_clahe |= bool(clahe)
+    entry, with_clahe, with_seg = plan_copies(
+        indices, rng, add_clahe_fraction=clahe_fraction if training and clahe_mode == "add" else 0.0,
+        segmented_copies=copies, segment=segment, clahe=clahe,
+    )
     n = len(entry)
 
     sample_w = None

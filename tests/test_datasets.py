@@ -283,3 +283,22 @@ def test_segmented_copies_need_masks(files):
     with pytest.raises(ValueError, match="mask"):
         build_dataset([Rec(files[0].path, "normal")], class_names=CLASSES, image_size=SIZE,
                       batch_size=1, training=True, segmented_copies=True)
+
+
+def test_plan_copies_lists_originals_then_clahe_then_masked_copies():
+    from pipelines.datasets import plan_copies
+
+    indices = np.array([4, 7, 9, 11])
+    entry, clahe, seg = plan_copies(indices, np.random.default_rng(0), add_clahe_fraction=0.5,
+                                    segmented_copies=True)
+    assert len(entry) == 2 * (4 + 2)
+    np.testing.assert_array_equal(entry[:4], indices)
+    assert set(entry[4:6]) <= set(indices) and list(entry[4:6]) == sorted(entry[4:6])
+    np.testing.assert_array_equal(clahe, [0, 0, 0, 0, 1, 1] * 2)
+    np.testing.assert_array_equal(seg, [0] * 6 + [1] * 6)
+    # Same seed, same plan; no copies at all without the options.
+    again = plan_copies(indices, np.random.default_rng(0), add_clahe_fraction=0.5, segmented_copies=True)
+    np.testing.assert_array_equal(entry, again[0])
+    plain = plan_copies(indices, np.random.default_rng(0), clahe=True)
+    np.testing.assert_array_equal(plain[0], indices)
+    assert plain[1].all() and not plain[2].any()
