@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-import tensorflow as tf
 import keras
 
 from cxr_cascade.config import ExperimentConfig, from_dict
@@ -37,7 +36,8 @@ from cxr_cascade.training.run_dir import (
     atomic_write_with,
     capture_environment,
 )
-from cxr_cascade.training.strategy import Runtime, process_settings, setup_runtime
+# TensorFlow's strategies on the TF backend, one device on JAX / PyTorch (training.backend).
+from cxr_cascade.training.backend import process_settings, setup_runtime
 
 STATE_VERSION = 1
 ModelFn = Callable[[ExperimentConfig], keras.Model]
@@ -431,6 +431,7 @@ def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelF
     model.optimizer.build(model.trainable_variables)
     weights = rd.best_weights if rd.best_weights.is_file() else run_dir / state["checkpoint"]
     model.load_weights(weights)
+    write_model_keras(model, run_dir / "model.keras")
     split, dataset = ("test", data.test) if data.test is not None else ("val", data.val)
     results: dict[str, Any] = {
         "experiment": config.name,
@@ -466,6 +467,11 @@ def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelF
     print(f"{config.name}: {split} {summary} (best epoch {state['best']['epoch']}) -> {rd.results}",
           flush=True)
     return results
+
+
+def write_model_keras(model: keras.Model, path: Path) -> None:
+    """The run's one-file artifact: architecture + the best epoch's weights (`model.save`)."""
+    atomic_write_with(path, model.save, suffix=".keras")
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray,
