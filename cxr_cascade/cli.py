@@ -50,12 +50,12 @@ def register_command(subparsers, name: str, module_name: str) -> None:
     try:
         importlib.import_module(f"cxr_cascade.commands.{module_name}").register(subparsers)
     except ImportError as error:
-        missing = error.name or str(error)
+        missing, reason = error.name or str(error), str(error)
         parser = subparsers.add_parser(name, help=f"(unavailable here: needs {missing})")
         parser.add_argument("rest", nargs=argparse.REMAINDER)
 
         def unavailable(args: argparse.Namespace) -> int:
-            raise CLIError(f"needs {missing}, which is not installed ({error})")
+            raise CLIError(f"needs {missing}, which is not installed ({reason})")
 
         parser.set_defaults(func=unavailable)
 

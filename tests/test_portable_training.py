@@ -40,7 +40,7 @@ import importlib.abc, runpy, sys
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("tensorflow", "cv2", "tensorboard"):
-            raise ModuleNotFoundError(f"No module named {name!r} (refused by the test)")
+            raise ModuleNotFoundError(f"No module named {name!r} (refused by the test)", name=name)
         return None
 
 sys.meta_path.insert(0, Refuse())
@@ -96,7 +96,7 @@ def phantoms(tmp_path_factory) -> Path:
     from cxr_cascade.phantoms import write_phantom_dataset
 
     out = tmp_path_factory.mktemp("portable") / "phantoms"
-    write_phantom_dataset(out, n=48, size=64, seed=3, formats=("kermany", "ieee8023"))
+    write_phantom_dataset(out, n=48, size=64, seed=3)
     return out
 
 
@@ -290,6 +290,69 @@ def test_array_batches_train_through_the_runner_on_tensorflow(phantoms, tmp_path
     assert results["n"] == sum(r.split == "test" for r in records)
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert model.output_shape == (None, 3) and result.state["finished"]
+
+
+def test_unet_masks_train_through_the_runner(phantoms, tmp_path):
+    """U-Net: {0, 1} masks decoded and resized as the pipelines, rotated with their image."""
+    from cxr_cascade.config import load_experiment
+    from cxr_cascade.training import data as D
+    from cxr_cascade.training.runner import train
+
+    config = load_experiment("demo_unet", ["image_size=32", "unet_filters=4,8", "epochs=1",
+                                           "dedup=off", "rotation_degrees=20", "clahe_fraction=0.5"])
+    paths = [str(phantoms / "lung-masks")]
+    records = D.split(config, D.select_records(config, D.read_sources(paths), paths))
+    bundle = A.build_bundle(config, records)
+    x, y = bundle.make_train(0)[0]
+    assert x.shape == y.shape == (config.batch_size, 32, 32, 1)
+    assert set(np.unique(y).tolist()) <= {0.0, 1.0} and y.mean() > 0.05
+    first = next(r for r in records if r.split == "val")
+    import tensorflow as tf
+
+    from pipelines import decode, transforms as T
+
+    expected = T.resize_mask(decode.read_mask(tf.constant(first.mask_path)), 32).numpy()[..., 0]
+    assert np.mean(A.load_mask(first.mask_path, 32) != expected) < 0.002
+    result = train(config, tmp_path / "unet", data=bundle, verbose=0)
+    assert result.state["finished"] and (tmp_path / "unet" / "model.keras").is_file()
+    assert 0.0 <= json.loads((tmp_path / "unet" / "results.json").read_text())["mean_iou"] <= 1.0
+
+
+def test_portable_runtime_settings():
+    from cxr_cascade.config import load_experiment
+    from cxr_cascade.training import backend
+
+    assert backend.portable_precision_policy("bfloat16") == "mixed_bfloat16"
+    assert backend.portable_precision_policy("off") == "float32"
+    with pytest.raises(ValueError, match="mixed_precision"):
+        backend.portable_precision_policy("fp8")
+    config = load_experiment("demo_stage1", ["strategy=mirrored"])
+    with pytest.raises(ValueError, match="strategy='mirrored'"):
+        backend._portable_runtime(config)
+
+
+def test_cli_backend_cannot_switch_a_started_keras(capsys):
+    import keras
+
+    from cxr_cascade.cli import main
+
+    assert keras.backend.backend() == "tensorflow"
+    assert main(["train", "demo_stage1", "--backend", "jax", "--data", "nowhere"]) == 2
+    assert "KERAS_BACKEND=jax" in capsys.readouterr().err
+
+
+def test_cli_without_opencv_names_what_a_command_needs(tmp_path):
+    """On an image without OpenCV the CLI still starts; `data phantoms` says it needs cv2."""
+    runner = tmp_path / "no_tf.py"
+    runner.write_text(NO_TF_RUNNER)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, str(runner), "cxr_cascade", "data", "phantoms", "out"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs cv2" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, str(runner), "cxr_cascade", "train", "--help"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--backend" in proc.stdout, proc.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------- JAX, no TF, no cv2
