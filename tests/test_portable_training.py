@@ -376,13 +376,19 @@ def _tiny_on_jax(tmp_path: Path, phantoms: Path, run_dir: Path, **spec) -> dict:
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed")
-def test_jax_trains_without_tensorflow_and_resumes_to_the_same_numbers(phantoms, tmp_path):
+def test_jax_trains_without_tensorflow(phantoms, tmp_path):
     done = _tiny_on_jax(tmp_path, phantoms, tmp_path / "whole")
     assert done == {"backend": "jax", "epochs": 2, "modules": []}
-    whole = _check_run_folder(tmp_path / "whole", 2)
+    _check_run_folder(tmp_path / "whole", 2)
     env = json.loads((tmp_path / "whole" / "environment.json").read_text())
     assert env["keras_backend"] == "jax" and "tensorflow" not in env
 
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed")
+def test_jax_run_resumes_to_the_same_numbers(phantoms, tmp_path):
+    _tiny_on_jax(tmp_path, phantoms, tmp_path / "whole")
+    whole = _check_run_folder(tmp_path / "whole", 2)
     assert _tiny_on_jax(tmp_path, phantoms, tmp_path / "cut", stop_after=1)["epochs"] == 1
     assert not (tmp_path / "cut" / "results.json").exists()
     assert _tiny_on_jax(tmp_path, phantoms, tmp_path / "cut", resume=True)["epochs"] == 2
