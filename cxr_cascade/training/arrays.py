@@ -28,7 +28,6 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import os
-from collections import Counter
 from typing import Optional, Sequence
 
 import keras
@@ -247,31 +246,12 @@ class ArrayDataset(keras.utils.PyDataset):
             yield self[index]
 
 
-def _balanced_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-class ``N / (K * N_c)`` (`pipelines.datasets.class_weights`, K = classes present)."""
-    counts = np.bincount(labels, minlength=num_classes)
-    present = int((counts > 0).sum())
-    return np.array([len(labels) / (present * c) if c else 0.0 for c in counts], np.float32)
-
-
-def _oversample(indices: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`pipelines.datasets._oversample`: each class repeated (whole + seeded rest) to the largest."""
-    counts = Counter(labels[indices].tolist())
-    target = max(counts.values())
-    out = []
-    for cls in sorted(counts):
-        members = indices[labels[indices] == cls]
-        whole, rest = divmod(target, len(members))
-        out.append(np.tile(members, whole))
-        out.append(rng.choice(members, size=rest, replace=False))
-    return np.concatenate(out)
-
-
 # ---------------------------------------------------------------------------- the bundle
 def build_bundle(config, records: list, *, clip_limit: float = 2.0,
                  tile_grid_size: Sequence[int] = (8, 8), resize_mode: str = "stretch"):
     """`training.data.DataBundle` of `ArrayDataset`s for split `records` (see the module docstring)."""
     from cxr_cascade.training.data import DataBundle, epoch_seed
+    from pipelines.balance import balanced_weights, oversample
 
     if config.segmented_copies:
         raise ValueError(
@@ -303,13 +283,13 @@ def build_bundle(config, records: list, *, clip_limit: float = 2.0,
     if fraction > 0:
         enhanced = np.stack([clahe(im, clip_limit, tile_grid_size) for im in train_x])
     balance = None if unet or config.balance == "off" else config.balance
-    class_w = _balanced_weights(train_y, len(class_names)) if balance == "sample_weight" else None
+    class_w = balanced_weights(train_y, len(class_names)).astype(np.float32) if balance == "sample_weight" else None
 
     def make_train(epoch: int) -> ArrayDataset:
         rng = np.random.default_rng(epoch_seed(config.seed, epoch))
         entries = np.arange(len(train_x))
         if balance == "oversample":
-            entries = _oversample(entries, train_y, rng)
+            entries = oversample(entries, train_y, rng)
         flags = np.zeros(len(entries), bool)
         if fraction > 0 and mode == "add":
             chosen = rng.permutation(len(entries))[: int(round(fraction * len(entries)))]
