@@ -10,15 +10,14 @@ from `keras.backend.backend()`:
   Nothing on this path imports TensorFlow or OpenCV.
 
 On JAX, GPU kernels are deterministic only with `XLA_FLAGS=--xla_gpu_deterministic_ops=true` set
-before JAX starts; `setup_runtime` adds it to the environment when `config.deterministic` and
-JAX has not started yet (on the CPU, XLA is deterministic anyway).
+before JAX first uses a device; `setup_runtime` adds it when `config.deterministic` (the CLI calls
+it before any array exists; on the CPU, XLA is deterministic anyway).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +85,9 @@ def _portable_runtime(config) -> PortableRuntime:
             "backend training runs on one device. Received: "
             f"strategy={config.strategy!r}, KERAS_BACKEND={backend}"
         )
-    if config.deterministic and backend == "jax" and "jax" not in sys.modules:
+    if config.deterministic and backend == "jax":
+        # XLA reads XLA_FLAGS when JAX first touches a device (after `import keras`, before the
+        # first array); later, the flag has no effect (and none is needed on the CPU).
         flags = os.environ.get("XLA_FLAGS", "")
         if "xla_gpu_deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
