@@ -96,7 +96,9 @@ def resize(image: np.ndarray, image_size: int | tuple[int, int], resize_mode: st
         top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
         out[top : top + new_h, left : left + new_w] = scaled
     else:
-        raise ValueError(f"`resize_mode` must be one of ('stretch', 'pad'). Received: resize_mode={resize_mode!r}")
+        raise ValueError(
+            f"`resize_mode` must be one of ('stretch', 'pad'). Received: resize_mode={resize_mode!r}"
+        )
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 
@@ -283,7 +285,9 @@ def build_bundle(config, records: list, *, clip_limit: float = 2.0,
     if fraction > 0:
         enhanced = np.stack([clahe(im, clip_limit, tile_grid_size) for im in train_x])
     balance = None if unet or config.balance == "off" else config.balance
-    class_w = balanced_weights(train_y, len(class_names)).astype(np.float32) if balance == "sample_weight" else None
+    class_w = None
+    if balance == "sample_weight":
+        class_w = balanced_weights(train_y, len(class_names)).astype(np.float32)
 
     def make_train(epoch: int) -> ArrayDataset:
         rng = np.random.default_rng(epoch_seed(config.seed, epoch))
