@@ -39,10 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cxr-cascade {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for _, module_name in COMMANDS:
-        module = importlib.import_module(f"cxr_cascade.commands.{module_name}")
-        module.register(subparsers)
+    for name, module_name in COMMANDS:
+        register_command(subparsers, name, module_name)
     return parser
+
+
+def register_command(subparsers, name: str, module_name: str) -> None:
+    """Adds `cxr_cascade.commands.<module_name>`; if a dependency it needs is missing (OpenCV or
+    TensorFlow on an accelerator image), `name` is still listed and says so when run."""
+    try:
+        importlib.import_module(f"cxr_cascade.commands.{module_name}").register(subparsers)
+    except ImportError as error:
+        missing, reason = error.name or str(error), str(error)
+        parser = subparsers.add_parser(name, help=f"(unavailable here: needs {missing})")
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def unavailable(args: argparse.Namespace) -> int:
+            raise CLIError(f"needs {missing}, which is not installed ({reason})")
+
+        parser.set_defaults(func=unavailable)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """CLAHE in NumPy with OpenCV's semantics, for machines without TensorFlow or OpenCV.
 
 The graph-op implementation in `pipelines.clahe` is the one the pipelines and the
-exported SavedModels use. This NumPy twin exists for two reasons: it lets the accelerator
-trainer (`cxr_cascade.portable`) run where only JAX or PyTorch is installed, and it is a second,
-independent reading of OpenCV's algorithm that the tests compare with both `cv2` and the TF ops.
+exported SavedModels use. This NumPy twin exists for two reasons: it lets the trainer run where
+only JAX or PyTorch is installed (`cxr-cascade train --backend jax`, `training.arrays`), and it
+is a second, independent reading of OpenCV's algorithm that the tests compare with both `cv2` and the TF ops.
 
 Semantics follow `cv::CLAHE::apply` for 8-bit images (OpenCV `modules/imgproc/src/clahe.cpp`):
 

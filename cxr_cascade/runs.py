@@ -5,8 +5,7 @@ A run directory of `cxr-cascade train` (`cxr_cascade.training.run_dir.RunDir`) h
     config.json    the resolved `ExperimentConfig`, its `preprocess` section included
     model.keras    architecture + best-epoch weights (`write_model`, at the end of training)
 
-so every consumer (evaluate, gradcam, audit, export, stage 2's U-Net masking, the portable
-trainer) loads a run with this one function and reads its preprocessing from the same
+so every consumer (evaluate, gradcam, audit, export, predict, stage 2's U-Net masking) loads a run with this one function and reads its preprocessing from the same
 `pipelines.config.PreprocessConfig` the training pipelines used. Run folders from before
 `model.keras` existed still load: the network is rebuilt from `config.json` and the best (or
 last) weights file, with a one-line note on stderr.

@@ -34,13 +34,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections import Counter
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
 from pipelines import decode as D
+from pipelines.balance import balanced_weights, oversample as _oversample
 from pipelines import transforms as T
 from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig
 from pipelines.preprocess import preprocess_image
@@ -179,19 +179,6 @@ def _resolve_seed(seed) -> int:
     return int(seed)
 
 
-def _oversample(indices: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Repeats each class's entries (whole copies + a seeded random rest) up to the largest class."""
-    counts = Counter(labels[indices].tolist())
-    target = max(counts.values())
-    out = []
-    for cls in sorted(counts):
-        members = indices[labels[indices] == cls]
-        whole, rest = divmod(target, len(members))
-        out.append(np.tile(members, whole))
-        out.append(rng.choice(members, size=rest, replace=False))
-    return np.concatenate(out)
-
-
 def class_weights(records, class_names: Sequence[str]) -> dict[int, float]:
     """Weights ``N / (K * N_c)`` per class index (scikit-learn's "balanced").
 
@@ -201,12 +188,8 @@ def class_weights(records, class_names: Sequence[str]) -> dict[int, float]:
     """
     paths, labels, _ = _as_table(records)
     idx = _label_indices(labels, paths, class_names)
-    counts = np.bincount(idx, minlength=len(class_names))
-    present = int((counts > 0).sum())
-    return {
-        c: (float(len(idx) / (present * counts[c])) if counts[c] else 0.0)
-        for c in range(len(class_names))
-    }
+    weights = balanced_weights(idx, len(class_names))
+    return {c: float(weights[c]) for c in range(len(class_names))}
 
 
 def _options(deterministic: bool) -> tf.data.Options:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 # (sub-command, module in cxr_cascade.commands, one-line help)
 DATA_COMMANDS: tuple[tuple[str, str], ...] = (
     ("index", "data_index"),
@@ -18,5 +16,7 @@ def register(subparsers) -> None:
         "data", help="index, split, check and synthesise chest X-ray data sets"
     )
     data_sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    for _, module_name in DATA_COMMANDS:
-        importlib.import_module(f"cxr_cascade.commands.{module_name}").register(data_sub)
+    from cxr_cascade.cli import register_command
+
+    for name, module_name in DATA_COMMANDS:
+        register_command(data_sub, name, module_name)

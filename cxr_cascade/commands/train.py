@@ -7,6 +7,7 @@ Examples:
     cxr-cascade train unet_lungs --data /data/lung-masks --run-dir runs/unet
     cxr-cascade train table5_seme_densenet169 --data /data/covid-chestxray-dataset --unet runs/unet
     cxr-cascade train --resume runs/unet            # after Ctrl-C, a crash or power loss
+    cxr-cascade train table4_resnet50_seme --backend jax --data split.csv   # no TensorFlow needed
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def register(subparsers) -> None:
         "--strategy", choices=("default", "mirrored", "multiworker"),
         help="distribution strategy (same as --set strategy=...)",
     )
+    parser.add_argument(
+        "--backend", choices=("tensorflow", "jax", "torch"),
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow). jax/torch train the same "
+             "recipe into the same run directory without TensorFlow or OpenCV (one device, data "
+             "decoded into memory with Pillow; see cxr_cascade/training/arrays.py)",
+    )
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.set_defaults(func=run)
@@ -83,7 +90,26 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--unet", args.unet]
     if args.strategy:
         argv += ["--strategy", args.strategy]
+    if args.backend:
+        argv += ["--backend", args.backend]
     return argv
+
+
+def _select_backend(backend: str) -> None:
+    """Sets KERAS_BACKEND before Keras is imported (it reads the variable once)."""
+    import os
+
+    from cxr_cascade.cli import CLIError
+
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise CLIError(
+                f"--backend {backend}: Keras already runs on {current} in this process; "
+                f"set KERAS_BACKEND={backend} instead"
+            )
+        return
+    os.environ["KERAS_BACKEND"] = backend
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list()
+    if args.backend:
+        _select_backend(args.backend)
     from cxr_cascade.config import apply_overrides, load_experiment, load_resolved
 
     overrides = list(args.overrides)

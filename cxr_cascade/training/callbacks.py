@@ -156,8 +156,11 @@ def plot_curves(
 
     The layout follows the paper's Figures 10, 15a and 16: x = epoch, one line per split.
     """
-    from matplotlib.figure import Figure  # object API: no pyplot state, no GUI backend
-    from matplotlib.ticker import MaxNLocator
+    try:
+        from matplotlib.figure import Figure  # object API: no pyplot state, no GUI backend
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:  # a bare accelerator image: history.csv holds the same numbers
+        return
 
     epochs = [int(row["epoch"]) for row in history]
     figure = Figure(figsize=(10, 4), dpi=100)
@@ -191,6 +194,11 @@ class ScalarLog:
     """
 
     def __init__(self, log_dir: str | Path):
+        self._tf, self._writers = None, {}
+        if keras.backend.backend() != "tensorflow":
+            # The event writer is TensorFlow's; on JAX / PyTorch the same numbers are in
+            # history.csv and curves.png.
+            return
         import tensorflow as tf
         from tensorflow.core.framework import summary_pb2
 
@@ -207,6 +215,8 @@ class ScalarLog:
     def write(self, epoch: int, logs: dict[str, float]) -> None:
         """Writes `logs` for 1-based `epoch` (keys `val_*` go to validation/)."""
         tf = self._tf
+        if tf is None:
+            return
         for key, value in logs.items():
             split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             with self._writers[split].as_default():

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from cxr_cascade.config import ExperimentConfig
 from cxr_cascade.training.run_dir import RunDir, atomic_write_text, sha256_file
@@ -184,7 +183,14 @@ def split(config: ExperimentConfig, records: list) -> list:
             from pipelines.dedup import DEFAULT_THRESHOLD, find_duplicates
 
             threshold = DEFAULT_THRESHOLD if config.dedup == "near" else None
-            report = find_duplicates(records, threshold=threshold)
+            try:
+                report = find_duplicates(records, threshold=threshold)
+            except ImportError as error:  # no OpenCV (accelerators without TensorFlow)
+                raise ValueError(
+                    f"experiment {config.name!r}: dedup={config.dedup} decodes with OpenCV, which "
+                    f"is missing ({error}); make the split where OpenCV is installed "
+                    "(`cxr-cascade data split`) and pass its manifest as --data, or --set dedup=off"
+                ) from None
             groups = [g.members for g in report.groups]
         has_test = any(r.split == "test" for r in records)
         result = split_records(
@@ -242,7 +248,7 @@ def _read_resume_split(run_dir: Path) -> Optional[list]:
 
 
 # ---------------------------------------------------------------------------- U-Net masks
-def load_unet_mask_fn(unet: str, image_size: int) -> Callable[[tf.Tensor], tf.Tensor]:
+def load_unet_mask_fn(unet: str, image_size: int) -> Callable[["tf.Tensor"], "tf.Tensor"]:
     """`image [S, S, 1] -> lung probability [S, S, 1]` of a trained U-Net run (`--unet`), rebuilt
     at the classifier's `image_size`: `cxr_cascade.runs.load_unet_mask_fn`."""
     from cxr_cascade.runs import load_unet_mask_fn as load
@@ -260,9 +266,11 @@ def prepare_data(
     unet_weights: Optional[str] = None,
     num_replicas: int = 1,
 ) -> DataBundle:
-    """Reads, selects, splits and wraps the data for `config` (see the module docstring)."""
-    from pipelines.datasets import build_dataset, build_segmentation_dataset
+    """Reads, selects, splits and wraps the data for `config` (see the module docstring).
 
+    On Keras backends other than TensorFlow the split records go to `training.arrays.build_bundle`
+    (in-memory NumPy batches) instead of `tf.data`.
+    """
     records = None
     if resume and run_dir is not None:
         records = _read_resume_split(run_dir)
@@ -278,6 +286,14 @@ def prepare_data(
             f"experiment {config.name!r}: batch_size={batch} is not divisible by the "
             f"{num_replicas} replicas of the strategy"
         )
+    from cxr_cascade.training.backend import is_tensorflow
+
+    if not is_tensorflow():
+        from cxr_cascade.training.arrays import build_bundle
+
+        return build_bundle(config, records)
+    from pipelines.datasets import build_dataset, build_segmentation_dataset
+
     drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
     # The run's preprocessing and augmentation objects, passed through as they are.
     pre, aug = config.preprocess, config.augment

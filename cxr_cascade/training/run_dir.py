@@ -56,7 +56,6 @@ def sha256_file(path: str | Path) -> str:
 def capture_environment() -> dict[str, Any]:
     """Versions and devices a result depends on (recorded once per run, again on resume)."""
     import numpy
-    import tensorflow as tf
     import keras
 
     info: dict[str, Any] = {
@@ -64,17 +63,25 @@ def capture_environment() -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
         "numpy": numpy.__version__,
         "cpu_count": os.cpu_count(),
+    }
+    if keras.backend.backend() != "tensorflow":
+        info.update(_portable_devices(keras.backend.backend()))
+        _optional_versions(info, (("scikit_learn", "sklearn"), ("pillow", "PIL")))
+        return info
+    import tensorflow as tf
+
+    info.update({
+        "tensorflow": tf.__version__,
         "devices": [
             {"name": d.name, "type": d.device_type} for d in tf.config.list_logical_devices()
         ],
         "gpus": [],
         "tf_config": os.environ.get("TF_CONFIG"),
-    }
+    })
     for gpu in tf.config.list_physical_devices("GPU"):
         with contextlib.suppress(Exception):
             details = tf.config.experimental.get_device_details(gpu)
@@ -82,19 +89,34 @@ def capture_environment() -> dict[str, Any]:
     build = tf.sysconfig.get_build_info()
     info["cuda"] = build.get("cuda_version")
     info["cudnn"] = build.get("cudnn_version")
-    try:
-        import cv2
-
-        info["opencv"] = cv2.__version__
-    except ImportError:
-        pass
-    try:
-        import sklearn
-
-        info["scikit_learn"] = sklearn.__version__
-    except ImportError:
-        pass
+    _optional_versions(info, (("opencv", "cv2"), ("scikit_learn", "sklearn")))
     return info
+
+
+def _optional_versions(info: dict[str, Any], modules) -> None:
+    for key, module in modules:
+        try:
+            info[key] = __import__(module).__version__
+        except ImportError:
+            pass
+
+
+def _portable_devices(backend: str) -> dict[str, Any]:
+    """Versions and devices of a JAX or PyTorch backend (no TensorFlow imported)."""
+    if backend == "jax":
+        import jax
+
+        return {
+            "jax": jax.__version__,
+            "devices": [{"name": str(d), "type": d.platform.upper()} for d in jax.devices()],
+            "gpus": [{"name": d.device_kind} for d in jax.devices() if d.platform == "gpu"],
+        }
+    if backend == "torch":
+        import torch
+
+        gpus = [{"name": torch.cuda.get_device_name(i)} for i in range(torch.cuda.device_count())]
+        return {"torch": torch.__version__, "cuda": torch.version.cuda, "gpus": gpus}
+    return {}
 
 
 class RunDir:

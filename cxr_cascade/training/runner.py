@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-import tensorflow as tf
 import keras
 
 from cxr_cascade.config import ExperimentConfig, from_dict
@@ -37,7 +36,8 @@ from cxr_cascade.training.run_dir import (
     atomic_write_with,
     capture_environment,
 )
-from cxr_cascade.training.strategy import Runtime, process_settings, setup_runtime
+# TensorFlow's strategies on the TF backend, one device on JAX / PyTorch (training.backend).
+from cxr_cascade.training.backend import process_settings, setup_runtime
 
 STATE_VERSION = 1
 ModelFn = Callable[[ExperimentConfig], keras.Model]

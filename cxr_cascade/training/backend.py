@@ -1,0 +1,124 @@
+"""Which engine trains: TensorFlow (tf.distribute, tf.data) or any other Keras 3 backend.
+
+The trainer (`runner.train`) is one loop for every Keras backend. What differs is chosen here
+from `keras.backend.backend()`:
+
+- "tensorflow": `training.strategy` (distribution strategies, op determinism) and `tf.data`
+  pipelines (`pipelines.datasets`).
+- "jax" / "torch" (accelerators without TensorFlow): one device, the global dtype policy and
+  Keras's seeds; the data come from `training.arrays` (Pillow + NumPy, decoded once into memory).
+  Nothing on this path imports TensorFlow or OpenCV.
+
+On JAX, GPU kernels are deterministic only with `XLA_FLAGS=--xla_gpu_deterministic_ops=true` set
+before JAX first uses a device; `setup_runtime` adds it when `config.deterministic` (the CLI calls
+it before any array exists; on the CPU, XLA is deterministic anyway).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def is_tensorflow() -> bool:
+    """True when Keras runs on TensorFlow (tf.distribute and tf.data are then used)."""
+    return keras.backend.backend() == "tensorflow"
+
+
+@dataclass
+class PortableRuntime:
+    """The `strategy.Runtime` fields the runner reads, for one device on a non-TF backend."""
+
+    name: str
+    precision_policy: str
+    jit_compile: bool
+    replicas: int = 1
+    is_chief: bool = True
+    worker_index: int = 0
+
+    @property
+    def strategy(self) -> "PortableRuntime":
+        return self  # `with runtime.strategy.scope():` is a no-op off TensorFlow
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
+def has_gpu() -> bool:
+    """A GPU visible to the current (non-TF) backend."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def portable_precision_policy(mode: str) -> str:
+    """`strategy.precision_policy` without TensorFlow: "auto" = float16 on GPUs, else bfloat16."""
+    policies = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+    if mode == "auto":
+        return "mixed_float16" if has_gpu() else "mixed_bfloat16"
+    if mode not in policies:
+        raise ValueError(
+            "Unknown mixed_precision. Allowed: off, float16, bfloat16, auto. "
+            f"Received: mixed_precision={mode!r}"
+        )
+    return policies[mode]
+
+
+def _portable_runtime(config) -> PortableRuntime:
+    backend = keras.backend.backend()
+    if config.strategy != "default":
+        raise ValueError(
+            f"strategy={config.strategy!r} needs TensorFlow (tf.distribute); on the {backend} "
+            "backend training runs on one device. Received: "
+            f"strategy={config.strategy!r}, KERAS_BACKEND={backend}"
+        )
+    if config.deterministic and backend == "jax":
+        # XLA reads XLA_FLAGS when JAX first touches a device (after `import keras`, before the
+        # first array); later, the flag has no effect (and none is needed on the CPU).
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
+    keras.utils.set_random_seed(config.seed)
+    policy = portable_precision_policy(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    # JAX always compiles the train step with XLA; torch.compile is opt-in ("on").
+    jit = config.jit_compile != "off" if backend == "jax" else config.jit_compile == "on"
+    return PortableRuntime(name=f"default ({backend})", precision_policy=policy, jit_compile=jit)
+
+
+def setup_runtime(config) -> Any:
+    """`strategy.setup_runtime` on TensorFlow, else a one-device `PortableRuntime`."""
+    if is_tensorflow():
+        from cxr_cascade.training.strategy import setup_runtime as tf_setup
+
+        return tf_setup(config)
+    return _portable_runtime(config)
+
+
+@contextlib.contextmanager
+def process_settings() -> Any:
+    """Restores the global settings a run changes (`strategy.process_settings` on TensorFlow)."""
+    if is_tensorflow():
+        from cxr_cascade.training.strategy import process_settings as tf_settings
+
+        with tf_settings():
+            yield
+        return
+    policy = keras.mixed_precision.global_policy().name
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
