@@ -172,9 +172,18 @@ def _cap_per_class(records: list, cap: int, seed: int) -> list:
 
 def split(config: ExperimentConfig, records: list) -> list:
     """Records with `split` set: kept when complete, else by `pipelines.splits.split_records`."""
-    from pipelines.splits import split_records
+    from pipelines.splits import LeakageError, split_problems, split_records
 
     splits = {r.split for r in records}
+    # Refuse what `data check` and `data split --verify` flag: a file listed twice, a patient
+    # or a file in two splits (a given split manifest is trusted for nothing else).
+    problems = split_problems(records)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise LeakageError(
+            f"experiment {config.name!r}: refusing to train: {problems[0]}{more}; "
+            "check the data with `cxr-cascade data check` and re-split with `cxr-cascade data split`"
+        )
     if splits >= {"train", "val"} and "" not in splits:
         result = list(records)
     else:
