@@ -19,6 +19,7 @@ import pytest
 from cxr_cascade.cli import main
 from pipelines.records import Record, read_manifest, write_manifest
 from pipelines.splits import split_records
+from test_training import phantom_root, standin, standin_path  # noqa: F401  (fixtures)
 
 
 def _png(path: Path, seed: int = 0, size: int = 16) -> Path:
@@ -111,3 +112,97 @@ def test_the_same_path_is_one_image_whatever_the_flags(tmp_path, capsys):
             splits.setdefault(record.path, set()).add(record.split)
         assert all(len(s) == 1 for s in splits.values()), (flags, splits)
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------------- 3. damaged checkpoints
+@pytest.fixture(scope="module")
+def two_epoch_run(standin, phantom_root, tmp_path_factory):
+    """Epochs 1-2 of a 3-epoch run (stopped, resumable): checkpoints 1 and 2 and best kept."""
+    from test_training import _train, tiny_config
+
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    config = tiny_config(extra=["epochs=3"])
+    _train(standin, config, run, [str(phantom_root / "chest_xray")], stop_after_epochs=2)
+    return config, run
+
+
+def _copy_run(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    return target
+
+
+def test_checkpoints_are_kept_two_deep_and_best_is_its_own_file(two_epoch_run):
+    _, run = two_epoch_run
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+    best = run / "best.weights.h5"
+    assert best.stat().st_nlink == 1
+    assert all(not os.path.samefile(best, p) for p in (run / "checkpoints").iterdir())
+    from cxr_cascade.training.run_dir import latest_good_checkpoint
+
+    assert latest_good_checkpoint(run) == (run / "checkpoints" / "epoch-0002.weights.h5", [])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "random"])
+def test_resume_falls_back_to_the_last_good_checkpoint(standin, phantom_root, two_epoch_run,
+                                                       tmp_path, capsys, damage):
+    from test_training import _train
+
+    config, original = two_epoch_run
+    run = _copy_run(original, tmp_path)
+    last = run / "checkpoints" / "epoch-0002.weights.h5"
+    best_before = (run / "best.weights.h5").read_bytes()
+    if damage == "truncate":
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    else:
+        last.write_bytes(np.random.default_rng(0).bytes(last.stat().st_size))
+    assert (run / "best.weights.h5").read_bytes() == best_before  # not a link to the damaged file
+    capsys.readouterr()
+    result = _train(standin, config, run, [str(phantom_root / "chest_xray")], resume=True)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    notes = [line for line in err.splitlines() if "damaged checkpoint" in line]
+    assert len(notes) == 1 and "epoch-0002" in notes[0] and "falling back to checkpoints/epoch-0001" in notes[0]
+    assert result.state["epochs_completed"] == 3 and len(result.state["history"]) == 3
+    assert [row["epoch"] for row in result.state["history"]] == [1, 2, 3]
+
+
+def test_resume_refuses_in_one_line_when_no_checkpoint_is_intact(standin, phantom_root, two_epoch_run,
+                                                                 tmp_path, capsys, monkeypatch):
+    from cxr_cascade.training import runner
+
+    monkeypatch.setattr(runner, "build_model", standin.tiny_model)
+    config, original = two_epoch_run
+    run = _copy_run(original, tmp_path)
+    for path in (run / "checkpoints").iterdir():
+        path.write_bytes(b"\0" * 100)
+    code = main(["train", "--resume", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "no intact checkpoint" in errors[0], err
+
+
+@pytest.mark.parametrize("damage", ["missing", "random"])
+def test_export_uses_the_last_good_checkpoint_and_says_which(standin, two_epoch_run, tmp_path, capsys,
+                                                             monkeypatch, damage):
+    from cxr_cascade.export.runs import load_run
+    from cxr_cascade.training import runner
+
+    monkeypatch.setattr(runner, "build_model", standin.tiny_model)
+    _, original = two_epoch_run
+    run = _copy_run(original, tmp_path)
+    best = run / "best.weights.h5"
+    if damage == "missing":
+        best.unlink()
+    else:
+        best.write_bytes(np.random.default_rng(1).bytes(best.stat().st_size))
+    stage = load_run(run)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "best.weights.h5" in err and "epoch-0002" in err
+    assert stage.weights == "checkpoints/epoch-0002.weights.h5"
+    clean = load_run(original)
+    assert clean.weights == "best.weights.h5" and capsys.readouterr().err == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -31,6 +32,7 @@ class ExportStage:
         preprocess: `pipelines.preprocess.PreprocessConfig` of the evaluation pipeline.
         segment: the evaluation pipeline lung-masks every image (needs the U-Net at export).
         source: where it came from (a run directory), for messages.
+        weights: the file of `source` whose weights were loaded (recorded in the export).
     """
 
     task: str
@@ -39,6 +41,7 @@ class ExportStage:
     preprocess: Any = None
     segment: bool = False
     source: str = ""
+    weights: str = ""
 
 
 def evaluation_preprocess_config(config) -> tuple[Any, bool]:
@@ -65,20 +68,29 @@ def evaluation_preprocess_config(config) -> tuple[Any, bool]:
     return pre, bool(get("segment", False))
 
 
-def _weights_file(run: Path) -> Optional[Path]:
+def _weights_file(run: Path) -> tuple[Optional[Path], list[str]]:
+    """best.weights.h5 when intact, else the newest intact checkpoint; plus one line per damaged
+    or missing file passed over (`cxr_cascade.training.run_dir.latest_good_checkpoint`)."""
+    from cxr_cascade.training.run_dir import latest_good_checkpoint, weights_file_problem
+
     best = run / "best.weights.h5"
-    if best.is_file():
-        return best
+    checksums: dict = {}
     state = run / "state.json"
     if state.is_file():
         try:
-            checkpoint = json.loads(state.read_text()).get("checkpoint")
-        except (json.JSONDecodeError, AttributeError):
-            checkpoint = None
-        if checkpoint and (run / checkpoint).is_file():
-            return run / checkpoint
-    checkpoints = sorted((run / "checkpoints").glob("epoch-*.weights.h5"))
-    return checkpoints[-1] if checkpoints else None
+            checksums = json.loads(state.read_text()).get("checksums") or {}
+        except (json.JSONDecodeError, AttributeError, OSError):
+            checksums = {}
+    problem = weights_file_problem(best, checksums.get(best.name))
+    if problem is None:
+        return best, []
+    checkpoint, notes = latest_good_checkpoint(run)
+    if checkpoint is not None:
+        notes.append(f"{best}: {problem}; using {checkpoint.relative_to(run)} (the last checkpoint, "
+                     "not the best epoch)")
+    elif best.exists():
+        notes.append(f"{best}: {problem}")
+    return checkpoint, notes
 
 
 def load_run(run_dir: PathLike) -> ExportStage:
@@ -101,18 +113,22 @@ def load_run(run_dir: PathLike) -> ExportStage:
     keras_files = sorted(run.glob("*.keras"))
     if keras_files:
         model = keras.saving.load_model(keras_files[0], compile=False)
+        weights_used = keras_files[0].name
     else:
-        weights = _weights_file(run)
+        weights, notes = _weights_file(run)
+        for note in notes:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
         if weights is None:
             raise FileNotFoundError(
-                f"{run}: no trained weights (best.weights.h5, checkpoints/epoch-*.weights.h5 or "
-                "*.keras); has the run finished an epoch?"
+                f"{run}: no intact trained weights (best.weights.h5, checkpoints/epoch-*.weights.h5 "
+                "or *.keras)" + (f": {notes[-1]}" if notes else "; has the run finished an epoch?")
             )
         from cxr_cascade.training.runner import build_model
 
         model = build_model(config)
         # Checkpoints also hold optimizer slots; an uncompiled model loads the layers only.
         model.load_weights(weights)
+        weights_used = str(weights.relative_to(run))
     pre, segment = evaluation_preprocess_config(raw)
     pre = dataclasses.replace(pre, image_size=config.image_size)
     return ExportStage(
@@ -122,4 +138,5 @@ def load_run(run_dir: PathLike) -> ExportStage:
         preprocess=pre,
         segment=segment,
         source=str(run),
+        weights=weights_used,
     )
