@@ -19,6 +19,7 @@ import pytest
 from cxr_cascade.cli import main
 from pipelines.records import Record, read_manifest, write_manifest
 from pipelines.splits import split_records
+from test_predict import exported  # noqa: F401  (fixture: tiny runs exported, test images)
 from test_training import phantom_root, standin, standin_path  # noqa: F401  (fixtures)
 
 
@@ -206,3 +207,119 @@ def test_export_uses_the_last_good_checkpoint_and_says_which(standin, two_epoch_
     assert stage.weights == "checkpoints/epoch-0002.weights.h5"
     clean = load_run(original)
     assert clean.weights == "best.weights.h5" and capsys.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------- 4. one line, never a traceback
+def _kermany_tree(root: Path) -> Path:
+    for split in ("train", "test"):
+        for i in range(4):
+            _png(root / split / "NORMAL" / f"IM-{i:04d}-0001.png", seed=i)
+            _png(root / split / "PNEUMONIA" / f"person{i}_bacteria_1.png", seed=10 + i)
+            _png(root / split / "PNEUMONIA" / f"person{10 + i}_virus_1.png", seed=20 + i)
+    return root
+
+
+@pytest.mark.parametrize("argv", [["data", "index", "{ds}", "--format", "kermany", "--out", "{tmp}/r.csv"],
+                                  ["data", "check", "{ds}", "--format", "kermany"]])
+def test_a_symlink_loop_is_one_line(tmp_path, capsys, argv):
+    ds = _kermany_tree(tmp_path / "chest_xray")
+    os.symlink("loop", ds / "train" / "loop")
+    code = main([a.format(ds=ds, tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    _assert_one_line(err, str(ds / "train" / "loop"), "Too many levels of symbolic links")
+
+
+def test_an_unwritable_output_is_one_line(tmp_path, capsys):
+    """A path under a regular file cannot be created (as on a read-only file system, which a root
+    test process cannot make): every writer says PATH: reason, exit 2, nothing else."""
+    ds = _kermany_tree(tmp_path / "chest_xray")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for argv in (
+        ["data", "index", str(ds), "--format", "kermany", "--out", f"{blocker}/r.csv"],
+        ["data", "phantoms", "--out", f"{blocker}/ph", "--n", "6", "--size", "32"],
+        ["train", "demo_stage1", "--data", f"manifest={_split_manifest(tmp_path)}",
+         "--run-dir", f"{blocker}/run",
+         "--set", "epochs=1", "--set", "image_size=32"],
+    ):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, argv
+        _assert_one_line(err, str(blocker))
+        assert "Not a directory" in err or "File exists" in err, err
+
+
+def test_predict_heatmap_and_gradcam_unwritable_out_are_one_line(exported, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    image = str(exported["good"][0])
+    for argv in (
+        ["predict", image, "--models", str(exported["models"]), "--heatmap", f"{blocker}/maps"],
+        ["gradcam", str(exported["run1"]), image, "--out", f"{blocker}/maps"],
+    ):
+        capsys.readouterr()
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        _assert_one_line(err, str(blocker))
+        assert "Not a directory" in err or "File exists" in err, err
+
+
+def test_error_line_formats_oserror_and_tensorflow_errors():
+    import tensorflow as tf
+    from cxr_cascade.cli import _error_line
+
+    assert _error_line(PermissionError(13, "Permission denied", "/x/y")) == "/x/y: Permission denied"
+    assert _error_line(OSError(30, "Read-only file system", "/ro/out")) == "/ro/out: Read-only file system"
+    error = tf.errors.PermissionDeniedError(None, None, "/ro/events; Read-only file system\n\tmore")
+    assert _error_line(error) == "/ro/events; Read-only file system"
+    assert _error_line(KeyError("bug")) is None  # real bugs keep their traceback
+
+
+def _cli(*args: str, env: dict | None = None, **kwargs):
+    import subprocess
+    import sys
+
+    full_env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+                    KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    full_env.pop("CXR_CASCADE_VERBOSE", None)
+    full_env.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "cxr_cascade", *args], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_while_tensorflow_is_imported_is_one_line(tmp_path):
+    import signal
+    import time
+
+    process = _cli("export", str(tmp_path / "no-run"), "--out", str(tmp_path / "models"))
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if "tensorflow" in maps.read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    assert process.poll() is None, "finished before TensorFlow was loaded"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    _assert_one_line(err, "interrupted")
+
+
+# ---------------------------------------------------------------------- 8. quiet by default
+def test_quiet_by_default_verbose_shows_the_library_logs(tmp_path):
+    """`export` imports TensorFlow (absl start-up lines) and reports one error line; the same
+    command with --verbose shows TensorFlow's lines (the negative control: they exist)."""
+    argv = ("export", str(tmp_path / "no-run"), "--out", str(tmp_path / "models"))
+    quiet = _cli(*argv)
+    _, err = quiet.communicate(timeout=300)
+    assert quiet.returncode == 2
+    _assert_one_line(err, "no-run", "run directory not found")
+    loud = _cli(*argv, "--verbose")
+    _, err = loud.communicate(timeout=300)
+    assert loud.returncode == 2 and len(err.strip().splitlines()) > 1, err
