@@ -323,3 +323,110 @@ def test_quiet_by_default_verbose_shows_the_library_logs(tmp_path):
     loud = _cli(*argv, "--verbose")
     _, err = loud.communicate(timeout=300)
     assert loud.returncode == 2 and len(err.strip().splitlines()) > 1, err
+
+
+# ---------------------------------------------------------------------- 5, 6. one decode policy, one pixel cap
+def _big_png(path: Path, width: int, height: int) -> Path:
+    """A valid 8-bit gray PNG of width x height black pixels, written without decoding anything."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_images(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("bad-images")
+    files = {"good": _png(root / "good.png", size=24)}
+    files["8000x8000"] = _big_png(root / "huge.png", 8000, 8000)  # 64 MP, 64 kB on disk
+    Image.new("CMYK", (24, 24), (10, 20, 30, 40)).save(root / "cmyk.jpg")
+    files["cmyk"] = root / "cmyk.jpg"
+    files["1x1"] = _png(root / "one.png", size=1)
+    Image.fromarray(np.full((24, 24), 90, np.uint8)).save(root / "x.gif")
+    files["gif"] = root / "x.gif"
+    cv2.imwrite(str(root / "x.bmp"), np.full((24, 24), 90, np.uint8))
+    files["bmp"] = root / "x.bmp"
+    return files
+
+
+EXPECTED = {"8000x8000": "over the cap of 50 megapixels", "cmyk": "CMYK JPEG", "1x1": "1x1 pixels",
+            "gif": "only PNG and JPEG", "bmp": "only PNG and JPEG"}
+
+
+@pytest.mark.parametrize("kind", ["good", *EXPECTED])
+def test_every_reader_applies_the_same_decode_policy(bad_images, exported, tmp_path, capsys, kind):
+    import tensorflow as tf
+    from cxr_cascade.predict import Failure, Predictor
+    from pipelines.check import inspect_image
+    from pipelines.decode import validate_image_files
+
+    path = bad_images[kind]
+    expected = EXPECTED.get(kind)
+    verdicts = {}
+    # data check
+    problems = [p.message for p in inspect_image(path).problems if p.severity == "error"]
+    verdicts["data check"] = problems[0] if problems else None
+    # training (every file is validated before a data set is built)
+    bad = validate_image_files([str(path)])
+    verdicts["training"] = bad[0].reason if bad else None
+    # predict
+    result = next(iter(Predictor(exported["models"], "stage1").predict_files([path])))
+    verdicts["predict"] = result.reason if isinstance(result, Failure) else None
+    # gradcam
+    capsys.readouterr()
+    code = main(["gradcam", str(exported["run1"]), str(path), "--out", str(tmp_path / "maps")])
+    err = capsys.readouterr().err
+    verdicts["gradcam"] = err.strip() if code else None
+    assert "Traceback" not in err
+    # the SavedModel, called directly
+    loaded = tf.saved_model.load(str(exported["models"] / "stage1" / "1"))
+    try:
+        loaded.signatures["serving_default"](image_bytes=tf.constant([path.read_bytes()]))
+        verdicts["SavedModel"] = None
+    except tf.errors.InvalidArgumentError as error:
+        verdicts["SavedModel"] = error.message.splitlines()[0]
+    if expected is None:
+        assert verdicts == dict.fromkeys(verdicts), verdicts
+    else:
+        assert all(verdicts.values()), verdicts
+        for where in ("data check", "training", "predict", "gradcam"):
+            assert expected in verdicts[where], (where, verdicts)
+
+
+def test_the_pixel_cap_is_configurable(bad_images, monkeypatch):
+    from pipelines.decode import decode_image, validate_image_files
+    import tensorflow as tf
+
+    good = bad_images["good"]  # 24 x 24 = 576 pixels
+    assert validate_image_files([str(good)]) == []
+    monkeypatch.setenv("CXR_CASCADE_MAX_PIXELS", "500")
+    bad = validate_image_files([str(good)])
+    assert bad and "over the cap of 0.0005 megapixels" in bad[0].reason and "CXR_CASCADE_MAX_PIXELS" in bad[0].reason
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixel cap"):
+        decode_image(tf.constant(good.read_bytes()))
+    monkeypatch.setenv("CXR_CASCADE_MAX_PIXELS", "lots")
+    from pipelines.image_policy import max_pixels
+
+    with pytest.raises(ValueError, match="CXR_CASCADE_MAX_PIXELS must be a positive"):
+        max_pixels()
+
+
+def test_index_of_a_manifest_reports_missing_files_and_drops_unknown_labels(tmp_path, capsys):
+    _png(tmp_path / "a.png")
+    manifest = _manifest(tmp_path / "in.csv", [
+        dict(path="a.png", label="normal", patient_id="1", source="s", split=""),
+        dict(path="gone.png", label="normal", patient_id="2", source="s", split=""),
+        dict(path="a.png", label="pneumonia??", patient_id="3", source="s", split=""),
+    ])
+    out = tmp_path / "out.csv"
+    assert main(["data", "index", str(manifest), "--format", "manifest", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "gone.png: error: file not found" in err and "unknown label 'pneumonia??'" in err
+    assert [(r.label, r.patient_id) for r in read_manifest(out)] == [("normal", "1")]
