@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 from cxr_cascade import __version__
 
@@ -124,6 +125,11 @@ def _silence_native_stderr():
     return restore
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings as `warning: message` lines (no source file, line or code excerpt)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def _error_line(error: BaseException) -> str | None:
     """`PATH: reason` for an OSError, the first line of a TensorFlow op error; None otherwise."""
     if isinstance(error, OSError):
@@ -143,7 +149,7 @@ def _error_line(error: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     # First: Ctrl-C during the (seconds-long) TensorFlow import must not print a traceback.
-    previous = restore = None
+    previous = restore = shown = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, _interrupt)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -153,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_logs(verbose)
         if not verbose:
             restore = _silence_native_stderr()
+            shown, warnings.showwarning = warnings.showwarning, _show_warning
         # accepted anywhere on the line (`cxr-cascade predict ... --verbose`)
         argv = [arg for arg in argv if arg != "--verbose"]
         parser = build_parser()
@@ -179,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        if shown is not None:
+            warnings.showwarning = shown
         if restore is not None:
             restore()
         if previous is not None:

@@ -67,8 +67,10 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def _be_uint32(image_bytes: tf.Tensor, offset: int) -> tf.Tensor:
-    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, offset, 4), tf.uint8), tf.int64)
-    raw = tf.pad(raw, [[0, 4 - tf.shape(raw)[0]]])  # short input: 0, refused by the size check
+    # Padded: `substr` raises ("pos 16 out of range") past the end; short input reads as 0,
+    # which the size check refuses.
+    padded = tf.strings.join([image_bytes, tf.constant(b"\0" * (offset + 4))])
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, 4), tf.uint8), tf.int64)
     return raw[0] * 16777216 + raw[1] * 65536 + raw[2] * 256 + raw[3]
 
 

@@ -430,3 +430,54 @@ def test_index_of_a_manifest_reports_missing_files_and_drops_unknown_labels(tmp_
     err = capsys.readouterr().err
     assert "gone.png: error: file not found" in err and "unknown label 'pneumonia??'" in err
     assert [(r.label, r.patient_id) for r in read_manifest(out)] == [("normal", "1")]
+
+
+# ---------------------------------------------------------------------- 7. rough edges
+def test_skip_bad_is_reachable_from_the_cli(tmp_path, capsys, monkeypatch, standin):
+    from cxr_cascade.training import runner
+
+    monkeypatch.setattr(runner, "build_model", standin.tiny_model)
+    manifest = _split_manifest(tmp_path)
+    (tmp_path / "img" / "p0-train.png").write_bytes(b"")  # one bad file
+    argv = ["train", "demo_stage1", "--data", f"manifest={manifest}", "--set", "epochs=1",
+            "--set", "image_size=32", "--set", "batch_size=4", "--quiet"]
+    assert main([*argv, "--run-dir", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert "p0-train.png: empty file (0 bytes)" in err and "--skip-bad" in err
+    assert main([*argv, "--run-dir", str(tmp_path / "run"), "--skip-bad"]) == 0
+    err = capsys.readouterr().err
+    assert "p0-train.png: empty file (0 bytes)" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_non_finite_learning_rate_is_refused_before_any_run_folder(tmp_path, capsys, value):
+    run = tmp_path / "run"
+    assert main(["train", "demo_stage1", "--data", str(tmp_path / "data"), "--set",
+                 f"learning_rate={value}", "--run-dir", str(run)]) == 2
+    _assert_one_line(capsys.readouterr().err, "`learning_rate` must be finite", f"learning_rate={value}")
+    assert not run.exists()
+
+
+def test_an_empty_or_short_file_never_shows_tensorflow_internals(exported, tmp_path, capsys):
+    import tensorflow as tf
+    from pipelines.decode import decode_image, validate_image_files
+
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    short = tmp_path / "short.png"
+    short.write_bytes(b"\x89PNG\r\n\x1a\n\0\0")  # a PNG signature and nothing else
+    for path in (empty, short):
+        capsys.readouterr()
+        assert main(["gradcam", str(exported["run1"]), str(path), "--out", str(tmp_path / "maps")]) == 1
+        assert main(["predict", str(path), "--models", str(exported["models"])]) != 0
+        out, err = capsys.readouterr()
+        reasons = [b.reason for b in validate_image_files([str(path)])]
+        try:
+            decode_image(tf.constant(path.read_bytes()))
+        except tf.errors.InvalidArgumentError as error:
+            reasons.append(error.message)
+        text = out + err + " ".join(reasons)
+        assert "function_node" not in text and "out of range" not in text, text
+        assert "Traceback" not in text
+    assert "empty file (0 bytes)" in validate_image_files([str(empty)])[0].reason

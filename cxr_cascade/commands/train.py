@@ -50,6 +50,11 @@ def register(subparsers) -> None:
         "--strategy", choices=("default", "mirrored", "multiworker"),
         help="distribution strategy (same as --set strategy=...)",
     )
+    parser.add_argument(
+        "--skip-bad", action="store_true",
+        help="leave out images that cannot be used (corrupt, refused by the decode policy), each "
+             "named in a warning, instead of refusing to train",
+    )
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.set_defaults(func=run)
@@ -81,6 +86,8 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--unet", args.unet]
     if args.strategy:
         argv += ["--strategy", args.strategy]
+    if args.skip_bad:
+        argv.append("--skip-bad")
     return argv
 
 
@@ -142,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             resume=resume,
             verbose=verbose,
             argv=_command_line(args),
+            skip_bad=args.skip_bad,
         )
     except TrainingDiverged as error:
         raise CLIError(str(error)) from None

@@ -295,8 +295,13 @@ def prepare_data(
     resume: bool = False,
     unet_weights: Optional[str] = None,
     num_replicas: int = 1,
+    skip_bad: bool = False,
 ) -> DataBundle:
-    """Reads, selects, splits and wraps the data for `config` (see the module docstring)."""
+    """Reads, selects, splits and wraps the data for `config` (see the module docstring).
+
+    `skip_bad` leaves out (with a warning naming them) images that cannot be used instead of
+    refusing to train (`cxr-cascade train --skip-bad`).
+    """
     from pipelines.datasets import build_dataset, build_segmentation_dataset
 
     records = None
@@ -318,7 +323,7 @@ def prepare_data(
     size = config.image_size
 
     if config.task == "unet":
-        common: dict[str, Any] = dict(image_size=size, batch_size=batch)
+        common: dict[str, Any] = dict(image_size=size, batch_size=batch, skip_bad=skip_bad)
 
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_segmentation_dataset(
@@ -343,7 +348,7 @@ def prepare_data(
                     "RUN_DIR (a U-Net trained with `cxr-cascade train unet_lungs`), give data whose "
                     "records have masks, or --set segmented_copies=false"
                 )
-        common = dict(class_names=class_names, image_size=size, batch_size=batch)
+        common = dict(class_names=class_names, image_size=size, batch_size=batch, skip_bad=skip_bad)
 
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_dataset(

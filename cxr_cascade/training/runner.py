@@ -253,6 +253,7 @@ def _train(
     verbose: int | str = "auto",
     argv: Optional[list[str]] = None,
     stop_after_epochs: Optional[int] = None,
+    skip_bad: bool = False,
 ) -> TrainResult:
     """Trains `config` into `run_dir` (see the module docstring for the resume contract).
 
@@ -267,6 +268,7 @@ def _train(
         verbose: Keras progress-bar verbosity (bars with ETA on a terminal).
         argv: the command line, recorded in `command.txt` and `results.json`.
         stop_after_epochs: stop (resumably) after this many epochs of this call; for tests.
+        skip_bad: leave out unusable images with a warning instead of refusing (`--skip-bad`).
 
     Returns:
         `TrainResult` with the final state and the test results (None on non-chief workers).
@@ -294,6 +296,7 @@ def _train(
             resume=resume,
             unet_weights=unet_weights,
             num_replicas=runtime.replicas,
+            skip_bad=skip_bad,
         )
     if config.is_classifier and tuple(data.class_names) != tuple(config.classes):
         raise ValueError(
