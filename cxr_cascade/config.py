@@ -293,10 +293,11 @@ def _check_choice(where: str, key: str, value: Any, allowed: tuple) -> None:
 
 def _check_range(where: str, key: str, value: float, lo: float, hi: float | None = None,
                  lo_open: bool = False) -> None:
+    if value != value or value in (float("inf"), float("-inf")):  # NaN, +-inf
+        raise ValueError(f"{where}: `{key}` must be finite. Received: {key}={value!r}")
     ok = (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
-    ok = ok and value == value and value not in (float("inf"), float("-inf"))  # NaN, inf
     if not ok:
-        bound = f"finite and {'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+        bound = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
         raise ValueError(f"{where}: `{key}` must be {bound}. Received: {key}={value!r}")
 
 
