@@ -481,3 +481,20 @@ def test_an_empty_or_short_file_never_shows_tensorflow_internals(exported, tmp_p
         assert "function_node" not in text and "out of range" not in text, text
         assert "Traceback" not in text
     assert "empty file (0 bytes)" in validate_image_files([str(empty)])[0].reason
+
+
+def test_opencv_warnings_are_hidden_unless_verbose(tmp_path):
+    rows = []
+    for i in range(4):
+        _png(tmp_path / f"{i}.png", seed=i, size=32)
+        rows.append(dict(path=f"{i}.png", label="normal", patient_id=str(i), source="s", split=""))
+    data = (tmp_path / "0.png").read_bytes()
+    (tmp_path / "0.png").write_bytes(data[: len(data) // 2])  # truncated: OpenCV warns
+    manifest = _manifest(tmp_path / "m.csv", rows)
+    argv = ("data", "split", str(manifest), "--out", str(tmp_path / "o.csv"))
+    quiet = _cli(*argv)
+    _, err = quiet.communicate(timeout=300)
+    _assert_one_line(err, "0.png", "cannot decode")
+    loud = _cli(*argv, "--verbose")
+    _, err = loud.communicate(timeout=300)
+    assert "PNG input buffer is incomplete" in err, err  # negative control: the warning exists

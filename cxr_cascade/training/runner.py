@@ -402,7 +402,7 @@ def _train(
             # Verified (read back, hashed) before state.json names it; the previous checkpoint
             # stays until then, and one more epoch after, as the fallback.
             digest = sha256_file(checkpoint)
-            problem = weights_file_problem(checkpoint, digest)
+            problem = weights_file_problem(checkpoint)
             if problem:
                 raise OSError(f"{checkpoint}: the checkpoint just written does not read back: {problem}")
             relative = str(checkpoint.relative_to(run_dir))
