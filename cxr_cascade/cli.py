@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         except CLIError as error:
             print(f"{command}: error: {error}", file=sys.stderr)
             return 2
-        except (FileNotFoundError, ValueError) as error:
+        except ValueError as error:
             print(f"{command}: error: {error}", file=sys.stderr)
             return 2
         except Exception as error:  # OSError, TensorFlow op errors: one line, never a traceback
