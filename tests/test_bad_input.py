@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cxr_cascade.cli import main
-from pipelines.records import Record, read_manifest, write_manifest
+from pipelines.records import read_manifest
 from pipelines.splits import split_records
 from test_predict import exported  # noqa: F401  (fixture: tiny runs exported, test images)
 from test_training import phantom_root, standin, standin_path  # noqa: F401  (fixtures)
