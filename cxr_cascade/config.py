@@ -328,6 +328,8 @@ def _check_choice(where: str, key: str, value: Any, allowed: tuple) -> None:
 
 def _check_range(where: str, key: str, value: float, lo: float, hi: float | None = None,
                  lo_open: bool = False) -> None:
+    if value != value or value in (float("inf"), float("-inf")):  # NaN, +-inf
+        raise ValueError(f"{where}: `{key}` must be finite. Received: {key}={value!r}")
     ok = (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
     if not ok:
         bound = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")

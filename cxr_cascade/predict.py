@@ -20,6 +20,7 @@ from typing import Iterable, Optional, Sequence, Union
 import tensorflow as tf
 
 from cxr_cascade.export.archive import INFO_FILE, existing_versions
+from pipelines.image_policy import image_bytes_problem
 
 __all__ = ["Failure", "Prediction", "Predictor", "find_model", "format_table"]
 
@@ -196,6 +197,11 @@ class Predictor:
                 continue
             if not data:
                 yield Failure(file, "empty file (0 bytes)")
+                continue
+            # The shared decode policy, from the header (the SavedModel applies it too).
+            problem = image_bytes_problem(data)
+            if problem is not None:
+                yield Failure(file, problem)
                 continue
             try:
                 prediction = self.predict_bytes(data, file)

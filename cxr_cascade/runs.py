@@ -41,6 +41,8 @@ class Stage:
             mask files).
         source: where it came from (a run directory), for messages.
         config: the run's resolved `ExperimentConfig` (None for a stage built in code).
+        weights: the file of `source` the model came from (`model.keras`, `best.weights.h5` or
+            a checkpoint), recorded by export.
     """
 
     task: str
@@ -50,22 +52,32 @@ class Stage:
     segment: bool = False
     source: str = ""
     config: Any = None
+    weights: str = ""
 
 
-def _weights_file(run: Path) -> Optional[Path]:
+def _weights_file(run: Path) -> tuple[Optional[Path], list[str]]:
+    """best.weights.h5 when intact, else the newest intact checkpoint; plus one line per damaged
+    or missing file passed over (`cxr_cascade.training.run_dir.latest_good_checkpoint`)."""
+    from cxr_cascade.training.run_dir import latest_good_checkpoint, weights_file_problem
+
     best = run / "best.weights.h5"
-    if best.is_file():
-        return best
+    checksums: dict = {}
     state = run / "state.json"
     if state.is_file():
         try:
-            checkpoint = json.loads(state.read_text()).get("checkpoint")
-        except (json.JSONDecodeError, AttributeError):
-            checkpoint = None
-        if checkpoint and (run / checkpoint).is_file():
-            return run / checkpoint
-    checkpoints = sorted((run / "checkpoints").glob("epoch-*.weights.h5"))
-    return checkpoints[-1] if checkpoints else None
+            checksums = json.loads(state.read_text()).get("checksums") or {}
+        except (json.JSONDecodeError, AttributeError, OSError):
+            checksums = {}
+    problem = weights_file_problem(best, checksums.get(best.name))
+    if problem is None:
+        return best, []
+    checkpoint, notes = latest_good_checkpoint(run)
+    if checkpoint is not None:
+        notes.append(f"{best}: {problem}; using {checkpoint.relative_to(run)} (the last checkpoint, "
+                     "not the best epoch)")
+    elif best.exists():
+        notes.append(f"{best}: {problem}")
+    return checkpoint, notes
 
 
 def _run_dir(path: PathLike) -> tuple[Path, Optional[Path]]:
@@ -104,25 +116,40 @@ def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
     model_file = chosen if chosen is not None and chosen.suffix == ".keras" else None
     if model_file is None and chosen is None and (run / MODEL_FILE).is_file():
         model_file = run / MODEL_FILE
+    model = None
     if model_file is not None:
         import cxr_cascade.models  # noqa: F401  (registers the custom layers for deserialisation)
 
-        model = keras.saving.load_model(model_file, compile=False)
-    else:
-        weights = chosen or _weights_file(run)
+        try:
+            model = keras.saving.load_model(model_file, compile=False)
+            weights_used = model_file.name
+        except Exception as error:  # a truncated / overwritten zip: fall back to the weights
+            if chosen is not None:
+                raise ValueError(f"{model_file}: not a readable Keras model ({error})") from None
+            print(f"warning: {model_file}: not a readable Keras model ({type(error).__name__}); "
+                  "rebuilt from config.json + weights", file=sys.stderr, flush=True)
+    if model is None:
+        if chosen is not None:
+            weights, notes = chosen, []
+        else:
+            weights, notes = _weights_file(run)
+        for note in notes:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
         if weights is None:
             raise FileNotFoundError(
-                f"{run}: no trained model ({MODEL_FILE}, best.weights.h5 or "
-                "checkpoints/epoch-*.weights.h5); has the run finished an epoch?"
+                f"{run}: no intact trained model ({MODEL_FILE}, best.weights.h5 or "
+                "checkpoints/epoch-*.weights.h5)"
+                + (f": {notes[-1]}" if notes else "; has the run finished an epoch?")
             )
         from cxr_cascade.models.build import build_model
 
-        if verbose and chosen is None:
+        if verbose and chosen is None and model_file is None:
             print(f"note: {run}: no {MODEL_FILE} (a run from an earlier version or still "
                   f"training); rebuilt from config.json + {weights.name}", file=sys.stderr)
         model = build_model(config)
         # Checkpoints also hold optimizer slots; an uncompiled model loads the layers only.
         model.load_weights(weights)
+        weights_used = str(weights.relative_to(run)) if weights.is_relative_to(run) else str(weights)
     return Stage(
         task=config.task,
         model=model,
@@ -131,6 +158,7 @@ def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
         segment=bool(config.preprocess.segment),
         source=str(run),
         config=config,
+        weights=weights_used,
     )
 
 

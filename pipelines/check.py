@@ -7,8 +7,9 @@ split, missing files, unknown labels, duplicate rows, patients leaking across sp
 one `Problem` line naming the file.
 
 Severity:
-- error (fails `--strict`): missing, empty, unidentifiable, corrupt or truncated file; CMYK JPEG
-  (`tf.io.decode_jpeg(channels=1)` refuses it: "Unsupported color conversion request"); unknown
+- error (fails `--strict`): missing, empty, unidentifiable, corrupt or truncated file; anything
+  the shared decode policy (`pipelines.image_policy`) refuses: not PNG/JPEG, CMYK JPEG, a side
+  under 2 pixels, over the pixel cap (50 megapixels or CXR_CASCADE_MAX_PIXELS); unknown
   label; a row listed twice; a patient in two splits; a duplicate image across splits; a mask that is
   missing, unreadable or of another size; a reader problem (unparseable name, metadata row without
   its file).
@@ -101,6 +102,17 @@ def inspect_image(path: PathLike) -> ImageInfo:
         return error(f"cannot stat file: {exc}")
     if size == 0:
         return error("empty file (0 bytes)")
+    # The decode policy every other command applies (format, CMYK, size, pixel cap), from the
+    # header: a refused file is never handed to Pillow (a 20000x20000 PNG is not decoded here).
+    from pipelines.image_policy import image_bytes_problem
+
+    try:
+        with open(path, "rb") as handle:
+            problem = image_bytes_problem(handle.read(1 << 20))
+    except OSError as exc:
+        return error(f"cannot read file ({exc.strerror or exc})")
+    if problem is not None and (" megapixels" in problem or "each side must be" in problem):
+        return error(problem)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -132,17 +144,16 @@ def inspect_image(path: PathLike) -> ImageInfo:
         except Exception as exc:
             return error(f"truncated or corrupt {fmt}: {type(exc).__name__}: {exc}")
     info.format, info.mode, info.width, info.height = fmt, mode, width, height
+    if problem is not None and not problem.startswith("corrupt or truncated"):
+        if "unknown file signature" in problem:  # TIFF, WebP...: Pillow named it
+            problem = f"{fmt} image: only PNG and JPEG are read (convert it to PNG)"
+        error(problem)
     info.bits = _png_bit_depth(path) if fmt == "PNG" else None
     if info.bits is None:
         info.bits = _MODE_BITS.get(mode)
     expected = _EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower())
     if expected and fmt and expected != fmt:
         warn(f"extension says {expected} but the content is {fmt}")
-    if mode == "CMYK":
-        error(
-            "CMYK image: tf.io.decode_jpeg(channels=1) refuses it "
-            "('Unsupported color conversion request'); convert to grayscale"
-        )
     if info.bits and info.bits > 8:
         warn(f"{info.bits}-bit image ({mode}): decode as uint{16 if info.bits <= 16 else 32} and rescale")
     if mode in ("RGBA", "LA", "PA"):

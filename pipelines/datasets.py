@@ -156,8 +156,8 @@ def _validate(paths, masks, skip_bad: bool, validate: bool):
     bad = D.validate_image_files(paths, masks)
     if bad and not skip_bad:
         raise ValueError(
-            f"{len(bad)} of {len(paths)} image(s) cannot be used (pass skip_bad=True to leave them "
-            f"out):\n{D.format_bad_files(bad)}"
+            f"{len(bad)} of {len(paths)} image(s) cannot be used (`cxr-cascade train --skip-bad` or "
+            f"skip_bad=True leaves them out):\n{D.format_bad_files(bad)}"
         )
     if bad:
         message = (

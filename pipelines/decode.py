@@ -1,20 +1,23 @@
-"""Decode encoded image bytes (JPEG, PNG, BMP, GIF) to one-channel float32 in graph mode.
+"""Decode encoded image bytes (PNG, JPEG) to one-channel float32 in graph mode.
 
 Conventions (shared by training, evaluation and serving, see `pipelines.preprocess`):
 
 * Output: float32 ``[H, W, 1]`` in ``[0, 1]``: an 8-bit sample ``v`` becomes
   ``v * float32(1 / 255)`` and a 16-bit PNG sample ``v * float32(1 / 65535)`` (`to_unit_float`),
-  the same bits whichever container (JPEG, PNG, BMP, GIF) holds an 8-bit image.
+  the same bits whichever container (JPEG, PNG) holds an 8-bit image.
 * Colour: gray is kept; RGB becomes ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` computed in
   float32 (the weights of OpenCV's ``COLOR_RGB2GRAY`` and PIL's ``convert("L")``, which sum to 1 so
   that an RGB file with R = G = B keeps its gray value; no rounding to 8 bit). Palette PNGs are
   expanded to RGB(A) by the decoder first.
 * Alpha: dropped, never composited (the colour channels are used as stored). Chest X-rays in the
   public sets that carry alpha are opaque; compositing on black would darken any translucent border.
-* Animated GIFs: the first frame.
 
 `validate_image_files` is the cheap Python-side check that runs before a data set is built, so that
 a broken file is reported by its path instead of by a TensorFlow stack trace mid-epoch.
+
+The decode policy (PNG/JPEG only, no CMYK, sides >= 2 px, at most 50 megapixels or
+`CXR_CASCADE_MAX_PIXELS`) is `pipelines.image_policy`; `check_header` is its graph form, run by
+`decode_image` before anything is decoded, so training, evaluation and the SavedModel apply it too.
 """
 
 from __future__ import annotations
@@ -26,9 +29,28 @@ from typing import Iterable, Optional, Sequence
 
 import tensorflow as tf
 
+from pipelines.image_policy import (
+    _JPEG_MAGIC,
+    _PNG_MAGIC,
+    DEFAULT_MAX_PIXELS,
+    MAX_PIXELS_ENV,
+    MIN_SIDE,
+    _sniff_format,
+    image_bytes_problem,
+    max_pixels,
+    read_header,
+)
+
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "LUMA_WEIGHTS",
+    "MAX_PIXELS_ENV",
+    "MIN_SIDE",
     "BadFile",
+    "check_header",
+    "image_bytes_problem",
+    "max_pixels",
+    "read_header",
     "decode_image",
     "decode_mask",
     "format_bad_files",
@@ -42,10 +64,54 @@ __all__ = [
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_GIF_MAGICS = (b"GIF87a", b"GIF89a")
-_BMP_MAGIC = b"BM"
+
+
+def _be_uint32(image_bytes: tf.Tensor, offset: int) -> tf.Tensor:
+    # Padded: `substr` raises ("pos 16 out of range") past the end; short input reads as 0,
+    # which the size check refuses.
+    padded = tf.strings.join([image_bytes, tf.constant(b"\0" * (offset + 4))])
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, 4), tf.uint8), tf.int64)
+    return raw[0] * 16777216 + raw[1] * 65536 + raw[2] * 256 + raw[3]
+
+
+def check_header(image_bytes: tf.Tensor, cap: Optional[int] = None) -> tf.Operation:
+    """Graph form of `image_bytes_problem` for PNG/JPEG bytes: an op that raises
+    InvalidArgumentError for a GIF/BMP/unknown signature, a CMYK JPEG, a side under `MIN_SIDE` or
+    more than `cap` pixels (default `max_pixels()`, read when the graph is traced), before
+    anything is decoded. Short or garbage input is left to the decoder's own error."""
+    cap = max_pixels() if cap is None else int(cap)
+    image_bytes = tf.convert_to_tensor(image_bytes, dtype=tf.string)
+    is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
+
+    def png_shape():
+        return tf.stack([_be_uint32(image_bytes, 20), _be_uint32(image_bytes, 16), tf.constant(0, tf.int64)])
+
+    def jpeg_shape():
+        return tf.cast(tf.io.extract_jpeg_shape(image_bytes), tf.int64)
+
+    def no_shape():
+        return tf.constant([-1, -1, -1], tf.int64)
+
+    shape = tf.cond(is_png, png_shape, lambda: tf.cond(is_jpeg, jpeg_shape, no_shape))
+    height, width, channels = shape[0], shape[1], shape[2]
+    known = tf.logical_or(is_png, is_jpeg)
+    return tf.group(
+        tf.debugging.Assert(known, ["not a PNG or JPEG file (GIF, BMP and others: convert to PNG)"]),
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(is_jpeg), tf.not_equal(channels, 4)),
+            ["CMYK JPEG: not supported; convert it to grayscale"],
+        ),
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(known), tf.minimum(height, width) >= MIN_SIDE),
+            ["image too small (HxW):", height, width, f"each side must be at least {MIN_SIDE}"],
+        ),
+        tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(known), height * width <= cap),
+            ["image over the pixel cap (HxW):", height, width,
+             f"cap {cap} pixels, raise it with {MAX_PIXELS_ENV}=N"],
+        ),
+    )
 
 
 def to_unit_float(image: tf.Tensor, max_value: int) -> tf.Tensor:
@@ -85,16 +151,20 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     """Decodes one encoded image to float32 ``[H, W, 1]`` in ``[0, 1]`` (graph-safe).
 
     Args:
-        image_bytes: scalar tf.string, the file's contents (JPEG, PNG 8/16 bit, BMP or GIF).
+        image_bytes: scalar tf.string, the file's contents (JPEG, PNG 8/16 bit).
 
     Returns:
         float32 ``[H, W, 1]``; see the module docstring for range, colour and alpha rules.
 
     Raises:
-        tf.errors.InvalidArgumentError at run time for bytes no decoder accepts; data sets avoid
-        this by running `validate_image_files` first.
+        tf.errors.InvalidArgumentError at run time for bytes the decode policy refuses
+        (`check_header`) or no decoder accepts; data sets avoid this by running
+        `validate_image_files` first.
     """
     image_bytes = tf.convert_to_tensor(image_bytes, dtype=tf.string)
+    # The decode policy (format, CMYK, size, pixel cap) from the header, before any decoding.
+    with tf.control_dependencies([check_header(image_bytes)]):
+        image_bytes = tf.identity(image_bytes)
     is_png = tf.equal(tf.strings.substr(image_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
 
     # IHDR's bit depth byte: 8-byte signature, chunk length, "IHDR", width, height, then depth.
@@ -116,13 +186,8 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
         raw = tf.io.decode_jpeg(image_bytes, channels=0, dct_method="INTEGER_ACCURATE")
         return to_unit_float(raw, 255)
 
-    def other():
-        # decode_image(dtype=uint16) would widen BMP/GIF by v * 256, so decode at 8 bit.
-        raw = tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint8, expand_animations=False)
-        return to_unit_float(raw, 255)
-
-    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC)
-    image = tf.cond(is_png, png, lambda: tf.cond(is_jpeg, jpeg, other))
+    # check_header has refused everything that is neither PNG nor JPEG.
+    image = tf.cond(is_png, png, jpeg)
     image.set_shape([None, None, None])
     return to_grayscale(image)
 
@@ -177,21 +242,9 @@ class BadFile:
         return f"{self.path}: {self.reason}"
 
 
-def _sniff_format(head: bytes) -> Optional[str]:
-    if head.startswith(_PNG_MAGIC):
-        return "png"
-    if head.startswith(_JPEG_MAGIC):
-        return "jpeg"
-    if head.startswith(_GIF_MAGICS):
-        return "gif"
-    if head.startswith(_BMP_MAGIC):
-        return "bmp"
-    return None
-
-
 # Validation results keyed by (path, size, mtime): building train/val/test sets, or several
 # experiments, in one process decodes each file once.
-_VALIDATION_CACHE: dict[tuple[str, int, int], tuple[Optional[str], Optional[tuple[int, int]]]] = {}
+_VALIDATION_CACHE: dict[tuple[str, int, int, int], tuple[Optional[str], Optional[tuple[int, int]]]] = {}
 
 
 def _check_one(path: str) -> tuple[Optional[str], Optional[tuple[int, int]]]:
@@ -202,7 +255,7 @@ def _check_one(path: str) -> tuple[Optional[str], Optional[tuple[int, int]]]:
         return "file not found", None
     except OSError as err:
         return f"cannot stat file ({err.strerror or err})", None
-    key = (path, st.st_size, st.st_mtime_ns)
+    key = (path, st.st_size, st.st_mtime_ns, max_pixels())
     cached = _VALIDATION_CACHE.get(key)
     if cached is not None:
         return cached
@@ -216,8 +269,9 @@ def _check_one(path: str) -> tuple[Optional[str], Optional[tuple[int, int]]]:
             result = (f"cannot read file ({err.strerror or err})", None)
         else:
             fmt = _sniff_format(data[:8])
-            if fmt is None:
-                result = ("not a JPEG, PNG, BMP or GIF image (unknown file signature)", None)
+            problem = image_bytes_problem(data)
+            if problem is not None:
+                result = (problem, None)
             else:
                 try:
                     image = decode_image(tf.constant(data))

@@ -124,7 +124,7 @@ def preprocess_image_bytes(
     """Decodes one image file's bytes and preprocesses it: the shared eval/serving function.
 
     Args:
-        image_bytes: scalar tf.string (JPEG, PNG 8/16 bit, BMP, GIF).
+        image_bytes: scalar tf.string (JPEG, PNG 8/16 bit; see `pipelines.image_policy`).
         Others: as `preprocess_image`.
 
     Returns:

@@ -20,6 +20,7 @@ Rules (printed by `cxr-cascade data split`):
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence, Union
@@ -56,6 +57,39 @@ def assert_patient_disjoint(records: Iterable[Record]) -> None:
         raise LeakageError(
             f"{len(leaks)} patient(s) in more than one split: {'; '.join(shown)}{more}"
         )
+
+
+def _path_key(path: str) -> str:
+    return os.path.normcase(os.path.normpath(os.path.abspath(path)))
+
+
+def same_path_groups(records: Sequence[Record]) -> list[list[int]]:
+    """Indices of records naming the same file (after normalising the path), groups of >= 2.
+
+    The same path is one image whatever its rows say (two patient ids, two labels), so such
+    records always form one split unit, with or without duplicate detection.
+    """
+    by_path: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_path[_path_key(record.path)].append(index)
+    return [members for members in by_path.values() if len(members) > 1]
+
+
+def split_problems(records: Sequence[Record]) -> list[str]:
+    """One line per reason a split manifest must not be trained on (empty when it is clean).
+
+    Checks (the same as `cxr-cascade data check` and `data split --verify`): a file listed more
+    than once, a patient (source:patient_id) in more than one split, a file in more than one split.
+    """
+    records = list(records)
+    lines = []
+    for members in same_path_groups(records):
+        splits = sorted({records[i].split for i in members if records[i].split})
+        where = f" in splits {', '.join(splits)}" if len(splits) > 1 else ""
+        lines.append(f"{records[members[0]].path}: listed {len(members)} times{where}")
+    for key, splits in leaking_patients(records).items():
+        lines.append(f"patient {key} is in more than one split: {', '.join(splits)}")
+    return lines
 
 
 def assert_duplicates_disjoint(
@@ -201,7 +235,8 @@ def split_records(
                 f"{', '.join(unknown)}. Sources with a test split: "
                 f"{', '.join(sources_with_test) or 'none'}"
             )
-    groups = [list(group) for group in duplicate_groups]
+    # The same file listed twice (under two patient ids, say) is one image: one unit, always.
+    groups = [list(group) for group in duplicate_groups] + same_path_groups(records)
     units = _units(records, groups)
     assignment: dict[int, str] = {}
     moved: list[tuple[str, str, str, str]] = []

@@ -106,13 +106,10 @@ def test_jpeg_matches_opencv_within_codec_tolerance(tmp_path, rng, color):
     assert np.abs(out - ref).max() <= (1 / 255 if color else 1e-6)
 
 
-def test_same_8bit_gray_in_every_lossless_container_gives_the_same_bits(tmp_path, rng):
+def test_8bit_gray_png_gives_exact_unit_floats(tmp_path, rng):
     a = rng.integers(0, 256, (7, 9), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "g.png"), a)
-    cv2.imwrite(str(tmp_path / "g.bmp"), a)
-    png, bmp = decode_file(tmp_path / "g.png"), decode_file(tmp_path / "g.bmp")
-    np.testing.assert_array_equal(png, bmp)
-    np.testing.assert_array_equal(png, unit(a)[..., None])
+    np.testing.assert_array_equal(decode_file(tmp_path / "g.png"), unit(a)[..., None])
 
 
 def test_1bit_png_scaled_to_full_range(tmp_path):
@@ -122,13 +119,14 @@ def test_1bit_png_scaled_to_full_range(tmp_path):
     np.testing.assert_array_equal(decode_file(tmp_path / "b.png")[..., 0], bits.astype(np.float32))
 
 
-def test_bmp_and_gif(tmp_path, rng):
+def test_bmp_and_gif_are_refused_by_the_one_decode_policy(tmp_path, rng):
+    """Only PNG and JPEG are read, by every command and the SavedModel (issue 14, item 6)."""
     a = rng.integers(0, 256, (6, 9), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "x.bmp"), a)
     Image.fromarray(a).save(tmp_path / "x.gif")
-    np.testing.assert_array_equal(decode_file(tmp_path / "x.bmp")[..., 0], unit(a))
-    # GIF stores gray as a palette, decoded to R = G = B, hence luma of equal channels.
-    np.testing.assert_allclose(decode_file(tmp_path / "x.gif")[..., 0], a / 255.0, atol=1e-6)
+    for name in ("x.bmp", "x.gif"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="not a PNG or JPEG"):
+            decode_file(tmp_path / name)
 
 
 def test_decode_in_graph_with_string_input(tmp_path, rng):

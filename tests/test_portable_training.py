@@ -128,7 +128,7 @@ def test_decode_resize_matches_pipelines_on_phantoms(phantoms):
 
 
 def test_decode_matches_pipelines_for_every_container_and_colour_mode(tmp_path):
-    """16-bit, palette, grey+alpha, RGB(A), 1-bit PNG; JPEG grey/RGB; BMP; GIF (first frame)."""
+    """16-bit, palette, grey+alpha, RGB(A), 1-bit PNG; JPEG grey/RGB; BMP and GIF refused by both."""
     from PIL import Image
     import tensorflow as tf
 
@@ -147,9 +147,14 @@ def test_decode_matches_pipelines_for_every_container_and_colour_mode(tmp_path):
         "bits.png": Image.fromarray(grey > 128),
         "grey.jpg": Image.fromarray(grey),
         "rgb.jpg": Image.fromarray(rgb),
-        "rgb.bmp": Image.fromarray(rgb),
-        "grey.gif": Image.fromarray(grey),
     }
+    for name in ("rgb.bmp", "grey.gif"):  # one decode policy: refused here as by tf.data
+        path = tmp_path / name
+        Image.fromarray(rgb).save(path)
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            decode_image(tf.constant(path.read_bytes()))
+        with pytest.raises(ValueError, match="only PNG and JPEG"):
+            A.decode_image_file(str(path))
     for name, image in cases.items():
         path = tmp_path / name
         image.save(path)

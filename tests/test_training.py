@@ -136,7 +136,9 @@ def test_run_directory_holds_every_artifact(finished_run):
                  "splits.sha256", "state.json", "best.weights.h5", "history.csv", "curves.png",
                  "results.json"):
         assert (run / name).is_file(), name
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0002.weights.h5"]
+    # the last checkpoint and the one before it (the fallback should the last be damaged)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
     assert not list(run.rglob(".*.tmp*")), "temporary files left behind"
 
     assert json.loads((run / "config.json").read_text())["preprocess"]["image_size"] == 32

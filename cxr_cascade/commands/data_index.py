@@ -67,12 +67,34 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _usable_manifest_rows(table):
+    """A manifest re-indexed: rows with an unknown label (already reported by the reader) and rows
+    whose file is missing (reported here) are left out of the output, as every folder reader
+    leaves out what it cannot use."""
+    import os
+
+    from pipelines.labels import LABELS
+    from pipelines.records import Problem, RecordTable
+
+    kept = RecordTable(problems=table.problems, skipped=getattr(table, "skipped", None))
+    for record in table:
+        if record.label not in LABELS:
+            continue
+        if not os.path.isfile(record.path):
+            kept.problems.append(Problem(record.path, "file not found (row left out)"))
+            continue
+        kept.append(record)
+    return kept
+
+
 def run(args) -> int:
     from pipelines.readers import detect_format, read_dataset
     from pipelines.records import count_by, write_manifest
 
     format_name = args.format or detect_format(args.path)
     table = read_dataset(args.path, format_name, **reader_options(args, format_name))
+    if format_name == "manifest":
+        table = _usable_manifest_rows(table)
     for problem in table.problems:
         print(problem, file=sys.stderr)
     if not table:

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
                 f"two {stage.task} runs given: {stages[role].source} and {path}; give one of each"
             )
         stages[role] = stage
+        if getattr(stage, "weights", ""):
+            print(f"{role}: weights {path.rstrip('/')}/{stage.weights}")
     try:
         written = export_models(
             args.out,

@@ -59,6 +59,11 @@ def register(subparsers) -> None:
              "recipe into the same run directory without TensorFlow or OpenCV (one device, data "
              "decoded into memory with Pillow; see cxr_cascade/training/arrays.py)",
     )
+    parser.add_argument(
+        "--skip-bad", action="store_true",
+        help="leave out images that cannot be used (corrupt, refused by the decode policy), each "
+             "named in a warning, instead of refusing to train",
+    )
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.set_defaults(func=run)
@@ -92,6 +97,8 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--strategy", args.strategy]
     if args.backend:
         argv += ["--backend", args.backend]
+    if args.skip_bad:
+        argv.append("--skip-bad")
     return argv
 
 
@@ -172,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             resume=resume,
             verbose=verbose,
             argv=_command_line(args),
+            skip_bad=args.skip_bad,
         )
     except TrainingDiverged as error:
         raise CLIError(str(error)) from None

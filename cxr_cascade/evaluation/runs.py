@@ -90,7 +90,12 @@ def load_image(path: str, preprocess, segment: bool = False, mask_path: str = ""
     from pipelines.decode import read_mask
     from pipelines.preprocess import preprocess_image_bytes
 
+    from pipelines.image_policy import image_bytes_problem
+
     data = _read_bytes(path)
+    problem = image_bytes_problem(data)  # the shared decode policy (format, size, pixel cap)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
     kwargs = dict(preprocess.as_kwargs()) if hasattr(preprocess, "as_kwargs") else dict(preprocess)
     if segment:
         if mask_path:

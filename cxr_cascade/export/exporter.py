@@ -48,6 +48,7 @@ def _describe(stage: ExportStage) -> dict:
         "preprocess": pre.as_kwargs() if hasattr(pre, "as_kwargs") else pre,
         "lung_masked": bool(stage.segment),
         "source": stage.source,
+        "weights": getattr(stage, "weights", ""),
     }
 
 

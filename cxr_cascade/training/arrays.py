@@ -43,14 +43,25 @@ _INV65535 = np.float32(1.0 / 65535.0)
 def decode_image_file(path: str) -> np.ndarray:
     """One image file -> float32 ``[H, W]`` in ``[0, 1]``, as `pipelines.decode.read_image`.
 
+    The decode policy (`pipelines.image_policy`: PNG / JPEG only, no CMYK, the pixel cap) is
+    checked on the file's bytes first, as every other reader does.
+
     Raises:
-        ValueError: naming the file, for anything Pillow cannot decode.
+        ValueError: naming the file, for a file the policy refuses or Pillow cannot decode.
     """
     from PIL import Image, UnidentifiedImageError
 
+    from pipelines.image_policy import image_bytes_problem
+
+    try:
+        with open(path, "rb") as handle:
+            problem = image_bytes_problem(handle.read())
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read image ({error.strerror or error})") from None
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
     try:
         with Image.open(path) as image:
-            image.seek(0)  # animated GIF: the first frame
             if image.mode in ("I;16", "I;16B", "I;16L", "I") and image.format == "PNG":
                 return np.asarray(image).astype(np.float32) * _INV65535
             if image.mode in ("P", "PA"):

@@ -172,9 +172,18 @@ def _cap_per_class(records: list, cap: int, seed: int) -> list:
 
 def split(config: ExperimentConfig, records: list) -> list:
     """Records with `split` set: kept when complete, else by `pipelines.splits.split_records`."""
-    from pipelines.splits import split_records
+    from pipelines.splits import LeakageError, split_problems, split_records
 
     splits = {r.split for r in records}
+    # Refuse what `data check` and `data split --verify` flag: a file listed twice, a patient
+    # or a file in two splits (a given split manifest is trusted for nothing else).
+    problems = split_problems(records)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise LeakageError(
+            f"experiment {config.name!r}: refusing to train: {problems[0]}{more}; "
+            "check the data with `cxr-cascade data check` and re-split with `cxr-cascade data split`"
+        )
     if splits >= {"train", "val"} and "" not in splits:
         result = list(records)
     else:
@@ -265,8 +274,12 @@ def prepare_data(
     resume: bool = False,
     unet_weights: Optional[str] = None,
     num_replicas: int = 1,
+    skip_bad: bool = False,
 ) -> DataBundle:
     """Reads, selects, splits and wraps the data for `config` (see the module docstring).
+
+    `skip_bad` leaves out (with a warning naming them) images that cannot be used instead of
+    refusing to train (`cxr-cascade train --skip-bad`).
 
     On Keras backends other than TensorFlow the split records go to `training.arrays.build_bundle`
     (in-memory NumPy batches) instead of `tf.data`.
@@ -299,16 +312,16 @@ def prepare_data(
     pre, aug = config.preprocess, config.augment
 
     if config.task == "unet":
-
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_segmentation_dataset(
                 train_records, training=True, seed=epoch_seed, preprocess=pre, augment=aug,
-                batch_size=batch, drop_remainder=drop, validate=validate,
+                batch_size=batch, drop_remainder=drop, validate=validate, skip_bad=skip_bad,
             )
 
         def build_eval(part: list) -> tf.data.Dataset:
             return build_segmentation_dataset(
-                part, training=False, seed=config.seed, cache=True, preprocess=pre, batch_size=batch
+                part, training=False, seed=config.seed, cache=True, preprocess=pre, batch_size=batch,
+                skip_bad=skip_bad,
             )
 
         class_names: tuple[str, ...] = ()
@@ -325,7 +338,8 @@ def prepare_data(
                     "RUN_DIR (a U-Net trained with `cxr-cascade train unet_lungs`), give data whose "
                     f"records have masks, or --set {needs}=false"
                 )
-        common = dict(class_names=class_names, preprocess=pre, batch_size=batch, mask_fn=mask_fn)
+        common = dict(class_names=class_names, preprocess=pre, batch_size=batch, mask_fn=mask_fn,
+                      skip_bad=skip_bad)
 
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_dataset(

@@ -7,9 +7,10 @@ Layout (`RunDir.root`):
     environment.json       Python / TensorFlow / Keras / NumPy versions, devices, host
     splits.csv             the split manifest (one row per image: path, label, patient, split)
     splits.sha256          hash of the manifest; a resumed run refuses a different split
-    state.json             resume state: last completed epoch, checkpoint file, history, best
-    checkpoints/epoch-NNNN.weights.h5   last completed epoch (model + optimizer)
-    best.weights.h5        model weights at the best validation metric
+    state.json             resume state: last completed epoch, checkpoint file, history, best,
+                           and the SHA-256 of every weights file it names (`checksums`)
+    checkpoints/epoch-NNNN.weights.h5   the last two completed epochs (model + optimizer)
+    best.weights.h5        model weights at the best validation metric (its own copy)
     model.keras            the trained network (architecture + best weights) when the run ends;
                            `cxr_cascade.runs.load_stage` loads it with config.json
     history.csv            per-epoch metrics (train and validation)
@@ -20,6 +21,11 @@ Layout (`RunDir.root`):
 Every file is written to a temporary name in the same directory and moved into place with
 `os.replace`, which is atomic on POSIX: a run killed at any instant leaves each file either in its
 previous complete state or its new complete state, never truncated.
+
+Checkpoints are verified, not trusted: a new one is read back (every HDF5 dataset) and hashed before
+`state.json` names it, and the previous one is deleted only after that. A checkpoint damaged later
+(a full disk, a copy cut short, a bad sector) is found by `latest_good_checkpoint`, which falls back
+to the newest intact one; `best.weights.h5` is a separate copy, so damage to one never takes both.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import socket
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Optional
 
 
 # Every write goes through the one atomic-write helper (re-exported here for the runner).
@@ -194,10 +200,11 @@ class RunDir:
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write_json(self.state, state)
 
-    def prune_checkpoints(self, keep: Path) -> None:
-        """Removes epoch checkpoints other than `keep` (called only after state.json names it)."""
+    def prune_checkpoints(self, keep: "Path | list[Path]") -> None:
+        """Removes epoch checkpoints other than `keep` (called only after state.json names them)."""
+        keep = [keep] if isinstance(keep, Path) else list(keep)
         for path in self.checkpoints.glob("epoch-*.weights.h5"):
-            if path != keep:
+            if path not in keep:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         for path in self.checkpoints.glob(".*.tmp*"):
@@ -209,6 +216,122 @@ class RunDir:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         line = " ".join(_shell_quote(a) for a in argv)
         atomic_write_text(self.command, previous + f"# {stamp}\n{line}\n")
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def weights_file_problem(path: str | Path, sha256: Optional[str] = None) -> Optional[str]:
+    """None when `path` is a complete Keras weights file, else one line saying what is wrong.
+
+    Complete means: it exists, is not empty, matches `sha256` when one is given, opens as HDF5 and
+    every dataset in it reads back (a truncated file opens but fails on the first missing block).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"cannot read it ({error.strerror or error})"
+    if size == 0:
+        return "empty (0 bytes)"
+    if sha256 is not None:
+        try:
+            actual = sha256_file(path)
+        except OSError as error:
+            return f"cannot read it ({error.strerror or error})"
+        if actual != sha256:
+            return "content differs from the SHA-256 recorded when it was written (damaged)"
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            datasets: list = []
+            handle.visititems(lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None)
+            for dataset in datasets:
+                dataset[()]
+    except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... for broken files
+        text = str(error).strip().splitlines()
+        return f"not a readable weights file ({text[0] if text else type(error).__name__})"
+    if not datasets:
+        return "holds no weights"
+    return None
+
+
+def checkpoint_epoch(path: str | Path) -> Optional[int]:
+    """The epoch of `checkpoints/epoch-NNNN.weights.h5`, else None."""
+    name = Path(path).name
+    if name.startswith("epoch-") and name.endswith(".weights.h5"):
+        digits = name[len("epoch-"):-len(".weights.h5")]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
+def latest_good_checkpoint(run_dir: str | Path) -> tuple[Optional[Path], list[str]]:
+    """The newest intact epoch checkpoint of a run, and one line per damaged one passed over.
+
+    Candidates are the run's `checkpoints/epoch-NNNN.weights.h5` up to the epoch `state.json`
+    records as completed (a later file may be half of an epoch the state never saw), newest first;
+    each is checked with `weights_file_problem` against the checksum recorded in `state.json`.
+
+    Returns:
+        (path or None when no intact checkpoint is left, messages such as
+        "RUN/checkpoints/epoch-0003.weights.h5: damaged checkpoint (...); using epoch-0002").
+    """
+    rd = RunDir(run_dir)
+    try:
+        state = rd.read_state() or {}
+    except ValueError:
+        state = {}
+    checksums = state.get("checksums") or {}
+    done = state.get("epochs_completed")
+    candidates = []
+    for path in rd.checkpoints.glob("epoch-*.weights.h5"):
+        epoch = checkpoint_epoch(path)
+        if epoch is not None and (done is None or epoch <= int(done)):
+            candidates.append((epoch, path))
+    named = state.get("checkpoint")
+    if named and not (rd.root / named).exists():
+        candidates.append((checkpoint_epoch(named) or 0, rd.root / named))
+    notes: list[str] = []
+    bad: list[str] = []
+    for _, path in sorted(candidates, key=lambda item: -item[0]):
+        relative = str(path.relative_to(rd.root))
+        problem = weights_file_problem(path, checksums.get(relative))
+        if problem is None:
+            if bad:
+                notes.append(f"{bad[-1]}; falling back to {relative}")
+            return path, notes
+        bad.append(f"{path}: damaged checkpoint: {problem}")
+        if len(bad) > 1:
+            notes.append(bad[-2])
+    if bad:
+        notes.append(bad[-1])
+    return None, notes
+
+
+def rewind_state(state: dict[str, Any], run_dir: str | Path, checkpoint: Path,
+                 mode: str = "max") -> dict[str, Any]:
+    """`state` as it was when `checkpoint` was the last one: later epochs' history dropped and the
+    best (`mode` "max" or "min" of the monitored metric) recomputed from what is left; those
+    epochs are trained again."""
+    epoch = checkpoint_epoch(checkpoint)
+    if epoch is None or epoch >= int(state.get("epochs_completed", 0)):
+        return state
+    state = dict(state)
+    state["epochs_completed"] = epoch
+    state["history"] = [row for row in state.get("history", []) if int(row["epoch"]) <= epoch]
+    state["checkpoint"] = str(Path(checkpoint).relative_to(Path(run_dir)))
+    state["finished"] = False
+    best = dict(state.get("best") or {})
+    if best.get("epoch") is not None and int(best["epoch"]) > epoch:
+        monitor = best.get("monitor")
+        values = [(float(row[monitor]), int(row["epoch"])) for row in state["history"]
+                  if row.get(monitor) is not None]
+        pick = (max if mode == "max" else min)(values) if values else (None, None)
+        best.update(value=pick[0], epoch=pick[1])
+    state["best"] = best
+    return state
 
 
 def _shell_quote(text: str) -> str:

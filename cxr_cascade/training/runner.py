@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,10 @@ from cxr_cascade.training.run_dir import (
     atomic_write_json,
     atomic_write_with,
     capture_environment,
+    latest_good_checkpoint,
+    rewind_state,
+    sha256_file,
+    weights_file_problem,
 )
 # TensorFlow's strategies on the TF backend, one device on JAX / PyTorch (training.backend).
 from cxr_cascade.training.backend import process_settings, setup_runtime
@@ -108,15 +113,19 @@ def reset_model_seeds(model: keras.Model, seed: int, epoch: int) -> None:
             index += 1
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    import os
-    import shutil
-
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+def _resume_checkpoint(rd: RunDir, config: ExperimentConfig) -> Path:
+    """The newest intact checkpoint of the run (`latest_good_checkpoint`); damaged ones passed
+    over get one line each on stderr; none left is one `ResumeError` line."""
+    checkpoint, notes = latest_good_checkpoint(rd.root)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+    if checkpoint is None:
+        raise ResumeError(
+            f"--resume {rd.root}: no intact checkpoint left"
+            + (f" ({notes[-1]})" if notes else "")
+            + "; start a new run with another --run-dir"
+        )
+    return checkpoint
 
 
 def _weights_finite(model: keras.Model) -> bool:
@@ -222,6 +231,7 @@ def _train(
     verbose: int | str = "auto",
     argv: Optional[list[str]] = None,
     stop_after_epochs: Optional[int] = None,
+    skip_bad: bool = False,
 ) -> TrainResult:
     """Trains `config` into `run_dir` (see the module docstring for the resume contract).
 
@@ -236,6 +246,7 @@ def _train(
         verbose: Keras progress-bar verbosity (bars with ETA on a terminal).
         argv: the command line, recorded in `command.txt` and `results.json`.
         stop_after_epochs: stop (resumably) after this many epochs of this call; for tests.
+        skip_bad: leave out unusable images with a warning instead of refusing (`--skip-bad`).
 
     Returns:
         `TrainResult` with the final state and the test results (None on non-chief workers).
@@ -263,6 +274,7 @@ def _train(
             resume=resume,
             unet_weights=unet_weights,
             num_replicas=runtime.replicas,
+            skip_bad=skip_bad,
         )
     if config.is_classifier and tuple(data.class_names) != tuple(config.classes):
         raise ValueError(
@@ -299,9 +311,8 @@ def _train(
         model = model_fn(config)
         compile_model(model, config, steps, runtime.jit_compile)
         if state["checkpoint"]:
-            checkpoint = run_dir / state["checkpoint"]
-            if not checkpoint.is_file():
-                raise ResumeError(f"--resume: checkpoint named in {rd.state} is missing: {checkpoint}")
+            checkpoint = _resume_checkpoint(rd, config)
+            state = rewind_state(state, run_dir, checkpoint, config.monitor_mode)
             model.optimizer.build(model.trainable_variables)
             model.load_weights(checkpoint)
 
@@ -364,13 +375,27 @@ def _train(
             state["best"] = {"epoch": epoch + 1, "value": monitored, "monitor": config.monitor}
         if out is not None:
             checkpoint = rd.epoch_checkpoint(epoch + 1)
+            previous = run_dir / state["checkpoint"] if state["checkpoint"] else None
             atomic_write_with(checkpoint, model.save_weights, suffix=".weights.h5")
+            # Verified (read back, hashed) before state.json names it; the previous checkpoint
+            # stays until then, and one more epoch after, as the fallback.
+            digest = sha256_file(checkpoint)
+            problem = weights_file_problem(checkpoint)
+            if problem:
+                raise OSError(f"{checkpoint}: the checkpoint just written does not read back: {problem}")
+            relative = str(checkpoint.relative_to(run_dir))
+            checksums = {k: v for k, v in (state.get("checksums") or {}).items()
+                         if previous is not None and k in (str(previous.relative_to(run_dir)),
+                                                           rd.best_weights.name)}
+            checksums[relative] = digest
             if improved:
-                # The best weights are this epoch's checkpoint: link it (no second 100+ MB write).
-                atomic_write_with(rd.best_weights, lambda tmp: _link_or_copy(checkpoint, tmp))
-            state["checkpoint"] = str(checkpoint.relative_to(run_dir))
+                # The best weights get their own copy: damage to the last checkpoint never takes them.
+                atomic_write_with(rd.best_weights, lambda tmp: shutil.copyfile(checkpoint, tmp))
+                checksums[rd.best_weights.name] = digest
+            state["checkpoint"] = relative
+            state["checksums"] = checksums
             rd.write_state(state)
-            rd.prune_checkpoints(keep=checkpoint)
+            rd.prune_checkpoints(keep=[checkpoint] + ([previous] if previous else []))
             cb.write_history_csv(rd.history_csv, state["history"])
             scalars.write(epoch + 1, {k: v for k, v in row.items() if k not in ("epoch", "seconds")})
             cb.plot_curves(rd.curves, state["history"], title=config.name, metric=metric)
@@ -419,7 +444,12 @@ def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelF
     model = model_fn(config)
     compile_model(model, config, data.steps_per_epoch, jit_compile=False)
     model.optimizer.build(model.trainable_variables)
-    weights = rd.best_weights if rd.best_weights.is_file() else run_dir / state["checkpoint"]
+    weights = rd.best_weights
+    problem = weights_file_problem(weights, (state.get("checksums") or {}).get(weights.name))
+    if problem:
+        weights = _resume_checkpoint(rd, config)
+        print(f"warning: {rd.best_weights}: {problem}; evaluating {weights.name} instead",
+              file=sys.stderr, flush=True)
     model.load_weights(weights)
     write_run_model(config, model_fn, model, run_dir)
     split, dataset = ("test", data.test) if data.test is not None else ("val", data.val)

@@ -1,0 +1,134 @@
+"""The decode policy of cxr-cascade, in plain Python: which image files are read at all.
+
+One policy for every reader (`data check`, training's file validation, `predict`, `gradcam`) and,
+through `pipelines.decode.check_header`, for the graph decoder inside the SavedModel. Only the
+file's header is read, so a refused file costs microseconds, whatever its pixel count:
+
+* PNG (8/16 bit) and JPEG only. GIF, BMP, TIFF, WebP are refused ("convert it to PNG").
+* CMYK JPEG is refused: no decoder here converts CMYK to gray correctly (TensorFlow's decoder
+  refuses it for one channel and returns raw, often inverted, ink channels otherwise).
+* Each side at least `MIN_SIDE` pixels (a 1x1 image is not an X-ray).
+* At most `max_pixels()` pixels: 50 megapixels by default, set with the environment variable
+  `CXR_CASCADE_MAX_PIXELS` (a 20000x20000 PNG would otherwise take gigabytes to decode). The
+  SavedModel keeps the cap that was in effect when it was exported.
+
+No TensorFlow import: `data check` uses it without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Optional
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_GIF_MAGICS = (b"GIF87a", b"GIF89a")
+_BMP_MAGIC = b"BM"
+
+#: Environment variable holding the pixel cap (width x height), read at each check.
+MAX_PIXELS_ENV = "CXR_CASCADE_MAX_PIXELS"
+#: Default pixel cap: 50 megapixels (the largest public chest X-rays are about 4300x3500, 15 MP).
+DEFAULT_MAX_PIXELS = 50_000_000
+#: Smallest accepted width and height.
+MIN_SIDE = 2
+
+
+def _sniff_format(head: bytes) -> Optional[str]:
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if head.startswith(_GIF_MAGICS):
+        return "gif"
+    if head.startswith(_BMP_MAGIC):
+        return "bmp"
+    return None
+
+
+
+def max_pixels() -> int:
+    """The pixel cap: `CXR_CASCADE_MAX_PIXELS` when set (a positive integer), else 50 megapixels."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"{MAX_PIXELS_ENV} must be a positive number of pixels. Received: {MAX_PIXELS_ENV}={text!r}"
+        )
+    return value
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def read_header(data: bytes) -> Optional[tuple[str, int, int, int]]:
+    """(format, width, height, channels) from a PNG's IHDR or a JPEG's frame header, else None.
+
+    Reads only the header (the JPEG marker segments before the first frame header); `format` is
+    "png", "jpeg", "gif", "bmp" (size 0 for the latter two, which are refused anyway) or None.
+    PNG channels are 0 (not needed by the policy).
+    """
+    fmt = _sniff_format(data[:8])
+    if fmt == "png":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        width, height = struct.unpack(">II", data[16:24])
+        return fmt, width, height, 0
+    if fmt != "jpeg":
+        return (fmt, 0, 0, 0) if fmt else None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        if marker in _SOF_MARKERS:
+            if pos + 10 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return fmt, width, height, data[pos + 9]
+        if marker == 0xDA or length < 2:  # scan data before any frame header: broken
+            return None
+        pos += 2 + length
+    return None
+
+
+def image_bytes_problem(data: bytes, cap: Optional[int] = None) -> Optional[str]:
+    """Why `data` (a whole image file) is refused by the decode policy, or None when it is not.
+
+    Header checks only (see the module docstring); a file that passes may still turn out corrupt
+    when it is decoded.
+    """
+    if not data:
+        return "empty file (0 bytes)"
+    fmt = _sniff_format(data[:8])
+    if fmt is None:
+        return "not a PNG or JPEG file (unknown file signature)"
+    if fmt in ("gif", "bmp"):
+        return f"{fmt.upper()} image: only PNG and JPEG are read (convert it to PNG)"
+    header = read_header(data)
+    if header is None:
+        return f"corrupt or truncated {fmt} image (no readable {'IHDR' if fmt == 'png' else 'frame'} header)"
+    _, width, height, channels = header
+    if fmt == "jpeg" and channels == 4:
+        return "CMYK JPEG: not supported (no correct CMYK-to-gray conversion); convert it to grayscale"
+    if min(width, height) < MIN_SIDE:
+        return f"image is {width}x{height} pixels; each side must be at least {MIN_SIDE}"
+    cap = max_pixels() if cap is None else cap
+    if width * height > cap:
+        return (
+            f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the cap of "
+            f"{cap / 1e6:g} megapixels (raise it with {MAX_PIXELS_ENV}=N)"
+        )
+    return None
