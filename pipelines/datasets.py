@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from pipelines import decode as D
 from pipelines import transforms as T
-from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig
+from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig, _check_choice
 from pipelines.preprocess import preprocess_image
 
 __all__ = [
@@ -134,16 +134,6 @@ def _label_indices(labels, paths, class_names) -> np.ndarray:
     return out
 
 
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
-
-
-def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}")
-
-
 def _check_batch_size(batch_size):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
@@ -168,6 +158,19 @@ def _validate(paths, masks, skip_bad: bool, validate: bool):
         logger.warning(message)
     bad_set = {(b.path) for b in bad}
     keep = [i for i, p in enumerate(paths) if p not in bad_set]
+    return keep, bad
+
+
+def _check_not_empty(paths) -> None:
+    if not paths:
+        raise ValueError("`records` is empty: nothing to build a data set from.")
+
+
+def _usable(paths, masks, skip_bad: bool, validate: bool):
+    """`_validate`, then a ValueError when no image is left: ``(keep list[int], bad)``."""
+    keep, bad = _validate(paths, masks, skip_bad, validate)
+    if not keep:
+        raise ValueError(f"No usable images are left among {len(paths)}.")
     return keep, bad
 
 
@@ -235,43 +238,32 @@ def _attach(ds: tf.data.Dataset, **attributes) -> tf.data.Dataset:
     return ds
 
 
-def _check_builder_arguments(
-    *,
-    image_size,
-    resize_mode,
-    fill_mode,
-    batch_size,
-    clahe,
-    clahe_fraction,
-    rotation_degrees,
-    shift,
-    zoom,
-    choices=(),
-):
-    """Checks the arguments both builders share (plus `choices`: (name, value, allowed) triples).
+def _check_builder_arguments(preprocess: PreprocessConfig, augment: AugmentConfig, *, batch_size, choices=()):
+    """Checks what the config objects do not (batch size, `choices`: (name, value, allowed)
+    triples, CLAHE on every image and on a fraction at once).
 
     Returns:
         The normalised ``(height, width)`` image size.
     """
-    image_size = T.normalize_image_size(image_size)
-    T.check_resize_mode(resize_mode)
-    T.check_fill_mode(fill_mode)
+    image_size = T.normalize_image_size(preprocess.image_size)
     _check_batch_size(batch_size)
-    _check_fraction("clahe_fraction", clahe_fraction)
     for name, value, allowed in choices:
         _check_choice(name, value, allowed)
-    T.check_augmentation(rotation_degrees, shift, zoom)
-    if clahe and clahe_fraction > 0:
+    if preprocess.clahe and augment.clahe_fraction > 0:
         raise ValueError(
             "`clahe=True` already enhances every image, so `clahe_fraction` must be 0. "
-            f"Received: clahe=True, clahe_fraction={clahe_fraction!r}"
+            f"Received: clahe=True, clahe_fraction={augment.clahe_fraction!r}"
         )
     return image_size
 
 
-def _from_configs(preprocess, augment, loose_preprocess: dict, loose_augment: dict) -> dict:
-    """The builder's settings: `preprocess` (`PreprocessConfig`) and `augment` (`AugmentConfig`)
-    where given, else the loose keyword values (``loose_*``: name -> value)."""
+def _from_configs(
+    preprocess, augment, loose_preprocess: dict, loose_augment: dict
+) -> tuple[PreprocessConfig, AugmentConfig]:
+    """The builder's settings as objects: `preprocess` (`PreprocessConfig`) and `augment`
+    (`AugmentConfig`) where given, else made of the loose keyword values (``loose_*``: name ->
+    value; the U-Net builder has no ``segment``, ``clahe_mode`` or ``segmented_copies``).
+    Constructing the objects validates the settings."""
     settings = dict(loose_preprocess)
     if preprocess is not None:
         if not isinstance(preprocess, PreprocessConfig):
@@ -295,7 +287,7 @@ def _from_configs(preprocess, augment, loose_preprocess: dict, loose_augment: di
     if settings.get("image_size") is None:
         raise ValueError("`image_size` (or `preprocess`) is required. Received: image_size=None")
     if augment is None:
-        return {**settings, **loose_augment}
+        return PreprocessConfig(**settings), AugmentConfig(**loose_augment)
     if not isinstance(augment, AugmentConfig):
         raise ValueError(
             f"`augment` must be a pipelines.config.AugmentConfig or None. Received: augment={augment!r}"
@@ -307,7 +299,7 @@ def _from_configs(preprocess, augment, loose_preprocess: dict, loose_augment: di
                 "The U-Net data set draws CLAHE per image (clahe_mode='replace') and adds no "
                 f"segmented copies. Received: augment.{name}={getattr(augment, name)!r}"
             )
-    return {**settings, **given}
+    return PreprocessConfig(**settings), AugmentConfig(**{**loose_augment, **given})
 
 
 def _load_and_shuffle(ds, load, *, n, training, cache, shuffle_buffer, seed_value):
@@ -424,8 +416,7 @@ def _read_records(records, class_names, *, need_masks: bool, skip_bad: bool, val
         ``(paths, masks, label_idx int [N], keep list[int], bad list[BadFile])``.
     """
     paths, labels, masks = _as_table(records)
-    if not paths:
-        raise ValueError("`records` is empty: nothing to build a data set from.")
+    _check_not_empty(paths)
     label_idx = _label_indices(labels, paths, class_names)
     if need_masks:
         missing = [p for p, m in zip(paths, masks) if not m]
@@ -434,9 +425,7 @@ def _read_records(records, class_names, *, need_masks: bool, skip_bad: bool, val
                 f"`segment`/`segmented_copies` need a lung mask per image (record.mask_path) or a "
                 f"`mask_fn`; {len(missing)} image(s) have none, e.g. {missing[0]}"
             )
-    keep, bad = _validate(paths, masks if need_masks else None, skip_bad, validate)
-    if not keep:
-        raise ValueError(f"No usable images are left among {len(paths)}.")
+    keep, bad = _usable(paths, masks if need_masks else None, skip_bad, validate)
     return paths, masks, label_idx, keep, bad
 
 
@@ -677,54 +666,27 @@ def build_dataset(
         ValueError: bad arguments, labels outside `class_names`, missing masks, or unreadable
             files (named) when ``skip_bad`` is False.
     """
-    if preprocess is not None or augment is not None:
-        # The objects expand into the loose settings below (one code path for both ways).
-        return build_dataset(
-            records, class_names=class_names, batch_size=batch_size, training=training, seed=seed,
-            mask_fn=mask_fn, balance=balance, cache=cache, shuffle_buffer=shuffle_buffer,
-            skip_bad=skip_bad, validate=validate, label_mode=label_mode,
-            drop_remainder=drop_remainder, clahe_backend=clahe_backend,
-            **_from_configs(
-                preprocess, augment,
-                dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
-                     tile_grid_size=tile_grid_size, segment=segment),
-                dict(clahe_fraction=clahe_fraction, clahe_mode=clahe_mode,
-                     segmented_copies=segmented_copies, rotation_degrees=rotation_degrees, shift=shift,
-                     zoom=zoom, fill_mode=fill_mode),
-            ),
-        )
+    # Loose keywords become the objects (one code path for both ways).
+    preprocess, augment = _from_configs(
+        preprocess, augment,
+        dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
+             tile_grid_size=tile_grid_size, segment=segment),
+        dict(clahe_fraction=clahe_fraction, clahe_mode=clahe_mode, segmented_copies=segmented_copies,
+             rotation_degrees=rotation_degrees, shift=shift, zoom=zoom, fill_mode=fill_mode),
+    )
     image_size = _check_builder_arguments(
-        image_size=image_size,
-        resize_mode=resize_mode,
-        fill_mode=fill_mode,
-        batch_size=batch_size,
-        clahe=clahe,
-        clahe_fraction=clahe_fraction,
-        rotation_degrees=rotation_degrees,
-        shift=shift,
-        zoom=zoom,
-        choices=(
-            ("clahe_mode", clahe_mode, CLAHE_MODES),
-            ("balance", balance, BALANCE_MODES),
-            ("label_mode", label_mode, LABEL_MODES),
-        ),
+        preprocess, augment, batch_size=batch_size,
+        choices=(("balance", balance, BALANCE_MODES), ("label_mode", label_mode, LABEL_MODES)),
     )
-    preprocess = PreprocessConfig(
-        image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
-        tile_grid_size=tile_grid_size, segment=segment,
-    )
-    # Augmentation, copies and balancing are training-only.
-    augment = AugmentConfig(
-        clahe_fraction=clahe_fraction, clahe_mode=clahe_mode, segmented_copies=segmented_copies,
-        rotation_degrees=rotation_degrees, shift=shift, zoom=zoom, fill_mode=fill_mode,
-    ) if training else AugmentConfig()
+    if not training:  # augmentation, copies and balancing are training-only
+        augment = AugmentConfig()
     seed_value = _resolve_seed(seed)
     rng = np.random.default_rng(seed_value)
 
     # Records: the file table and the usable images.
     copies = bool(augment.segmented_copies)
     paths, masks, label_idx, keep, bad = _read_records(
-        records, class_names, need_masks=(segment or copies) and mask_fn is None,
+        records, class_names, need_masks=(preprocess.segment or copies) and mask_fn is None,
         skip_bad=skip_bad, validate=validate,
     )
     indices = np.asarray(keep, np.int64)
@@ -734,7 +696,7 @@ def build_dataset(
     # Copies: which image each element reads and whether it is CLAHE'd / lung-masked.
     entry, with_clahe, with_seg = plan_copies(
         indices, rng, add_clahe_fraction=augment.clahe_fraction if augment.clahe_mode == "add" else 0.0,
-        segmented_copies=copies, segment=segment, clahe=clahe,
+        segmented_copies=copies, segment=preprocess.segment, clahe=preprocess.clahe,
     )
     n = len(entry)
     columns = {
@@ -846,36 +808,19 @@ def build_segmentation_dataset(
         A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], float32 [B, H, W, 1] in {0, 1})``
         with attributes ``bad_files`` and ``num_examples``.
     """
-    if preprocess is not None or augment is not None:
-        return build_segmentation_dataset(
-            records, batch_size=batch_size, training=training, seed=seed, cache=cache,
-            shuffle_buffer=shuffle_buffer, skip_bad=skip_bad, validate=validate,
-            drop_remainder=drop_remainder, clahe_backend=clahe_backend,
-            **_from_configs(
-                preprocess, augment,
-                dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
-                     tile_grid_size=tile_grid_size),
-                dict(clahe_fraction=clahe_fraction, rotation_degrees=rotation_degrees, shift=shift,
-                     zoom=zoom, fill_mode=fill_mode),
-            ),
-        )
-    image_size = _check_builder_arguments(
-        image_size=image_size,
-        resize_mode=resize_mode,
-        fill_mode=fill_mode,
-        batch_size=batch_size,
-        clahe=clahe,
-        clahe_fraction=clahe_fraction,
-        rotation_degrees=rotation_degrees,
-        shift=shift,
-        zoom=zoom,
+    preprocess, augment = _from_configs(
+        preprocess, augment,
+        dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
+             tile_grid_size=tile_grid_size),
+        dict(clahe_fraction=clahe_fraction, rotation_degrees=rotation_degrees, shift=shift,
+             zoom=zoom, fill_mode=fill_mode),
     )
+    image_size = _check_builder_arguments(preprocess, augment, batch_size=batch_size)
+    if not training:
+        augment = AugmentConfig()
     images, masks = _segmentation_table(records)
-    if not images:
-        raise ValueError("`records` is empty: nothing to build a data set from.")
-    keep, bad = _validate(images, masks, skip_bad, validate)
-    if not keep:
-        raise ValueError(f"No usable images are left among {len(images)}.")
+    _check_not_empty(images)
+    keep, bad = _usable(images, masks, skip_bad, validate)
     seed_value = _resolve_seed(seed)
     n = len(keep)
     ds = tf.data.Dataset.from_tensor_slices(
@@ -885,39 +830,35 @@ def build_segmentation_dataset(
         }
     )
 
+    pre = dict(preprocess.as_kwargs(), clahe=bool(preprocess.clahe), clahe_backend=clahe_backend)
+
     def load(row):
-        image = preprocess_image(
-            D.read_image(row["path"]),
-            image_size=image_size,
-            resize_mode=resize_mode,
-            clahe=bool(clahe),
-            clip_limit=clip_limit,
-            tile_grid_size=tile_grid_size,
-            clahe_backend=clahe_backend,
-        )
-        mask = T.resize_mask(D.read_mask(row["mask_path"]), image_size, resize_mode)
+        image = preprocess_image(D.read_image(row["path"]), **pre)
+        mask = T.resize_mask(D.read_mask(row["mask_path"]), image_size, preprocess.resize_mode)
         return image, mask
 
     ds = _load_and_shuffle(
         ds, load, n=n, training=training, cache=cache, shuffle_buffer=shuffle_buffer, seed_value=seed_value
     )
 
-    fraction = float(clahe_fraction) if training else 0.0
-    geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
+    fraction = float(augment.clahe_fraction)
+    geometric = augment.rotation_degrees > 0 or augment.shift > 0 or augment.zoom > 0
 
-    def augment(pair, draw):
+    def apply(pair, draw):
         image, mask = pair
         u = _element_uniform(seed_value, draw)
         if fraction > 0:
-            image = _random_clahe(image, u, fraction, clip_limit, tile_grid_size, clahe_backend)
+            image = _random_clahe(
+                image, u, fraction, preprocess.clip_limit, preprocess.tile_grid_size, clahe_backend
+            )
         if geometric:
-            matrix = _random_affine_matrix(u, image_size, rotation_degrees, shift, zoom)
-            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
-            mask = T.affine_transform(mask, matrix, interpolation="nearest", fill_mode=fill_mode)
+            matrix = _random_affine_matrix(u, image_size, augment.rotation_degrees, augment.shift, augment.zoom)
+            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=augment.fill_mode)
+            mask = T.affine_transform(mask, matrix, interpolation="nearest", fill_mode=augment.fill_mode)
         return image, mask
 
     if fraction > 0 or geometric:
-        ds = _map_with_draws(ds, augment, seed_value)
+        ds = _map_with_draws(ds, apply, seed_value)
     return _batch_and_finish(
         ds,
         batch_size=batch_size,
