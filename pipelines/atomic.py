@@ -25,13 +25,16 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str | None = None, *, fsync: bool = True) -> Iterator[Path]:
     """Yields a temporary path next to `path`; on success, renames it onto `path`.
 
     Args:
         path: final destination.
         suffix: suffix of the temporary name (some writers, e.g. Keras's `save_weights`,
             insist on a file extension). Defaults to `path`'s own suffixes.
+        fsync: flush the file and the directory entry to disk before and after the rename
+            (survives power loss). False keeps the rename atomic but skips the flushes, about 3x
+            faster for many small files that can be made again (the phantom generator).
 
     On an exception the temporary file is removed and `path` is left untouched.
     """
@@ -43,9 +46,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        _fsync(tmp_path)
+        if fsync:
+            _fsync(tmp_path)
         os.replace(tmp_path, path)
-        _fsync(path.parent)
+        if fsync:
+            _fsync(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -67,8 +72,8 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> N
         tmp.write_text(text, encoding=encoding)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_bytes(data)
 
 

@@ -42,7 +42,7 @@ import tensorflow as tf
 from pipelines import decode as D
 from pipelines.balance import balanced_weights, oversample as _oversample
 from pipelines import transforms as T
-from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig
+from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig, _check_choice
 from pipelines.preprocess import preprocess_image
 
 __all__ = [
@@ -134,16 +134,6 @@ def _label_indices(labels, paths, class_names) -> np.ndarray:
     return out
 
 
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
-
-
-def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}")
-
-
 def _check_batch_size(batch_size):
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
@@ -168,6 +158,19 @@ def _validate(paths, masks, skip_bad: bool, validate: bool):
         logger.warning(message)
     bad_set = {(b.path) for b in bad}
     keep = [i for i, p in enumerate(paths) if p not in bad_set]
+    return keep, bad
+
+
+def _check_not_empty(paths) -> None:
+    if not paths:
+        raise ValueError("`records` is empty: nothing to build a data set from.")
+
+
+def _usable(paths, masks, skip_bad: bool, validate: bool):
+    """`_validate`, then a ValueError when no image is left: ``(keep list[int], bad)``."""
+    keep, bad = _validate(paths, masks, skip_bad, validate)
+    if not keep:
+        raise ValueError(f"No usable images are left among {len(paths)}.")
     return keep, bad
 
 
@@ -218,43 +221,32 @@ def _attach(ds: tf.data.Dataset, **attributes) -> tf.data.Dataset:
     return ds
 
 
-def _check_builder_arguments(
-    *,
-    image_size,
-    resize_mode,
-    fill_mode,
-    batch_size,
-    clahe,
-    clahe_fraction,
-    rotation_degrees,
-    shift,
-    zoom,
-    choices=(),
-):
-    """Checks the arguments both builders share (plus `choices`: (name, value, allowed) triples).
+def _check_builder_arguments(preprocess: PreprocessConfig, augment: AugmentConfig, *, batch_size, choices=()):
+    """Checks what the config objects do not (batch size, `choices`: (name, value, allowed)
+    triples, CLAHE on every image and on a fraction at once).
 
     Returns:
         The normalised ``(height, width)`` image size.
     """
-    image_size = T.normalize_image_size(image_size)
-    T.check_resize_mode(resize_mode)
-    T.check_fill_mode(fill_mode)
+    image_size = T.normalize_image_size(preprocess.image_size)
     _check_batch_size(batch_size)
-    _check_fraction("clahe_fraction", clahe_fraction)
     for name, value, allowed in choices:
         _check_choice(name, value, allowed)
-    T.check_augmentation(rotation_degrees, shift, zoom)
-    if clahe and clahe_fraction > 0:
+    if preprocess.clahe and augment.clahe_fraction > 0:
         raise ValueError(
             "`clahe=True` already enhances every image, so `clahe_fraction` must be 0. "
-            f"Received: clahe=True, clahe_fraction={clahe_fraction!r}"
+            f"Received: clahe=True, clahe_fraction={augment.clahe_fraction!r}"
         )
     return image_size
 
 
-def _from_configs(preprocess, augment, loose_preprocess: dict, loose_augment: dict) -> dict:
-    """The builder's settings: `preprocess` (`PreprocessConfig`) and `augment` (`AugmentConfig`)
-    where given, else the loose keyword values (``loose_*``: name -> value)."""
+def _from_configs(
+    preprocess, augment, loose_preprocess: dict, loose_augment: dict
+) -> tuple[PreprocessConfig, AugmentConfig]:
+    """The builder's settings as objects: `preprocess` (`PreprocessConfig`) and `augment`
+    (`AugmentConfig`) where given, else made of the loose keyword values (``loose_*``: name ->
+    value; the U-Net builder has no ``segment``, ``clahe_mode`` or ``segmented_copies``).
+    Constructing the objects validates the settings."""
     settings = dict(loose_preprocess)
     if preprocess is not None:
         if not isinstance(preprocess, PreprocessConfig):
@@ -278,7 +270,7 @@ def _from_configs(preprocess, augment, loose_preprocess: dict, loose_augment: di
     if settings.get("image_size") is None:
         raise ValueError("`image_size` (or `preprocess`) is required. Received: image_size=None")
     if augment is None:
-        return {**settings, **loose_augment}
+        return PreprocessConfig(**settings), AugmentConfig(**loose_augment)
     if not isinstance(augment, AugmentConfig):
         raise ValueError(
             f"`augment` must be a pipelines.config.AugmentConfig or None. Received: augment={augment!r}"
@@ -290,7 +282,7 @@ def _from_configs(preprocess, augment, loose_preprocess: dict, loose_augment: di
                 "The U-Net data set draws CLAHE per image (clahe_mode='replace') and adds no "
                 f"segmented copies. Received: augment.{name}={getattr(augment, name)!r}"
             )
-    return {**settings, **given}
+    return PreprocessConfig(**settings), AugmentConfig(**{**loose_augment, **given})
 
 
 def _load_and_shuffle(ds, load, *, n, training, cache, shuffle_buffer, seed_value):
@@ -391,7 +383,183 @@ def plan_copies(
 
 
 # ----------------------------------------------------------------------------------------------
-# Classification
+# Classification: records -> copies -> decode -> augment -> batch, one function per stage
+
+
+def _read_records(records, class_names, *, need_masks: bool, skip_bad: bool, validate: bool):
+    """The records stage: the file table, label indices and the usable images.
+
+    Args:
+        records: as `build_dataset`.
+        class_names: class order.
+        need_masks: every image must name a lung mask (masks read from files).
+        skip_bad, validate: as `build_dataset`.
+
+    Returns:
+        ``(paths, masks, label_idx int [N], keep list[int], bad list[BadFile])``.
+    """
+    paths, labels, masks = _as_table(records)
+    _check_not_empty(paths)
+    label_idx = _label_indices(labels, paths, class_names)
+    if need_masks:
+        missing = [p for p, m in zip(paths, masks) if not m]
+        if missing:
+            raise ValueError(
+                f"`segment`/`segmented_copies` need a lung mask per image (record.mask_path) or a "
+                f"`mask_fn`; {len(missing)} image(s) have none, e.g. {missing[0]}"
+            )
+    keep, bad = _usable(paths, masks if need_masks else None, skip_bad, validate)
+    return paths, masks, label_idx, keep, bad
+
+
+def _replace_fraction(augment: AugmentConfig) -> float:
+    """The per-epoch CLAHE probability of "replace" mode (0 in "add" mode)."""
+    return float(augment.clahe_fraction) if augment.clahe_mode == "replace" else 0.0
+
+
+def _decoder(
+    preprocess: PreprocessConfig,
+    *,
+    with_clahe: np.ndarray,
+    with_seg: np.ndarray,
+    mask_fn,
+    mask_for_augment: bool,
+    clahe_backend: str,
+):
+    """The decode stage: ``load(row)`` reads one file-table row into a preprocessed image.
+
+    Args:
+        preprocess: sizes, resize mode and CLAHE settings (`pipelines.config.PreprocessConfig`).
+        with_clahe, with_seg: bool ``[M]`` flags of every element (from `plan_copies`); a flag
+            that is the same for all elements stays a Python bool (no `tf.cond` is built).
+        mask_fn: segmentation model instead of the rows' mask files, or None.
+        mask_for_augment: leave the image unmasked and return its lung mask (uint8
+            ``[H, W, 1]``, key ``"mask"``) so that the augment stage masks after its random CLAHE.
+        clahe_backend: as `build_dataset`.
+
+    Returns:
+        ``load(row) -> dict`` with ``image`` float32 ``[H, W, 1]`` in ``[0, 1]`` (exactly
+        `pipelines.preprocess.preprocess_image`, what serving computes) and the row's other
+        columns but ``path`` and ``mask_path``.
+    """
+    image_size = T.normalize_image_size(preprocess.image_size)
+    pre = dict(preprocess.as_kwargs(), clahe_backend=clahe_backend)
+    del pre["clahe"]  # per element, from `with_clahe`
+    any_seg = bool(with_seg.any())
+
+    def uniform_or_tensor(flags: np.ndarray, tensor):
+        # A constant flag stays a Python bool, so no tf.cond (and no unused CLAHE branch) is built.
+        return bool(flags[0]) if flags.all() or not flags.any() else tensor
+
+    def load(row):
+        image = D.read_image(row["path"])
+        clahe_flag = uniform_or_tensor(with_clahe, row["clahe"])
+        segment_flag = uniform_or_tensor(with_seg, row["segment"])
+        out = dict(row)
+        del out["path"], out["mask_path"]
+        if not any_seg:
+            out["image"] = preprocess_image(image, clahe=clahe_flag, **pre)
+            return out
+        mask = None
+        if mask_fn is None:
+            height, width = tf.shape(image)[0], tf.shape(image)[1]
+            if segment_flag is True:
+                mask = D.read_mask(row["mask_path"])
+            else:
+                mask = tf.cond(
+                    row["segment"],
+                    lambda: D.read_mask(row["mask_path"]),
+                    lambda: tf.ones([height, width, 1], tf.float32),
+                )
+        if not mask_for_augment:
+            # Exactly the shared function (what a serving graph with masks computes).
+            out["image"] = preprocess_image(
+                image, clahe=clahe_flag, mask=mask, mask_fn=mask_fn, segment=segment_flag, **pre
+            )
+            return out
+        # Training with random CLAHE: the mask is applied after it, in the augment stage.
+        out["image"] = preprocess_image(image, clahe=clahe_flag, **pre)
+        if mask is not None:
+            lung = T.resize_mask(mask, image_size, preprocess.resize_mode)
+        else:
+            probability = mask_fn(T.resize(image, image_size, preprocess.resize_mode))
+            lung = tf.cast(tf.convert_to_tensor(probability, tf.float32) > 0.5, tf.float32)
+        out["mask"] = tf.cast(tf.reshape(lung, [image_size[0], image_size[1], 1]), tf.uint8)
+        return out
+
+    return load
+
+
+def _augment_stage(
+    ds: tf.data.Dataset,
+    augment: AugmentConfig,
+    preprocess: PreprocessConfig,
+    *,
+    mask_after_clahe: bool,
+    seed_value: int,
+    clahe_backend: str,
+) -> tf.data.Dataset:
+    """The augment stage: random CLAHE ("replace" mode), late lung masking, rotation/shift/zoom.
+
+    Args:
+        ds: decoded elements (dicts with ``image`` and, with `mask_after_clahe`, ``mask`` and
+            ``segment``).
+        augment: the training augmentation (`pipelines.config.AugmentConfig`; pass
+            ``AugmentConfig()`` for none); its CLAHE uses `preprocess`'s clip limit and tiles.
+        mask_after_clahe: mask elements flagged ``segment`` after the random CLAHE (CLAHE, then
+            segment, as in the paper).
+        seed_value: keys the per-element draws (`_element_uniform`), redrawn each epoch.
+
+    Returns:
+        `ds` itself when nothing is random, else the augmented data set (same element structure).
+    """
+    image_size = T.normalize_image_size(preprocess.image_size)
+    replace_fraction = _replace_fraction(augment)
+    geometric = augment.rotation_degrees > 0 or augment.shift > 0 or augment.zoom > 0
+    if not (replace_fraction > 0 or mask_after_clahe or geometric):
+        return ds
+
+    def apply(row, draw):
+        u = _element_uniform(seed_value, draw)
+        image = row["image"]
+        if replace_fraction > 0:
+            image = _random_clahe(
+                image, u, replace_fraction, preprocess.clip_limit, preprocess.tile_grid_size, clahe_backend
+            )
+        if mask_after_clahe:
+            lung = tf.cast(row["mask"], tf.float32)
+            image = tf.cond(row["segment"], lambda: T.apply_mask(image, lung), lambda: tf.identity(image))
+        if geometric:
+            matrix = _random_affine_matrix(u, image_size, augment.rotation_degrees, augment.shift, augment.zoom)
+            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=augment.fill_mode)
+        out = dict(row)
+        out["image"] = image
+        return out
+
+    return _map_with_draws(ds, apply, seed_value)
+
+
+def _batch_stage(ds, *, image_size, num_classes: int, label_mode: str, batch_size: int, **finish):
+    """The batch stage: elements -> ``(image, label[, weight])`` tuples, batched and prefetched.
+
+    Args:
+        image_size: ``(height, width)``; the images get this static shape.
+        num_classes: length of the one-hot labels (``label_mode="one_hot"``).
+        label_mode: "int" or "one_hot".
+        finish: `_batch_and_finish`'s ``drop_remainder``, ``seed``, ``training`` and attributes.
+    """
+
+    def to_pair(row):
+        image = tf.ensure_shape(row["image"], [image_size[0], image_size[1], 1])
+        label = row["label"]
+        if label_mode == "one_hot":
+            label = tf.one_hot(label, num_classes, dtype=tf.float32)
+        if "weight" in row:
+            return image, label, row["weight"]
+        return image, label
+
+    ds = ds.map(to_pair, num_parallel_calls=AUTOTUNE)
+    return _batch_and_finish(ds, batch_size=batch_size, **finish)
 
 
 def build_dataset(
@@ -481,74 +649,39 @@ def build_dataset(
         ValueError: bad arguments, labels outside `class_names`, missing masks, or unreadable
             files (named) when ``skip_bad`` is False.
     """
-    if preprocess is not None or augment is not None:
-        # The objects expand into the loose settings below (one code path for both ways).
-        return build_dataset(
-            records, class_names=class_names, batch_size=batch_size, training=training, seed=seed,
-            mask_fn=mask_fn, balance=balance, cache=cache, shuffle_buffer=shuffle_buffer,
-            skip_bad=skip_bad, validate=validate, label_mode=label_mode,
-            drop_remainder=drop_remainder, clahe_backend=clahe_backend,
-            **_from_configs(
-                preprocess, augment,
-                dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
-                     tile_grid_size=tile_grid_size, segment=segment),
-                dict(clahe_fraction=clahe_fraction, clahe_mode=clahe_mode,
-                     segmented_copies=segmented_copies, rotation_degrees=rotation_degrees, shift=shift,
-                     zoom=zoom, fill_mode=fill_mode),
-            ),
-        )
-    image_size = _check_builder_arguments(
-        image_size=image_size,
-        resize_mode=resize_mode,
-        fill_mode=fill_mode,
-        batch_size=batch_size,
-        clahe=clahe,
-        clahe_fraction=clahe_fraction,
-        rotation_degrees=rotation_degrees,
-        shift=shift,
-        zoom=zoom,
-        choices=(
-            ("clahe_mode", clahe_mode, CLAHE_MODES),
-            ("balance", balance, BALANCE_MODES),
-            ("label_mode", label_mode, LABEL_MODES),
-        ),
+    # Loose keywords become the objects (one code path for both ways).
+    preprocess, augment = _from_configs(
+        preprocess, augment,
+        dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
+             tile_grid_size=tile_grid_size, segment=segment),
+        dict(clahe_fraction=clahe_fraction, clahe_mode=clahe_mode, segmented_copies=segmented_copies,
+             rotation_degrees=rotation_degrees, shift=shift, zoom=zoom, fill_mode=fill_mode),
     )
-    paths, labels, masks = _as_table(records)
-    if not paths:
-        raise ValueError("`records` is empty: nothing to build a data set from.")
-    label_idx = _label_indices(labels, paths, class_names)
+    image_size = _check_builder_arguments(
+        preprocess, augment, batch_size=batch_size,
+        choices=(("balance", balance, BALANCE_MODES), ("label_mode", label_mode, LABEL_MODES)),
+    )
+    if not training:  # augmentation, copies and balancing are training-only
+        augment = AugmentConfig()
     seed_value = _resolve_seed(seed)
     rng = np.random.default_rng(seed_value)
 
-    copies = bool(training and segmented_copies)
-    uses_masks = (segment or copies) and mask_fn is None
-    if uses_masks:
-        missing = [p for p, m in zip(paths, masks) if not m]
-        if missing:
-            raise ValueError(
-                f"`segment`/`segmented_copies` need a lung mask per image (record.mask_path) or a "
-                f"`mask_fn`; {len(missing)} image(s) have none, e.g. {missing[0]}"
-            )
-    keep, bad = _validate(paths, masks if uses_masks else None, skip_bad, validate)
-    if not keep:
-        raise ValueError(f"No usable images are left among {len(paths)}.")
+    # Records: the file table and the usable images.
+    copies = bool(augment.segmented_copies)
+    paths, masks, label_idx, keep, bad = _read_records(
+        records, class_names, need_masks=(preprocess.segment or copies) and mask_fn is None,
+        skip_bad=skip_bad, validate=validate,
+    )
     indices = np.asarray(keep, np.int64)
-
     if training and balance == "oversample":
         indices = _oversample(indices, label_idx, rng)
 
+    # Copies: which image each element reads and whether it is CLAHE'd / lung-masked.
     entry, with_clahe, with_seg = plan_copies(
-        indices, rng, add_clahe_fraction=clahe_fraction if training and clahe_mode == "add" else 0.0,
-        segmented_copies=copies, segment=segment, clahe=clahe,
+        indices, rng, add_clahe_fraction=augment.clahe_fraction if augment.clahe_mode == "add" else 0.0,
+        segmented_copies=copies, segment=preprocess.segment, clahe=preprocess.clahe,
     )
     n = len(entry)
-
-    sample_w = None
-    if training and balance == "sample_weight":
-        kept = np.asarray(keep)
-        weights = class_weights(([paths[i] for i in kept], label_idx[kept].tolist()), class_names)
-        sample_w = np.asarray([weights[int(c)] for c in label_idx[entry]], np.float32)
-
     columns = {
         "path": tf.constant([paths[i] for i in entry]),
         "mask_path": tf.constant([masks[i] for i in entry]),
@@ -556,101 +689,32 @@ def build_dataset(
         "clahe": tf.constant(with_clahe),
         "segment": tf.constant(with_seg),
     }
-    if sample_w is not None:
-        columns["weight"] = tf.constant(sample_w)
+    if training and balance == "sample_weight":
+        kept = np.asarray(keep)
+        weights = class_weights(([paths[i] for i in kept], label_idx[kept].tolist()), class_names)
+        columns["weight"] = tf.constant(np.asarray([weights[int(c)] for c in label_idx[entry]], np.float32))
     ds = tf.data.Dataset.from_tensor_slices(columns)
 
-    any_seg = bool(with_seg.any())
-    replace_fraction = float(clahe_fraction) if (training and clahe_mode == "replace") else 0.0
-    # The per-epoch random CLAHE of "replace" mode comes before masking (CLAHE, then segment, as
-    # in the paper), so then the mask travels with the image to the augmentation step.
-    need_mask_later = any_seg and replace_fraction > 0
-    pre = dict(
-        image_size=image_size,
-        resize_mode=resize_mode,
-        clip_limit=clip_limit,
-        tile_grid_size=tile_grid_size,
-        clahe_backend=clahe_backend,
+    # Decode (cached and shuffled as the module docstring says), augment, batch.
+    # The random CLAHE of "replace" mode comes before masking (CLAHE, then segment, as in the
+    # paper), so then the mask travels with the image to the augment stage.
+    mask_after_clahe = bool(with_seg.any()) and _replace_fraction(augment) > 0
+    load = _decoder(
+        preprocess, with_clahe=with_clahe, with_seg=with_seg, mask_fn=mask_fn,
+        mask_for_augment=mask_after_clahe, clahe_backend=clahe_backend,
     )
-
-    def uniform_or_tensor(flags: np.ndarray, tensor):
-        # A constant flag stays a Python bool, so no tf.cond (and no unused CLAHE branch) is built.
-        return bool(flags[0]) if flags.all() or not flags.any() else tensor
-
-    def load(row):
-        image = D.read_image(row["path"])
-        clahe_flag = uniform_or_tensor(with_clahe, row["clahe"])
-        segment_flag = uniform_or_tensor(with_seg, row["segment"])
-        out = dict(row)
-        del out["path"], out["mask_path"]
-        if not any_seg:
-            out["image"] = preprocess_image(image, clahe=clahe_flag, **pre)
-            return out
-        mask = None
-        if mask_fn is None:
-            height, width = tf.shape(image)[0], tf.shape(image)[1]
-            if segment_flag is True:
-                mask = D.read_mask(row["mask_path"])
-            else:
-                mask = tf.cond(
-                    row["segment"],
-                    lambda: D.read_mask(row["mask_path"]),
-                    lambda: tf.ones([height, width, 1], tf.float32),
-                )
-        if not need_mask_later:
-            # Exactly the shared function (what a serving graph with masks computes).
-            out["image"] = preprocess_image(
-                image, clahe=clahe_flag, mask=mask, mask_fn=mask_fn, segment=segment_flag, **pre
-            )
-            return out
-        # Training with random CLAHE: the mask is applied after it, in `augment`.
-        out["image"] = preprocess_image(image, clahe=clahe_flag, **pre)
-        if mask is not None:
-            lung = T.resize_mask(mask, image_size, resize_mode)
-        else:
-            probability = mask_fn(T.resize(image, image_size, resize_mode))
-            lung = tf.cast(tf.convert_to_tensor(probability, tf.float32) > 0.5, tf.float32)
-        out["mask"] = tf.cast(tf.reshape(lung, [image_size[0], image_size[1], 1]), tf.uint8)
-        return out
-
     ds = _load_and_shuffle(
         ds, load, n=n, training=training, cache=cache, shuffle_buffer=shuffle_buffer, seed_value=seed_value
     )
-
-    geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
-
-    def augment(row, draw):
-        u = _element_uniform(seed_value, draw)
-        image = row["image"]
-        if replace_fraction > 0:
-            image = _random_clahe(image, u, replace_fraction, clip_limit, tile_grid_size, clahe_backend)
-        if need_mask_later:
-            lung = tf.cast(row["mask"], tf.float32)
-            image = tf.cond(row["segment"], lambda: T.apply_mask(image, lung), lambda: tf.identity(image))
-        if geometric:
-            matrix = _random_affine_matrix(u, image_size, rotation_degrees, shift, zoom)
-            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
-        out = dict(row)
-        out["image"] = image
-        return out
-
-    if replace_fraction > 0 or need_mask_later or geometric:
-        ds = _map_with_draws(ds, augment, seed_value)
-
-    num_classes = len(class_names)
-
-    def to_pair(row):
-        image = tf.ensure_shape(row["image"], [image_size[0], image_size[1], 1])
-        label = row["label"]
-        if label_mode == "one_hot":
-            label = tf.one_hot(label, num_classes, dtype=tf.float32)
-        if "weight" in row:
-            return image, label, row["weight"]
-        return image, label
-
-    ds = ds.map(to_pair, num_parallel_calls=AUTOTUNE)
-    return _batch_and_finish(
+    ds = _augment_stage(
+        ds, augment, preprocess, mask_after_clahe=mask_after_clahe, seed_value=seed_value,
+        clahe_backend=clahe_backend,
+    )
+    return _batch_stage(
         ds,
+        image_size=image_size,
+        num_classes=len(class_names),
+        label_mode=label_mode,
         batch_size=batch_size,
         drop_remainder=drop_remainder,
         seed=seed,
@@ -727,36 +791,19 @@ def build_segmentation_dataset(
         A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], float32 [B, H, W, 1] in {0, 1})``
         with attributes ``bad_files`` and ``num_examples``.
     """
-    if preprocess is not None or augment is not None:
-        return build_segmentation_dataset(
-            records, batch_size=batch_size, training=training, seed=seed, cache=cache,
-            shuffle_buffer=shuffle_buffer, skip_bad=skip_bad, validate=validate,
-            drop_remainder=drop_remainder, clahe_backend=clahe_backend,
-            **_from_configs(
-                preprocess, augment,
-                dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
-                     tile_grid_size=tile_grid_size),
-                dict(clahe_fraction=clahe_fraction, rotation_degrees=rotation_degrees, shift=shift,
-                     zoom=zoom, fill_mode=fill_mode),
-            ),
-        )
-    image_size = _check_builder_arguments(
-        image_size=image_size,
-        resize_mode=resize_mode,
-        fill_mode=fill_mode,
-        batch_size=batch_size,
-        clahe=clahe,
-        clahe_fraction=clahe_fraction,
-        rotation_degrees=rotation_degrees,
-        shift=shift,
-        zoom=zoom,
+    preprocess, augment = _from_configs(
+        preprocess, augment,
+        dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
+             tile_grid_size=tile_grid_size),
+        dict(clahe_fraction=clahe_fraction, rotation_degrees=rotation_degrees, shift=shift,
+             zoom=zoom, fill_mode=fill_mode),
     )
+    image_size = _check_builder_arguments(preprocess, augment, batch_size=batch_size)
+    if not training:
+        augment = AugmentConfig()
     images, masks = _segmentation_table(records)
-    if not images:
-        raise ValueError("`records` is empty: nothing to build a data set from.")
-    keep, bad = _validate(images, masks, skip_bad, validate)
-    if not keep:
-        raise ValueError(f"No usable images are left among {len(images)}.")
+    _check_not_empty(images)
+    keep, bad = _usable(images, masks, skip_bad, validate)
     seed_value = _resolve_seed(seed)
     n = len(keep)
     ds = tf.data.Dataset.from_tensor_slices(
@@ -766,39 +813,35 @@ def build_segmentation_dataset(
         }
     )
 
+    pre = dict(preprocess.as_kwargs(), clahe=bool(preprocess.clahe), clahe_backend=clahe_backend)
+
     def load(row):
-        image = preprocess_image(
-            D.read_image(row["path"]),
-            image_size=image_size,
-            resize_mode=resize_mode,
-            clahe=bool(clahe),
-            clip_limit=clip_limit,
-            tile_grid_size=tile_grid_size,
-            clahe_backend=clahe_backend,
-        )
-        mask = T.resize_mask(D.read_mask(row["mask_path"]), image_size, resize_mode)
+        image = preprocess_image(D.read_image(row["path"]), **pre)
+        mask = T.resize_mask(D.read_mask(row["mask_path"]), image_size, preprocess.resize_mode)
         return image, mask
 
     ds = _load_and_shuffle(
         ds, load, n=n, training=training, cache=cache, shuffle_buffer=shuffle_buffer, seed_value=seed_value
     )
 
-    fraction = float(clahe_fraction) if training else 0.0
-    geometric = training and (rotation_degrees > 0 or shift > 0 or zoom > 0)
+    fraction = float(augment.clahe_fraction)
+    geometric = augment.rotation_degrees > 0 or augment.shift > 0 or augment.zoom > 0
 
-    def augment(pair, draw):
+    def apply(pair, draw):
         image, mask = pair
         u = _element_uniform(seed_value, draw)
         if fraction > 0:
-            image = _random_clahe(image, u, fraction, clip_limit, tile_grid_size, clahe_backend)
+            image = _random_clahe(
+                image, u, fraction, preprocess.clip_limit, preprocess.tile_grid_size, clahe_backend
+            )
         if geometric:
-            matrix = _random_affine_matrix(u, image_size, rotation_degrees, shift, zoom)
-            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=fill_mode)
-            mask = T.affine_transform(mask, matrix, interpolation="nearest", fill_mode=fill_mode)
+            matrix = _random_affine_matrix(u, image_size, augment.rotation_degrees, augment.shift, augment.zoom)
+            image = T.affine_transform(image, matrix, interpolation="bilinear", fill_mode=augment.fill_mode)
+            mask = T.affine_transform(mask, matrix, interpolation="nearest", fill_mode=augment.fill_mode)
         return image, mask
 
     if fraction > 0 or geometric:
-        ds = _map_with_draws(ds, augment, seed_value)
+        ds = _map_with_draws(ds, apply, seed_value)
     return _batch_and_finish(
         ds,
         batch_size=batch_size,

@@ -36,3 +36,17 @@ def test_temporary_keeps_the_suffix_writers_need(tmp_path):
         assert tmp.name.endswith(".keras") and tmp.parent == tmp_path
         tmp.write_bytes(b"k")
     assert (tmp_path / "model.keras").read_bytes() == b"k"
+
+
+def test_fsync_false_skips_the_flushes_but_still_renames(tmp_path, monkeypatch):
+    import pipelines.atomic as atomic
+
+    flushed = []
+    monkeypatch.setattr(atomic, "_fsync", flushed.append)
+    target = tmp_path / "img.png"
+    atomic_write_bytes(target, b"new")
+    assert len(flushed) == 2 and flushed[1] == tmp_path  # the temporary file, then its folder
+    flushed.clear()
+    atomic_write_bytes(target, b"newer", fsync=False)
+    assert flushed == [] and target.read_bytes() == b"newer"
+    assert [p.name for p in tmp_path.iterdir()] == ["img.png"]
