@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -147,6 +148,7 @@ def main(argv=None) -> int:
     if args.json_out:
         result = {
             "bench": "clahe",
+            "command": " ".join(["python", *sys.argv]),
             "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
             "tensorflow": tf.__version__,
             "opencv": cv2.__version__,

@@ -170,6 +170,7 @@ def main(argv=None) -> int:
 
     result = {
                 "bench": "models",
+                "command": " ".join(["python", *sys.argv]),
                 "backend": keras.backend.backend(),
                 "device": _device(),
                 "size": args.size,

@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -180,6 +181,7 @@ def main(argv=None) -> int:
     if args.json_out:
         result = {
             "bench": "pipeline",
+            "command": " ".join(["python", *sys.argv]),
             "machine": f"{cores} CPUs, {platform.processor() or platform.machine()}",
             "tensorflow": tf.__version__,
             "opencv": cv2.__version__,

@@ -15,7 +15,7 @@ Both functions reproduce OpenCV bit for bit (`cv2.createCLAHE(clipLimit, tileGri
   (``clip <= 0`` disables clipping); clipped counts returned as an integer batch to every bin plus a
   strided residual; LUT ``saturate_cast(cdf * (float32(bins - 1) / tile_area))``; bilinear blending
   of the four neighbouring tile LUTs with clamped tile indices, in float32 with OpenCV's operation
-  order, rounded half to even.
+  order and roundings (no fused multiply-adds), rounded half to even.
 * HE: LUT from the cumulative histogram counted from the first non-empty bin, scale
   ``float32(255) / (total - hist[first])``; an image of one grey level is returned unchanged.
 
@@ -24,9 +24,12 @@ LUT lookup is one gather per pixel (the four neighbouring tile LUTs packed into 
 tensor of ``H * W * bins`` elements is ever built (Keras 3's own CLAHE layer builds one-hot
 histograms, ~268 MB per 512x512 image, and is not OpenCV's algorithm).
 
-Speed: `clahe(..., jit_compile=True)` (or any XLA-compiled caller) is ~2x OpenCV's time per image
-on CPU and works inside `tf.data.Dataset.map`; the plain graph is ~5x slower than that (many
-full-image elementwise ops). See benchmarks/bench_clahe.py.
+Speed: with static sizes the per-pixel offsets are constants and the per-pixel work (histogram
+keys and counts, LUT gather and blend) is cut into up to four bands of rows, independent ops that
+XLA and the TF executor run on several cores. `clahe(..., jit_compile=True)` (or any
+XLA-compiled caller, e.g. `tf.data.Dataset.map` after a fixed-size resize) then takes about 1-2x
+OpenCV's time per image on CPU; the plain graph (SavedModels, eager) about 3-7x (many full-image
+elementwise ops). Measured by benchmarks/bench_clahe.py (ratios to OpenCV in the same process).
 
 Shapes: ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``; each channel of each image is processed on
 its own (as OpenCV would process each plane), so grey images use ``C = 1``. Height and width may
@@ -414,7 +417,7 @@ def clahe(
             clipping (plain adaptive HE).
         tile_grid_size: OpenCV's ``tileGridSize``: ``(tiles along width, tiles along height)``.
         jit_compile: run the ops as one XLA-compiled function (the result is identical). About
-            5x faster on CPU, also inside `tf.data.Dataset.map` (e.g. after resizing to a fixed
+            3-4x faster on CPU, also inside `tf.data.Dataset.map` (e.g. after resizing to a fixed
             size), but compiled again for every new image shape; leave it off for graphs meant
             for a TF Serving build without XLA.
 
