@@ -69,10 +69,11 @@ export: $(STAMP)
 # images/s and p50/p95 latency of the cascade SavedModel on PNG bytes, batch 1 and 16;
 # BENCH_SERVING_ARGS=--quick for tiny networks.
 bench-serving: $(STAMP)
-	$(BIN)/python benchmarks/bench_serving.py $(BENCH_SERVING_ARGS)
+	mkdir -p $(BENCH_DIR)
+	$(BIN)/python benchmarks/bench_serving.py --json-out $(BENCH_DIR)/serving.json $(BENCH_SERVING_ARGS)
 
 bench-pipeline: $(STAMP)
-	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_pipeline.py --json-out $(BENCH_DIR)/pipeline.json $(BENCH_PIPELINE_ARGS)
 
 # --- evaluation, Grad-CAM, shortcut audit (issue 6)
 # make evaluate RUN=runs/stage1 [STAGE2=runs/stage2] [EVAL_ARGS="--data test.csv --unet runs/unet"]
@@ -98,16 +99,37 @@ audit: $(STAMP)
 	@test -n "$(RUN)" || { echo 'make audit: set RUN=RUN_DIR'; exit 2; }
 	$(CLI) audit $(RUN) $(AUDIT_ARGS)
 
-.PHONY: bench-clahe
+# Every bench prints its table and writes JSON to $(BENCH_DIR); `make bench` runs them all at a
+# small size (--quick, a few minutes on 2 cores) and prints the README tables
+# (benchmarks/report.py; `make bench-readme` rewrites the README's <!-- bench:NAME --> sections
+# from the JSON files, so the tables are never typed by hand).
+BENCH_DIR ?= build/bench
+BENCH_CLAHE_ARGS ?=
+BENCH_PIPELINE_ARGS ?=
+.PHONY: bench bench-readme bench-clahe
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_clahe.py --quick --json-out $(BENCH_DIR)/clahe.json
+	$(BIN)/python benchmarks/bench_pipeline.py --quick --json-out $(BENCH_DIR)/pipeline.json
+	$(BIN)/python benchmarks/bench_models.py --quick --no-jit --models keras_resnet50,resnet50,seme_resnet50 \
+		--precisions float32 bfloat16 --json-out $(BENCH_DIR)/models.json
+	$(BIN)/python benchmarks/bench_serving.py --quick --json-out $(BENCH_DIR)/serving.json
+	$(BIN)/python benchmarks/report.py $(BENCH_DIR)
+
+bench-readme: $(STAMP)
+	$(BIN)/python benchmarks/report.py $(BENCH_DIR) --readme README.md
+
 bench-clahe: $(STAMP)
-	$(BIN)/python benchmarks/bench_clahe.py $(BENCH_CLAHE_ARGS)
+	$(BIN)/python benchmarks/bench_clahe.py --json-out $(BENCH_DIR)/clahe.json $(BENCH_CLAHE_ARGS)
 
 # Training img/s of our builders vs keras.applications and SE/SEME vs plain (any Keras backend:
-# KERAS_BACKEND=jax make bench-models). CPU smoke run: BENCH_MODELS_ARGS="--size 64 --steps 2 --no-jit".
+# KERAS_BACKEND=jax make bench-models), float32 and bfloat16 in one run. CPU run as in issue 15:
+# BENCH_MODELS_ARGS="--size 224 --batch 8 --steps 5 --no-jit"; smoke run: add --quick.
+BENCH_MODELS = keras_resnet50,resnet50,seme_resnet50
 BENCH_MODELS_ARGS ?=
 .PHONY: bench-models
 bench-models: $(STAMP)
-	$(BIN)/python benchmarks/bench_models.py $(BENCH_MODELS_ARGS)
+	$(BIN)/python benchmarks/bench_models.py --models $(BENCH_MODELS) --precisions float32 bfloat16 \
+		--json-out $(BENCH_DIR)/models.json $(BENCH_MODELS_ARGS)
 
 # The shortcut audit proving itself on phantoms (two tiny nets, ~1 min on 2 cores).
 AUDIT_DEMO_DIR ?= build/audit-demo

@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Training throughput of our builders against keras.applications and of SE/SEME against plain.
 
-Prints one line per model (training images/s on random data) and the ratios, then one JSON line.
-Goals (issue 4): our plain ResNet50/DenseNet169 within 3 % of keras.applications' step time;
-SE adds at most 12 % step time over its plain twin.
+Prints one line per model and precision (training images/s on random data) and the ratios, then
+one JSON line (also written to ``--json-out FILE``). Goals (issue 4): our plain ResNet50/DenseNet169
+within 3 % of keras.applications' step time; SE adds at most 12 % step time over its plain twin.
+Issue 15: ``--precisions float32 bfloat16`` times every model in both in one run (the bfloat16 /
+float32 ratio is what `mixed_precision=auto` relies on for CPUs with AVX512-BF16 or AMX).
 
 Backend-agnostic: no TensorFlow import of its own (cxr_cascade.models is Keras-only), so it runs
 with KERAS_BACKEND=jax on a machine without TensorFlow:
 
     KERAS_BACKEND=jax python benchmarks/bench_models.py --size 512 --batch 16 --steps 20 --mixed-precision
     make bench-models BENCH_MODELS_ARGS="--size 64 --steps 2 --no-jit"   # CPU smoke run
+    python benchmarks/bench_models.py --quick --models keras_resnet50,resnet50 --precisions float32 bfloat16
 
 Method: every model is compiled with SGD(momentum=0.9) and sparse cross-entropy (jit-compiled
 train step unless --no-jit), warmed up (compilation), then timed over ``--steps`` calls of ``train_on_batch``
@@ -62,7 +65,17 @@ def _device() -> str:
         import jax
 
         return str(jax.devices()[0].device_kind)
-    return "cpu-or-other"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        from cxr_cascade.training.strategy import BF16_CPU_FLAGS, cpu_flags
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return gpus[0].name
+        bf16 = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
+        return f"CPU ({os.cpu_count()} cores; bfloat16 flags: {', '.join(bf16) or 'none'})"
+    return f"CPU or other ({os.cpu_count()} cores)"
 
 
 def _time_model(model, x, y, steps: int) -> float:
@@ -81,7 +94,13 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation) per model")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--classes", type=int, default=3)
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 policy")
+    parser.add_argument("--mixed-precision", action="store_true", help="= --precisions bfloat16")
+    parser.add_argument(
+        "--precisions", nargs="+", choices=("float32", "bfloat16", "float16"), default=None,
+        help="dtype policies timed in one run, interleaved (default float32)",
+    )
+    parser.add_argument("--quick", action="store_true", help="= --size 64 --batch 4 --steps 2 --rounds 2 --warmup 1")
+    parser.add_argument("--json-out", help="also write the JSON result to this file")
     parser.add_argument(
         "--no-jit", action="store_true", help="no XLA train step (TensorFlow CPU smoke runs; JAX always jits)"
     )
@@ -92,8 +111,10 @@ def main(argv=None) -> int:
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {list(MODELS)}")
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    if args.quick:
+        args.size, args.batch, args.steps, args.rounds, args.warmup = 64, 4, 2, 2, 1
+    precisions = args.precisions or (["bfloat16"] if args.mixed_precision else ["float32"])
+    policies = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
     rng = np.random.default_rng(0)
     shape = (args.size, args.size, args.channels)
@@ -101,8 +122,10 @@ def main(argv=None) -> int:
     y = rng.integers(0, args.classes, args.batch)
 
     models = {}
-    for name in names:
+    runs = [(name, p) for p in precisions for name in names]
+    for name, precision in runs:
         t0 = time.perf_counter()
+        keras.mixed_precision.set_global_policy(policies[precision])
         model = MODELS[name](shape, args.classes)
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate=1e-4, momentum=0.9),
@@ -111,30 +134,43 @@ def main(argv=None) -> int:
         )
         for _ in range(args.warmup):
             model.train_on_batch(x, y)
-        models[name] = model
-        print(f"# built+compiled {name} in {time.perf_counter() - t0:.1f}s ({model.count_params():,} params)", flush=True)
+        models[(name, precision)] = model
+        print(f"# built+compiled {name} ({precision}) in {time.perf_counter() - t0:.1f}s "
+              f"({model.count_params():,} params)", flush=True)
+    keras.mixed_precision.set_global_policy("float32")
 
-    best = {name: float("inf") for name in names}
+    def key(name, precision):  # JSON keys: the model name, suffixed unless float32
+        return name if precision == "float32" else f"{name}@{precision}"
+
+    best = {run: float("inf") for run in runs}
     for _ in range(args.rounds):
-        for name in names:
-            best[name] = min(best[name], _time_model(models[name], x, y, args.steps))
-    throughput = {name: args.batch * args.steps / best[name] for name in names}
-    step_ms = {name: 1000.0 * best[name] / args.steps for name in names}
+        for run in runs:
+            best[run] = min(best[run], _time_model(models[run], x, y, args.steps))
+    throughput = {key(*run): args.batch * args.steps / best[run] for run in runs}
+    step_ms = {key(*run): 1000.0 * best[run] / args.steps for run in runs}
 
-    for name in names:
-        print(f"{name:>18}: {throughput[name]:8.1f} img/s  {step_ms[name]:8.1f} ms/step")
+    for run in runs:
+        k = key(*run)
+        print(f"{run[0]:>18} {run[1]:>8}: {throughput[k]:8.1f} img/s  {step_ms[k]:8.1f} ms/step")
     ratios = {}
-    for model_name, base, goal in COMPARISONS:
-        if model_name in best and base in best:
-            ratio = best[model_name] / best[base]
-            ratios[f"{model_name}/{base}"] = ratio
-            verdict = "" if goal is None else ("  OK" if ratio <= goal else f"  ABOVE GOAL {goal:.2f}")
-            print(f"step-time ratio {model_name}/{base}: {ratio:.3f}{verdict}")
+    for precision in precisions:
+        for model_name, base, goal in COMPARISONS:
+            if (model_name, precision) in best and (base, precision) in best:
+                ratio = best[(model_name, precision)] / best[(base, precision)]
+                ratios[f"{key(model_name, precision)}/{key(base, precision)}"] = ratio
+                verdict = "" if goal is None else ("  OK" if ratio <= goal else f"  ABOVE GOAL {goal:.2f}")
+                print(f"step-time ratio {model_name}/{base} ({precision}): {ratio:.3f}{verdict}")
+    for precision in precisions:
+        if precision == "float32" or "float32" not in precisions:
+            continue
+        for name in names:
+            ratio = best[(name, precision)] / best[(name, "float32")]
+            ratios[f"{key(name, precision)}/{name}"] = ratio
+            print(f"step-time ratio {name} {precision}/float32: {ratio:.3f}")
 
-    print(
-        json.dumps(
-            {
+    result = {
                 "bench": "models",
+                "command": " ".join(["python", *sys.argv]),
                 "backend": keras.backend.backend(),
                 "device": _device(),
                 "size": args.size,
@@ -142,13 +178,16 @@ def main(argv=None) -> int:
                 "batch": args.batch,
                 "steps": args.steps,
                 "rounds": args.rounds,
-                "mixed_precision": args.mixed_precision,
+                "precisions": precisions,
+                "jit_compile": not args.no_jit,
                 "images_per_s": {k: round(v, 2) for k, v in throughput.items()},
                 "step_ms": {k: round(v, 2) for k, v in step_ms.items()},
                 "step_time_ratios": {k: round(v, 4) for k, v in ratios.items()},
-            }
-        )
-    )
+    }
+    print(json.dumps(result))
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -8,12 +8,17 @@ S x S, stretched):
 * + CLAHE, OpenCV in tf.numpy_function (same numbers, holds the GIL, not exportable)
 * + CLAHE (TF) + rotation +-30 deg    (training pipeline of stage 1/2)
 * + CLAHE (cv2) + rotation +-30 deg
+* cached: the same after the first epoch with `pipelines.image_cache.ImageCache` (decoded,
+  resized, enhanced images read from a disk cache; rotation still per epoch)
 
-Goal: the all-TF pipeline at least as fast as the cv2 one. Images: Kermany radiographs from
+Goals (issue 15): the all-TF pipeline at least as fast as the cv2 one; images/s per core (the
+rate divided by the CPUs, as the pipeline runs on all of them) and the cores it would take to
+feed a GPU training SEME-ResNet50 at 550 img/s at 512 px. Images: Kermany radiographs from
 ../shared/data/chest_xray when present (224 px copies, upscaled and written as RGB JPEG like the
 originals), else phantoms (cxr_cascade.phantoms), written to a temporary folder.
 
     make bench-pipeline        # or: .venv/bin/python benchmarks/bench_pipeline.py --sizes 512 1024
+    python benchmarks/bench_pipeline.py --quick --json-out build/bench/pipeline.json
 
 Not a timed test: numbers depend on the machine and its load (printed with them).
 """
@@ -21,8 +26,11 @@ Not a timed test: numbers depend on the machine and its load (printed with them)
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from pipelines.datasets import build_dataset  # noqa: E402
+from pipelines.image_cache import ImageCache  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -48,7 +57,13 @@ CONFIGS = [
         "+ CLAHE (cv2) + rotation 30",
         dict(training=True, clahe=True, clahe_backend="cv2", rotation_degrees=30.0),
     ),
+    ("cached: CLAHE (TF, XLA)", dict(training=False, clahe=True, cache="image_cache")),
+    (
+        "cached: CLAHE (TF, XLA) + rot. 30",
+        dict(training=True, clahe=True, rotation_degrees=30.0, cache="image_cache"),
+    ),
 ]
+GPU_RATE = 550.0  # img/s: SEME-ResNet50 at 512 px on one GPU (JAX, issue 15)
 
 
 def source_images(count: int) -> tuple[list[np.ndarray], str]:
@@ -78,11 +93,15 @@ def write_files(images, size: int, folder: Path) -> list[str]:
     return paths
 
 
-def make_dataset(paths, size: int, batch: int, **config) -> tf.data.Dataset:
+def make_dataset(paths, size: int, batch: int, cache_dir: str, **config) -> tf.data.Dataset:
+    cached = config.pop("cache", None) == "image_cache"
     ds = build_dataset(
         (paths, ["normal"] * len(paths)), class_names=["normal"], image_size=size, batch_size=batch,
-        seed=0, **config,
+        seed=0, cache=ImageCache(cache_dir) if cached else False, **config,
     )
+    if cached:
+        for _ in ds:  # the first epoch decodes and writes the cache
+            pass
     for _ in ds.take(1):  # warm-up: tracing, thread pools
         pass
     return ds
@@ -100,7 +119,11 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=64, help="images per size")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="epochs timed; the best is reported")
+    parser.add_argument("--quick", action="store_true", help="= --count 16 --rounds 2 (make bench)")
+    parser.add_argument("--json-out", help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.count, args.rounds = 16, 2
 
     images, origin = source_images(args.count)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -113,7 +136,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             files = write_files(images, size, Path(tmp))
-            datasets = {name: make_dataset(files, size, args.batch, **cfg) for name, cfg in CONFIGS}
+            cache_dir = str(Path(tmp) / f"cache{size}")
+            datasets = {
+                name: make_dataset(files, size, args.batch, cache_dir, **dict(cfg)) for name, cfg in CONFIGS
+            }
             best = {name: float("inf") for name, _ in CONFIGS}
             # Rounds interleave the pipelines, so a change in machine load hits all of them alike.
             for _ in range(args.rounds):
@@ -122,19 +148,54 @@ def main(argv=None) -> int:
                     best[name] = min(best[name], seconds)
             for name in best:
                 results.setdefault(name, []).append(n / best[name])
+    cores = os.cpu_count() or 1
+    header += "".join(f"{f'S={s} /core':>13s}" for s in args.sizes)
+    if 512 in args.sizes:
+        header += f"{'cores for 550/s':>17s}"
     print(header)
     print("-" * len(header))
+    rows = []
     for name, _ in CONFIGS:
-        print(f"{name:32s}" + "".join(f"{v:14.1f}" for v in results[name]))
+        rates = results[name]
+        line = f"{name:32s}" + "".join(f"{v:14.1f}" for v in rates) + "".join(f"{v / cores:13.1f}" for v in rates)
+        row = {"pipeline": name, "images_per_s": dict(zip(map(str, args.sizes), rates)),
+               "images_per_s_per_core": {str(s): v / cores for s, v in zip(args.sizes, rates)}}
+        if 512 in args.sizes:
+            need = GPU_RATE / (rates[args.sizes.index(512)] / cores)
+            row["cores_for_550_at_512"] = need
+            line += f"{need:17.0f}"
+        rows.append(row)
+        print(line)
     print()
+    goals = []
     for s_i, s in enumerate(args.sizes):
         cv_rate = results["+ CLAHE (cv2 numpy_function)"][s_i]
         for name in ("+ CLAHE (TF ops)", "+ CLAHE (TF ops, XLA)"):
             tf_rate = results[name][s_i]
-            verdict = "goal met" if tf_rate >= cv_rate else "goal NOT met"
-            print(f"S={s}: {name[2:]} / cv2 pipeline = {tf_rate / cv_rate:.2f}x ({verdict})")
-    if hasattr(os, "getloadavg"):
-        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+            met = tf_rate >= cv_rate
+            goals.append({"size": s, "pipeline": name, "ratio_to_cv2": tf_rate / cv_rate, "met": met})
+            print(f"S={s}: {name[2:]} / cv2 pipeline = {tf_rate / cv_rate:.2f}x ({'goal met' if met else 'goal NOT met'})")
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average at the end: {load_end:.1f}; per core = img/s / {cores} CPUs (the pipeline "
+          f"uses all of them), so the core counts assume linear scaling")
+    if args.json_out:
+        result = {
+            "bench": "pipeline",
+            "command": " ".join(["python", *sys.argv]),
+            "machine": f"{cores} CPUs, {platform.processor() or platform.machine()}",
+            "tensorflow": tf.__version__,
+            "opencv": cv2.__version__,
+            "images": origin,
+            "count": args.count,
+            "batch": args.batch,
+            "rounds": args.rounds,
+            "sizes": args.sizes,
+            "load_average": [load, load_end],
+            "rows": rows,
+            "goals": goals,
+        }
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -15,7 +15,7 @@ Both functions reproduce OpenCV bit for bit (`cv2.createCLAHE(clipLimit, tileGri
   (``clip <= 0`` disables clipping); clipped counts returned as an integer batch to every bin plus a
   strided residual; LUT ``saturate_cast(cdf * (float32(bins - 1) / tile_area))``; bilinear blending
   of the four neighbouring tile LUTs with clamped tile indices, in float32 with OpenCV's operation
-  order, rounded half to even.
+  order and roundings (no fused multiply-adds), rounded half to even.
 * HE: LUT from the cumulative histogram counted from the first non-empty bin, scale
   ``float32(255) / (total - hist[first])``; an image of one grey level is returned unchanged.
 
@@ -24,9 +24,12 @@ LUT lookup is one gather per pixel (the four neighbouring tile LUTs packed into 
 tensor of ``H * W * bins`` elements is ever built (Keras 3's own CLAHE layer builds one-hot
 histograms, ~268 MB per 512x512 image, and is not OpenCV's algorithm).
 
-Speed: `clahe(..., jit_compile=True)` (or any XLA-compiled caller) is ~2x OpenCV's time per image
-on CPU and works inside `tf.data.Dataset.map`; the plain graph is ~5x slower than that (many
-full-image elementwise ops). See benchmarks/bench_clahe.py.
+Speed: with static sizes the per-pixel offsets are constants and the per-pixel work (histogram
+keys and counts, LUT gather and blend) is cut into up to four bands of rows, independent ops that
+XLA and the TF executor run on several cores. `clahe(..., jit_compile=True)` (or any
+XLA-compiled caller, e.g. `tf.data.Dataset.map` after a fixed-size resize) then takes about 1-2x
+OpenCV's time per image on CPU; the plain graph (SavedModels, eager) about 3-7x (many full-image
+elementwise ops). Measured by benchmarks/bench_clahe.py (ratios to OpenCV in the same process).
 
 Shapes: ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``; each channel of each image is processed on
 its own (as OpenCV would process each plane), so grey images use ``C = 1``. Height and width may
@@ -190,33 +193,55 @@ def _packing_matrix(tiles_x: int, tiles_y: int) -> np.ndarray:
     return matrix
 
 
+def _static_axis_weights(length: int, tile: int):
+    """NumPy version of `_axis_weights` for static sizes (float32 ops round each step)."""
+    inv = np.float32(1.0) / np.float32(tile)
+    pos = np.arange(length, dtype=np.float32) * inv - np.float32(0.5)
+    first = np.floor(pos)
+    frac = pos - first
+    return first.astype(np.int32) + 1, frac, np.float32(1.0) - frac
+
+
 def _axis_weights(length, tile):
     """Cell indices and weights of OpenCV's CLAHE interpolation along one axis.
 
     OpenCV places pixel i at ``pos = float32(i) * float32(1 / tile) - 0.5`` (float32 throughout)
     between the centres of tiles ``floor(pos)`` and ``floor(pos) + 1`` (each clamped to the grid).
-    Returns the cell ``floor(pos) + 1`` (int32, 0..tiles) and the weights ``pos - floor(pos)``
-    and ``1 - that`` as float64 tensors holding float32 values. With static sizes NumPy computes
+    Returns the cell ``floor(pos) + 1`` (int32, 0..tiles) and the float32 weights
+    ``pos - floor(pos)`` and ``1 - that``. With static sizes NumPy computes
     them (its float32 ops round each step, as OpenCV's do); unknown sizes use TF ops with the
     product rounded explicitly, so that no fused multiply-add can change it.
     """
     if _is_static(length, tile):
-        inv = np.float32(1.0) / np.float32(tile)
-        pos = np.arange(length, dtype=np.float32) * inv - np.float32(0.5)
-        first = np.floor(pos)
-        frac = pos - first
-        frac1 = np.float32(1.0) - frac
-        return (
-            tf.constant(first.astype(np.int32) + 1),
-            tf.constant(frac.astype(np.float64)),
-            tf.constant(frac1.astype(np.float64)),
-        )
+        return tuple(tf.constant(a) for a in _static_axis_weights(length, tile))
     inv = tf.constant(1.0, tf.float32) / tf.cast(tile, tf.float32)
     pos = tf.cast(tf.cast(tf.range(length), tf.float64) * tf.cast(inv, tf.float64), tf.float32) - 0.5
     first = tf.floor(pos)
     frac = pos - first
     frac1 = 1.0 - frac
-    return tf.cast(first, tf.int32) + 1, tf.cast(frac, tf.float64), tf.cast(frac1, tf.float64)
+    return tf.cast(first, tf.int32) + 1, frac, frac1
+
+
+# Pixels per band of rows (see `_bands`); at most `_MAX_BANDS` bands.
+_BAND_PIXELS = 1 << 17
+_MAX_BANDS = 4
+
+
+def _bands(batch, height, width) -> list:
+    """Row ranges ``[(r0, r1), ...]`` splitting planes [B, H, W] into independent pieces of work.
+
+    XLA on CPU runs independent operations concurrently (as the TF graph executor does), while
+    its per-pixel loops (scatter, gather, elementwise fusions) each run on one core; cutting the
+    per-pixel work into bands of rows lets a single image use several cores. One band (``(None,
+    None)``) when sizes are unknown or the image is small.
+    """
+    if not _is_static(batch, height, width):
+        return [(None, None)]
+    count = min(_MAX_BANDS, height, max(1, (batch * height * width) // _BAND_PIXELS))
+    if count <= 1:
+        return [(None, None)]
+    edges = [height * i // count for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: int) -> tf.Tensor:
@@ -249,14 +274,29 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
         values = values if divisible else padded()
     else:
         values = tf.cond(divisible, lambda: values, padded)
-    # Offsets are built on [H, W] and [B, 1, 1] so that only two ops touch every pixel.
-    tile_key = (rows_p // tile_h * (tiles_x * bins))[:, tf.newaxis] + (cols_p // tile_w * bins)[
-        tf.newaxis, :
-    ]
+    # Offsets are built on [H, W] and [B, 1, 1] so that only two ops touch every pixel; with
+    # static sizes the [H, W] offsets are a constant (no per-pixel division at run time).
+    if _is_static(height, width, pad_h, pad_w):
+        tile_key = tf.constant(
+            (np.arange(height + pad_h) // tile_h * (tiles_x * bins))[:, np.newaxis]
+            + (np.arange(width + pad_w) // tile_w * bins)[np.newaxis, :],
+            tf.int32,
+        )
+    else:
+        tile_key = (rows_p // tile_h * (tiles_x * bins))[:, tf.newaxis] + (
+            cols_p // tile_w * bins
+        )[tf.newaxis, :]
     plane_key = tf.range(batch)[:, tf.newaxis, tf.newaxis] * (n_tiles * bins)
-    keys = (values + tile_key[tf.newaxis]) + plane_key
     n_keys = batch * n_tiles * bins
-    hist = tf.reshape(_bincount(keys, n_keys), [-1, bins])  # [B * tiles, bins]
+    # Bands of rows are counted separately and their histograms added: independent ops that
+    # XLA (and the TF executor) run on several cores at once.
+    hist = tf.add_n(
+        [
+            _bincount((values[:, r0:r1] + tile_key[tf.newaxis, r0:r1]) + plane_key, n_keys)
+            for r0, r1 in _bands(batch, height + pad_h, width + pad_w)
+        ]
+    )
+    hist = tf.reshape(hist, [-1, bins])  # [B * tiles, bins]
 
     if clip_limit > 0.0:
         # cv: static_cast<int>(clipLimit * tileSizeTotal / histSize), at least 1; in double.
@@ -290,48 +330,68 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
     jy, ya, ya1 = _axis_weights(height, tile_h)
     jx, xa, xa1 = _axis_weights(width, tile_w)
     cell = jy[:, tf.newaxis] * (tiles_x + 1) + jx[tf.newaxis, :]  # [H, W]
+    if _is_static(height, width, tile_h, tile_w):
+        # A constant: no per-pixel index arithmetic at run time.
+        jy_np, jx_np = _static_axis_weights(height, tile_h)[0], _static_axis_weights(width, tile_w)[0]
+        cell = tf.constant(jy_np[:, np.newaxis] * (tiles_x + 1) + jx_np[np.newaxis, :])
     plane = tf.range(batch)[:, tf.newaxis, tf.newaxis]
     if bins == 256:
         lut = tf.reshape(tf.cast(lut, tf.float64), [-1, n_tiles, bins])
         packed = tf.matmul(tf.constant(_packing_matrix(tiles_x, tiles_y))[tf.newaxis], lut)
+        packed = tf.reshape(tf.cast(packed, tf.uint32), [-1])
         cells = (tiles_y + 1) * (tiles_x + 1)
-        index = (pix + (cell * bins)[tf.newaxis]) + plane * (cells * bins)
-        words = tf.gather(tf.reshape(tf.cast(packed, tf.uint32), [-1]), index)
-        corners = [
-            tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(words, shift), 255), tf.float64)
-            for shift in (0, 8, 16, 24)
-        ]
+
+        def corners(r0, r1):
+            index = (pix[:, r0:r1] + (cell[r0:r1] * bins)[tf.newaxis]) + plane * (cells * bins)
+            words = tf.gather(packed, index)
+            return [
+                tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(words, shift), 255), tf.float32)
+                for shift in (0, 8, 16, 24)
+            ]
+
     else:
         # 65536 bins: four 16-bit values do not fit a float64; gather four times.
         flat = tf.reshape(lut, [-1])
         row_of_cell = tf.constant(np.repeat(np.arange(tiles_y + 1), tiles_x + 1), tf.int32)
         col_of_cell = tf.constant(np.tile(np.arange(tiles_x + 1), tiles_y + 1), tf.int32)
 
-        def corner(dy, dx):
-            row = tf.clip_by_value(tf.gather(row_of_cell, cell) + dy, 0, tiles_y - 1)
-            col = tf.clip_by_value(tf.gather(col_of_cell, cell) + dx, 0, tiles_x - 1)
-            index = (pix + ((row * tiles_x + col) * bins)[tf.newaxis]) + plane * (n_tiles * bins)
-            return tf.cast(tf.gather(flat, index), tf.float64)
+        def corners(r0, r1):
+            def corner(dy, dx):
+                band = cell[r0:r1]
+                row = tf.clip_by_value(tf.gather(row_of_cell, band) + dy, 0, tiles_y - 1)
+                col = tf.clip_by_value(tf.gather(col_of_cell, band) + dx, 0, tiles_x - 1)
+                tile_offset = ((row * tiles_x + col) * bins)[tf.newaxis]
+                index = (pix[:, r0:r1] + tile_offset) + plane * (n_tiles * bins)
+                return tf.cast(tf.gather(flat, index), tf.float32)
 
-        corners = [corner(-1, -1), corner(-1, 0), corner(0, -1), corner(0, 0)]
+            return [corner(-1, -1), corner(-1, 0), corner(0, -1), corner(0, 0)]
 
-    # OpenCV rounds (l11 * xa1 + l12 * xa) * ya1 + (l21 * xa1 + l22 * xa) * ya step by step in
-    # float32. XLA on CPU contracts a * b + c into fused multiply-adds (one rounding instead of
-    # two), which moves a few pixels by one grey level; so each product is taken exactly in
-    # float64 (at most 24 x 24 significant bits) and rounded to float32 explicitly.
+    # OpenCV computes (l11 * xa1 + l12 * xa) * ya1 + (l21 * xa1 + l22 * xa) * ya in float32,
+    # rounding every product and sum. XLA on CPU contracts a * b + c into a fused multiply-add
+    # (one rounding instead of two), which moves a few pixels by one grey level; every product
+    # therefore goes through `maximum(product, 0)` (an identity here: all factors are >= 0),
+    # which no multiply-add can be fused across, and stays in float32 (a float64 detour, exact
+    # but twice the memory traffic, was 20-30 % slower).
     def product(a, b):
-        return tf.cast(a * b, tf.float32)
+        return tf.maximum(a * b, 0.0)
 
-    top_left, top_right, bottom_left, bottom_right = corners
     xa = xa[tf.newaxis, tf.newaxis, :]
     xa1 = xa1[tf.newaxis, tf.newaxis, :]
-    ya = ya[tf.newaxis, :, tf.newaxis]
-    ya1 = ya1[tf.newaxis, :, tf.newaxis]
-    top = product(top_left, xa1) + product(top_right, xa)
-    bottom = product(bottom_left, xa1) + product(bottom_right, xa)
-    res = product(tf.cast(top, tf.float64), ya1) + product(tf.cast(bottom, tf.float64), ya)
-    # A convex blend of LUT values stays within [0, bins - 1] up to rounding: no saturation.
-    return tf.cast(tf.round(res), planes.dtype)
+
+    def blend(r0, r1):
+        top_left, top_right, bottom_left, bottom_right = corners(r0, r1)
+        top = product(top_left, xa1) + product(top_right, xa)
+        bottom = product(bottom_left, xa1) + product(bottom_right, xa)
+        res = product(top, ya1[tf.newaxis, r0:r1, tf.newaxis]) + product(
+            bottom, ya[tf.newaxis, r0:r1, tf.newaxis]
+        )
+        # A convex blend of LUT values stays within [0, bins - 1] up to rounding: no saturation.
+        return tf.cast(tf.round(res), planes.dtype)
+
+    bands = _bands(batch, height, width)
+    if len(bands) == 1:
+        return blend(None, None)
+    return tf.concat([blend(r0, r1) for r0, r1 in bands], axis=1)
 
 
 def clahe(
@@ -357,7 +417,7 @@ def clahe(
             clipping (plain adaptive HE).
         tile_grid_size: OpenCV's ``tileGridSize``: ``(tiles along width, tiles along height)``.
         jit_compile: run the ops as one XLA-compiled function (the result is identical). About
-            5x faster on CPU, also inside `tf.data.Dataset.map` (e.g. after resizing to a fixed
+            3-4x faster on CPU, also inside `tf.data.Dataset.map` (e.g. after resizing to a fixed
             size), but compiled again for every new image shape; leave it off for graphs meant
             for a TF Serving build without XLA.
 

@@ -25,7 +25,9 @@ with a warning and listed in the returned data set's ``bad_files`` attribute.
 
 Memory: ``cache=True`` keeps the decoded, resized (and deterministically enhanced) images in RAM,
 ``N * S * S * 4`` bytes (about 1 MiB per image at 512), and then shuffles them with a buffer of
-``shuffle_buffer`` images; ``cache="path/prefix"`` caches to disk instead. Without cache the
+``shuffle_buffer`` images; ``cache="path/prefix"`` caches to disk instead, and
+``cache=ImageCache("dir")`` (`pipelines.image_cache`) to disk under a name keyed by the settings
+and the files, so a changed setting never reuses stale images. Without cache the
 file list is shuffled (cheap) and images are decoded every epoch.
 """
 
@@ -43,6 +45,7 @@ from pipelines import decode as D
 from pipelines.balance import balanced_weights, oversample as _oversample
 from pipelines import transforms as T
 from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig, _check_choice
+from pipelines.image_cache import ImageCache, resolve_cache
 from pipelines.preprocess import preprocess_image
 
 __all__ = [
@@ -205,7 +208,7 @@ def _options(deterministic: bool) -> tf.data.Options:
     return options
 
 
-def _cache(ds: tf.data.Dataset, cache) -> tf.data.Dataset:
+def _cache(ds: tf.data.Dataset, cache: Union[bool, str, ImageCache]) -> tf.data.Dataset:
     if cache is True:
         return ds.cache()
     if isinstance(cache, (str, os.PathLike)) and os.fspath(cache):
@@ -631,7 +634,8 @@ def build_dataset(
         balance: training only: None, "oversample" (repeat each class's images, seeded, up to the
             largest class) or "sample_weight" (yield ``(images, labels, weights)`` with
             `class_weights`).
-        cache: True (memory), a path prefix (disk) or False; see the module docstring.
+        cache: True (memory), a path prefix (disk), a `pipelines.image_cache.ImageCache`
+            (disk, keyed by settings and files) or False; see the module docstring.
         shuffle_buffer: buffer size of the post-cache shuffle (default min(N, 1024)).
         skip_bad: leave out unreadable images with a warning instead of raising.
         validate: decode every file once before building (required for a clear error; turn
@@ -702,6 +706,12 @@ def build_dataset(
     load = _decoder(
         preprocess, with_clahe=with_clahe, with_seg=with_seg, mask_fn=mask_fn,
         mask_for_augment=mask_after_clahe, clahe_backend=clahe_backend,
+    )
+    cache = resolve_cache(
+        cache,
+        dict(preprocess.to_dict(), any_seg=bool(with_seg.any()), mask_after_clahe=mask_after_clahe),
+        columns,
+        mask_fn,
     )
     ds = _load_and_shuffle(
         ds, load, n=n, training=training, cache=cache, shuffle_buffer=shuffle_buffer, seed_value=seed_value

@@ -120,6 +120,24 @@ def test_uint16_matches_opencv(radiographs, size, clip):
     assert_identical(out, opencv_clahe(images, clip, (8, 8)), f"uint16 {size} clip={clip}")
 
 
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize(
+    "dtype, count, size",
+    # Static sizes big enough to be cut into bands of rows (2-4, uneven, padded, several planes).
+    [(np.uint8, 3, (333, 500)), (np.uint8, 1, (1023, 997)), (np.uint16, 1, (600, 520))],
+)
+def test_row_bands_match_opencv(dtype, count, size, jit):
+    from pipelines.clahe import _bands
+
+    assert len(_bands(count, *size)) > 1  # the banded code path is the one under test
+    images = random_images(count, *size, seed=7)
+    if dtype == np.uint16:
+        images = images.astype(np.uint16) * 16 + 5
+    fn = tf.function(lambda x: clahe(x, 2.0, (8, 8)), jit_compile=jit)
+    out = fn(tf.constant(images[..., None]))[..., 0]
+    assert_identical(out, opencv_clahe(images, 2.0, (8, 8)), f"bands {dtype.__name__} {size} jit={jit}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Execution modes: eager, tf.function, XLA, tf.data, SavedModel
 

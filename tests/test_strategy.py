@@ -26,10 +26,34 @@ def test_precision_and_jit_switches():
     assert precision_policy("off") == "float32"
     assert precision_policy("float16") == "mixed_float16"
     assert precision_policy("bfloat16") == "mixed_bfloat16"
-    assert precision_policy("auto") == ("mixed_float16" if gpu else "mixed_bfloat16")
+    assert precision_policy("auto", gpu=True, flags=frozenset()) == "mixed_float16"
     assert (resolve_jit("on"), resolve_jit("off"), resolve_jit("auto")) == (True, False, gpu)
     with pytest.raises(ValueError, match="Allowed: off, float16, bfloat16, auto"):
         precision_policy("half")
+
+
+@pytest.mark.parametrize(
+    "flags, policy",
+    [
+        ({"fpu", "avx2", "avx512f", "avx512_bf16"}, "mixed_bfloat16"),  # Cooper Lake and later
+        ({"avx2", "amx_tile", "amx_bf16"}, "mixed_bfloat16"),  # AMX
+        ({"fpu", "avx2", "avx512f", "amx_tile"}, "float32"),  # AVX-512 without bfloat16
+        (set(), "float32"),  # flags unknown (not Linux)
+    ],
+)
+def test_auto_precision_on_cpus(flags, policy):
+    from cxr_cascade.training.strategy import precision_policy
+
+    assert precision_policy("auto", gpu=False, flags=frozenset(flags)) == policy
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    from cxr_cascade.training.strategy import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu sse2 avx512_bf16 amx_bf16\n\n")
+    assert cpu_flags(str(info)) == {"fpu", "sse2", "avx512_bf16", "amx_bf16"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
 
 
 def test_worker_roles_from_tf_config(monkeypatch):
