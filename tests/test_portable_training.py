@@ -328,10 +328,10 @@ def test_portable_runtime_settings():
     from cxr_cascade.config import load_experiment
     from cxr_cascade.training import backend
 
-    assert backend.portable_precision_policy("bfloat16") == "mixed_bfloat16"
-    assert backend.portable_precision_policy("off") == "float32"
+    assert backend.precision_policy("bfloat16") == "mixed_bfloat16"
+    assert backend.precision_policy("off") == "float32"
     with pytest.raises(ValueError, match="mixed_precision"):
-        backend.portable_precision_policy("fp8")
+        backend.precision_policy("fp8")
     config = load_experiment("demo_stage1", ["strategy=mirrored"])
     with pytest.raises(ValueError, match="strategy='mirrored'"):
         backend._portable_runtime(config)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import keras
 
@@ -51,8 +51,12 @@ class PortableRuntime:
 
 
 def has_gpu() -> bool:
-    """A GPU visible to the current (non-TF) backend."""
+    """A GPU visible to the current Keras backend."""
     backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
     if backend == "jax":
         import jax
 
@@ -64,17 +68,49 @@ def has_gpu() -> bool:
     return False
 
 
-def portable_precision_policy(mode: str) -> str:
-    """`strategy.precision_policy` without TensorFlow: "auto" = float16 on GPUs, else bfloat16."""
-    policies = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU feature flags listed in `cpuinfo` (Linux); empty when it cannot be read."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def precision_policy(mode: str, *, gpu: Optional[bool] = None, flags: Optional[frozenset] = None) -> str:
+    """The Keras dtype policy for a config's `mixed_precision` ("off", "float16", "bfloat16", "auto").
+
+    "auto" is float16 on GPUs (tensor cores; Keras scales the loss), bfloat16 on CPUs with
+    native bfloat16 arithmetic (`BF16_CPU_FLAGS`: AMX or AVX512-BF16) and float32 on other CPUs.
+
+    Args:
+        mode: the config value.
+        gpu: whether a GPU is visible (None: ask the Keras backend, `has_gpu`).
+        flags: the CPU feature flags (None: read /proc/cpuinfo via `cpu_flags`).
+    """
+    if mode == "off":
+        return "float32"
+    if mode == "float16":
+        return "mixed_float16"
+    if mode == "bfloat16":
+        return "mixed_bfloat16"
     if mode == "auto":
-        return "mixed_float16" if has_gpu() else "mixed_bfloat16"
-    if mode not in policies:
-        raise ValueError(
-            "Unknown mixed_precision. Allowed: off, float16, bfloat16, auto. "
-            f"Received: mixed_precision={mode!r}"
-        )
-    return policies[mode]
+        if gpu is None:
+            gpu = has_gpu()
+        if gpu:
+            return "mixed_float16"
+        flags = cpu_flags() if flags is None else flags
+        return "mixed_bfloat16" if any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+    raise ValueError(
+        f"Unknown mixed_precision. Allowed: off, float16, bfloat16, auto. Received: mixed_precision={mode!r}"
+    )
 
 
 def _portable_runtime(config) -> PortableRuntime:
@@ -92,7 +128,7 @@ def _portable_runtime(config) -> PortableRuntime:
         if "xla_gpu_deterministic_ops" not in flags:
             os.environ["XLA_FLAGS"] = (flags + " --xla_gpu_deterministic_ops=true").strip()
     keras.utils.set_random_seed(config.seed)
-    policy = portable_precision_policy(config.mixed_precision)
+    policy = precision_policy(config.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
     # JAX always compiles the train step with XLA; torch.compile is opt-in ("on").
     jit = config.jit_compile != "off" if backend == "jax" else config.jit_compile == "on"

@@ -114,49 +114,12 @@ def _patch_multiworker_reduce(strategy: tf.distribute.Strategy) -> tf.distribute
 # mixed_bfloat16 training is faster than float32 (measured on Sapphire Rapids with AVX512-BF16:
 # ResNet50 at 224 px 6.1-6.3 img/s against 4.8-5.6 in float32; benchmarks/bench_models.py).
 # Without them bfloat16 is emulated and slower than float32.
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
-    """The CPU feature flags listed in `cpuinfo` (Linux); empty when it cannot be read."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return frozenset(value.split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def precision_policy(mode: str, *, gpu: Optional[bool] = None, flags: Optional[frozenset] = None) -> str:
-    """The Keras dtype policy for a config's `mixed_precision` ("off", "float16", "bfloat16", "auto").
-
-    "auto" is float16 on GPUs (tensor cores; Keras scales the loss), bfloat16 on CPUs with
-    native bfloat16 arithmetic (`BF16_CPU_FLAGS`: AMX or AVX512-BF16) and float32 on other CPUs.
-
-    Args:
-        mode: the config value.
-        gpu: whether a GPU is visible (None: ask TensorFlow).
-        flags: the CPU feature flags (None: read /proc/cpuinfo via `cpu_flags`).
-    """
-    if mode == "off":
-        return "float32"
-    if mode == "float16":
-        return "mixed_float16"
-    if mode == "bfloat16":
-        return "mixed_bfloat16"
-    if mode == "auto":
-        if gpu is None:
-            gpu = bool(tf.config.list_physical_devices("GPU"))
-        if gpu:
-            return "mixed_float16"
-        flags = cpu_flags() if flags is None else flags
-        return "mixed_bfloat16" if any(f in flags for f in BF16_CPU_FLAGS) else "float32"
-    raise ValueError(
-        f"Unknown mixed_precision. Allowed: off, float16, bfloat16, auto. Received: mixed_precision={mode!r}"
-    )
+# The precision rule is backend-neutral: one copy, in training.backend.
+from cxr_cascade.training.backend import (  # noqa: E402,F401
+    BF16_CPU_FLAGS,
+    cpu_flags,
+    precision_policy,
+)
 
 
 def resolve_jit(mode: str) -> bool:
