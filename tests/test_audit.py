@@ -285,17 +285,27 @@ def test_evaluate_cascade_command(phantom_audits, tmp_path):
     records = _phantom_files(tmp_path / "img", 24, seed=4, labels=labels)
     run1 = _write_run(tmp_path / "s1", stage1, "table4_resnet50_gap", CLASSES, records)
     run2 = _write_run(tmp_path / "s2", stage2, "table5_seme_densenet169", ("covid19", "viral"), records)
-    test = [r.replace(split="") for r in records]
+    # Stage 2 alone is scored on the Table 5 population: ieee8023 films only. Half of the
+    # COVID-19 / viral films here are tagged as another data set and must stay out of it.
+    test = [r.replace(split="", source="ieee8023/site" if r.label in ("covid19", "viral") and (i // 4) % 2
+                      else "kermany") for i, r in enumerate(records)]
     write_manifest(test, tmp_path / "test4.csv")
     out = tmp_path / "cascade_eval"
     assert main(["evaluate", str(run1), "--stage2", str(run2), "--data", str(tmp_path / "test4.csv"),
-                 "--out", str(out), "--n-boot", "20"]) == 0
+                 "--out", str(out), "--n-boot", "20", "--by", "source"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["models"]["cascade"]["class_names"] == ["normal", "bacterial", "covid19", "viral"]
-    assert metrics["models"]["cascade"]["n"] == 24
-    assert set(metrics["models"]) == {"cascade", "stage1", "stage2"}
-    assert metrics["models"]["stage2"]["n"] == 12
-    assert "## cascade" in (out / "report.md").read_text()
+    models = metrics["models"]
+    assert models["cascade"]["class_names"] == ["normal", "bacterial", "covid19", "viral"]
+    assert models["cascade"]["n"] == 24
+    assert set(models) == {"cascade", "cascade_soft", "stage1", "stage2"}
+    assert (models["cascade"]["decision_rule"], models["cascade_soft"]["decision_rule"]) == ("gate", "soft")
+    assert metrics["decision_rule"] == "gate"
+    ieee = [r for r in test if r.source.startswith("ieee8023")]
+    assert models["stage2"]["n"] == len(ieee) == 6
+    assert set(models["cascade"]["by_source"]) == {"kermany", "ieee8023/site"}
+    assert sum(g["n"] for g in models["cascade"]["by_source"].values()) == 24
+    report_md = (out / "report.md").read_text()
+    assert "## cascade" in report_md and "## cascade_soft" in report_md and "by source" in report_md
 
 
 def test_commands_report_bad_input_in_one_line(tmp_path, capsys):
