@@ -109,11 +109,13 @@ BENCH_MODELS_ARGS ?=
 bench-models: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py $(BENCH_MODELS_ARGS)
 
-# The shortcut audit proving itself on phantoms (two tiny nets, ~1 min on 2 cores).
+# The shortcut audit proving itself on phantoms: marker (flagged), clean control and lung-masked
+# models (not flagged), DIR/summary.json; ~1 min on 2 cores, ~2 min with AUDIT_DEMO_ARGS=--power.
 AUDIT_DEMO_DIR ?= build/audit-demo
+AUDIT_DEMO_ARGS ?=
 .PHONY: audit-demo
 audit-demo: $(STAMP)
-	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR)
+	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR) $(AUDIT_DEMO_ARGS)
 
 # --- training (issue 5). `make train-stage1 DATA=/data/chest_xray [TRAIN_ARGS="--set image_size=224"]`
 # trains the paper's SEME-ResNet50 (table4_resnet50_seme); `make train-stage2 DATA=/data/covid-chestxray-dataset`
