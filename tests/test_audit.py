@@ -186,6 +186,7 @@ def test_pointing_game():
 
 SIZE = 64
 CLASSES = demo.CLASSES
+ORACLE_MARGIN = 0.05  # a model "reads its marker" when moving it raises p(its label) this much (oracle)
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +202,12 @@ def test_audit_flags_the_marker_model(phantom_audits):
     assert r["accuracy"] > 0.7
     assert r["flag"]["flagged"] and "outside_swap" in r["flag"]["fired"], r["flag"]
     assert r["tests"]["outside_swap"]["low"] > r["tests"]["outside_swap"]["margin"]
+    # Ground truth the audit never sees: moving only the marker's pixels moves its decisions, and
+    # the outside swap measures about as much as the marker alone does.
+    oracle = r["marker_oracle"]["marker_effect"]
+    assert oracle > ORACLE_MARGIN and abs(r["tests"]["outside_swap"]["value"] - oracle) < 0.05
+    clean = phantom_audits["clean"]
+    assert abs(clean["marker_oracle"]["marker_effect"]) < ORACLE_MARGIN
 
 
 def test_audit_passes_the_clean_control(phantom_audits):
@@ -247,14 +254,17 @@ def test_power_turn():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(5))
 def test_five_seeds_and_power(seed):
-    """Marker flagged, clean and masked not, on every seed; strength 0.0 never flagged and the
-    verdict monotone in the marker's strength down to where it turns."""
+    """Clean and masked models never flagged; a marker model flagged whenever the phantom oracle
+    (the same films with conflicting markers) shows it reads its marker; strength 0.0 never."""
     runs = demo.train_and_audit(size=SIZE, seed=seed, n_boot=500, power=True)
-    flagged = {name: runs[name][1]["flag"]["flagged"] for name in demo.MODELS}
-    assert flagged == {"marker": True, "clean": False, "masked": False}, flagged
-    power = runs["power"]
-    assert not power[0.0]["flag"]["flagged"]
-    assert demo.power_turn(power) is not None
+    results = {name: runs[name][1] for name in demo.MODELS}
+    assert not results["clean"]["flag"]["flagged"] and not results["masked"]["flag"]["flagged"]
+    assert results["clean"]["flag"]["dropped_by_control"] == []
+    for strength, result in runs["power"].items():
+        reads_marker = result["marker_oracle"]["marker_effect"] >= ORACLE_MARGIN
+        if reads_marker:
+            assert result["flag"]["flagged"], (strength, result["marker_oracle"], result["tests"]["outside_swap"])
+    assert not runs["power"][0.0]["flag"]["flagged"]
 
 
 def test_pointing_game_and_report_on_phantoms(phantom_audits, tmp_path):

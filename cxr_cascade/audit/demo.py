@@ -14,7 +14,10 @@ normal / bacterial / viral lungs, with the same recipe and seed:
 
 All three are audited on the same held-out marked films (the masked model on their lung-masked
 version), with ground-truth lung and lesion masks and 95 % bootstrap CIs (each phantom is its own
-patient). ``--power`` also trains marker models at strengths 1.0, 0.75, 0.5 and 0.0 (the
+patient). Phantoms also give a ground truth the audit never sees (``marker_oracle``): the same
+test films with each marker moved to another label's slot, only the marker's pixels changed; the
+rise of p(marker's label) it causes (``marker_effect``) is what the marker alone does to the
+model, 0 for a model that reads only the lungs. ``--power`` also trains marker models at strengths 1.0, 0.75, 0.5 and 0.0 (the
 probability that a training film's marker encodes its label; otherwise it encodes a label drawn
 uniformly, so 0.0 carries no information) and states the weakest strength still flagged.
 Phantoms show that the machinery works, never that a model diagnoses.
@@ -83,6 +86,40 @@ def tiny_net(size: int, num_classes: int = len(CLASSES), seed: int = 0):
     return model
 
 
+def conflicting_markers(n: int, size: int, seed: int, classes: Sequence[str] = CLASSES):
+    """The test films of ``phantom_arrays(n, size, seed)`` with each marker moved to the slot of
+    another label (same generator, so the same anatomy and lesions): ``(images, marker labels)``.
+
+    The ground truth that only phantoms give: a model that reads the marker follows it on these
+    films, a model that reads the lungs follows the label."""
+    from cxr_cascade import phantoms
+
+    images, marks = [], []
+    for i in range(n):
+        label = i % len(classes)
+        other = (label + 1 + (i // len(classes)) % (len(classes) - 1)) % len(classes)
+        ph = phantoms.render_phantom(classes[label], size, np.random.default_rng([seed, i]),
+                                     shortcut="marker", shortcut_label=classes[other], text=False)
+        images.append(ph.image)
+        marks.append(other)
+    return np.stack(images)[..., None].astype(np.float32) / 255.0, np.array(marks)
+
+
+def marker_oracle(model, conflict, marks, originals, labels) -> dict:
+    """Ground truth from phantoms: what the marker alone does to a model's decisions.
+
+    ``conflict`` and ``originals`` differ only in the marker's pixels (moved to the slot of label
+    ``marks``). ``marker_effect`` is the mean rise of p(marker's label) caused by that move,
+    ``follows_marker`` / ``follows_label`` how often the decision on ``conflict`` is the marker's
+    label / the true label."""
+    p_conflict = model.predict(conflict, verbose=0)
+    p_original = model.predict(originals, verbose=0)
+    rows = np.arange(len(marks))
+    return {"marker_effect": float(np.mean(p_conflict[rows, marks] - p_original[rows, marks])),
+            "follows_marker": float(np.mean(p_conflict.argmax(1) == marks)),
+            "follows_label": float(np.mean(p_conflict.argmax(1) == labels))}
+
+
 def _masked(arrays):
     return arrays[0] * (arrays[1][..., None] > 0)
 
@@ -115,16 +152,21 @@ def train_and_audit(size: int = 64, n_train: int = 240, n_test: int = 150, epoch
     inputs["masked"] = ((_masked(inputs["marker"][0]),) + inputs["marker"][0][1:], _masked(test))
     out: dict = {"train_seconds": {}}
 
-    def audit(model, x_test):
-        return run_audit(model, x_test, test[3], test[1], CLASSES, lesion_masks=test[2],
-                         sources=sources, fill=0.0, method=method, n_boot=n_boot, seed=seed)
+    conflict, marks = conflicting_markers(n_test, size, seed=2 * seed + 2)
+
+    def audit(model, x_test, masked=False):
+        result, maps = run_audit(model, x_test, test[3], test[1], CLASSES, lesion_masks=test[2],
+                                 sources=sources, fill=0.0, method=method, n_boot=n_boot, seed=seed)
+        x = conflict * (test[1][..., None] > 0) if masked else conflict
+        result["marker_oracle"] = marker_oracle(model, x, marks, x_test, test[3])
+        return result, maps
 
     for name in MODELS:
         train, x_test = inputs[name]
         start = time.perf_counter()
         model = train_model(train[0], train[3], size, epochs, seed)
         out["train_seconds"][name] = round(time.perf_counter() - start, 1)
-        result, maps = audit(model, x_test)
+        result, maps = audit(model, x_test, masked=name == "masked")
         out[name] = (model, result, maps, x_test)
     results = {name: out[name][1] for name in MODELS}
     if power:
@@ -159,6 +201,7 @@ def _summary_entry(result: dict) -> dict:
         "fired": result["flag"]["fired"],
         "accuracy": result["accuracy"],
         "tests": result["tests"],
+        "marker_oracle": result.get("marker_oracle"),
     }
 
 
@@ -192,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": runs["train_seconds"],
         "flag_rule": FLAG_RULE_TEXT,
     }
-    rows = ["| model | accuracy | outside swap (95 % CI) | attention - area (95 % CI) | "
-            "lungs removed, skill kept (95 % CI) | verdict |", "|---|---|---|---|---|---|"]
+    rows = ["| model | accuracy | marker effect (oracle) | outside swap (95 % CI) | "
+            "attention - area (95 % CI) | lungs removed, skill kept (95 % CI) | verdict |",
+            "|---|---|---|---|---|---|---|"]
 
     def cell(t):
         return "n/a" if t["value"] is None else f"{t['value']:.3f} ({t['low']:.3f} to {t['high']:.3f})"
@@ -201,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     def row(name, result):
         t = result["tests"]
         verdict = ("FLAGGED (" + ", ".join(result["flag"]["fired"]) + ")") if result["flag"]["flagged"] else "not flagged"
-        return (f"| {name} | {result['accuracy']:.3f} | {cell(t['outside_swap'])} | {cell(t['attention'])} | "
-                f"{cell(t['lungs_removed'])} | {verdict} |")
+        oracle = result.get("marker_oracle") or {}
+        follows = "n/a" if "marker_effect" not in oracle else f"{oracle['marker_effect']:.3f}"
+        return (f"| {name} | {result['accuracy']:.3f} | {follows} | {cell(t['outside_swap'])} | "
+                f"{cell(t['attention'])} | {cell(t['lungs_removed'])} | {verdict} |")
 
     for name in MODELS:
         _, result, maps, images = runs[name]
