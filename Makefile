@@ -110,7 +110,8 @@ bench-models: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py $(BENCH_MODELS_ARGS)
 
 # The shortcut audit proving itself on phantoms: marker (flagged), clean control and lung-masked
-# models (not flagged), DIR/summary.json; ~1 min on 2 cores, ~2 min with AUDIT_DEMO_ARGS=--power.
+# models (not flagged), DIR/summary.json; 83-156 s per seed with AUDIT_DEMO_ARGS=--power on 2
+# shared cores (experiments/results/audit-demo/), about half that without.
 AUDIT_DEMO_DIR ?= build/audit-demo
 AUDIT_DEMO_ARGS ?=
 .PHONY: audit-demo

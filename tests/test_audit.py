@@ -187,11 +187,12 @@ def test_pointing_game():
 SIZE = 64
 CLASSES = demo.CLASSES
 ORACLE_MARGIN = 0.05  # a model "reads its marker" when moving it raises p(its label) this much (oracle)
+ORACLE_MUST_FLAG = 0.1  # the audit's measured power: every model whose oracle is this high was flagged
 
 
 @pytest.fixture(scope="module")
 def phantom_audits():
-    runs = demo.train_and_audit(size=SIZE, seed=0, n_boot=200)
+    runs = demo.train_and_audit(size=SIZE, seed=0, n_boot=200, epochs=30)  # the demo: 60
     results = {name: runs[name][1] for name in demo.MODELS}
     results["_models"] = {name: runs[name][0] for name in demo.MODELS}
     return results
@@ -254,17 +255,22 @@ def test_power_turn():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(5))
 def test_five_seeds_and_power(seed):
-    """Clean and masked models never flagged; a marker model flagged whenever the phantom oracle
-    (the same films with conflicting markers) shows it reads its marker; strength 0.0 never."""
+    """Marker flagged, clean and masked not, on every seed (the demo's 60 epochs); strength 0.0
+    never flagged; every model whose phantom oracle (only the marker's pixels moved) is 0.1 or
+    more is flagged; the verdict is monotone in the marker's strength."""
     runs = demo.train_and_audit(size=SIZE, seed=seed, n_boot=500, power=True)
     results = {name: runs[name][1] for name in demo.MODELS}
-    assert not results["clean"]["flag"]["flagged"] and not results["masked"]["flag"]["flagged"]
+    flagged = {name: r["flag"]["flagged"] for name, r in results.items()}
+    assert flagged == {"marker": True, "clean": False, "masked": False}, flagged
     assert results["clean"]["flag"]["dropped_by_control"] == []
-    for strength, result in runs["power"].items():
-        reads_marker = result["marker_oracle"]["marker_effect"] >= ORACLE_MARGIN
-        if reads_marker:
+    power = runs["power"]
+    for strength, result in power.items():
+        if result["marker_oracle"]["marker_effect"] >= ORACLE_MUST_FLAG:
             assert result["flag"]["flagged"], (strength, result["marker_oracle"], result["tests"]["outside_swap"])
-    assert not runs["power"][0.0]["flag"]["flagged"]
+    assert not power[0.0]["flag"]["flagged"]
+    turn = demo.power_turn(power)
+    assert turn is not None
+    assert not any(r["flag"]["flagged"] for s, r in power.items() if s < turn)
 
 
 def test_pointing_game_and_report_on_phantoms(phantom_audits, tmp_path):

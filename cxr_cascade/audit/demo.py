@@ -17,9 +17,10 @@ version), with ground-truth lung and lesion masks and 95 % bootstrap CIs (each p
 patient). Phantoms also give a ground truth the audit never sees (``marker_oracle``): the same
 test films with each marker moved to another label's slot, only the marker's pixels changed; the
 rise of p(marker's label) it causes (``marker_effect``) is what the marker alone does to the
-model, 0 for a model that reads only the lungs. ``--power`` also trains marker models at strengths 1.0, 0.75, 0.5 and 0.0 (the
-probability that a training film's marker encodes its label; otherwise it encodes a label drawn
-uniformly, so 0.0 carries no information) and states the weakest strength still flagged.
+model, 0 for a model that reads only the lungs. ``--power`` also trains marker models at
+strengths 1.0, 0.75, 0.5 and 0.0 (the probability that a training film's marker encodes its
+label; otherwise it encodes a label drawn uniformly, so 0.0 carries no information) and states
+the weakest strength still flagged.
 Phantoms show that the machinery works, never that a model diagnoses.
 
 Writes ``DIR/summary.json`` (``{"models": {"marker": {"flagged", "tests", ...}, "clean": ...,
@@ -130,7 +131,7 @@ def train_model(x, y, size: int, epochs: int, seed: int):
     return model
 
 
-def train_and_audit(size: int = 64, n_train: int = 240, n_test: int = 150, epochs: int = 30,
+def train_and_audit(size: int = 64, n_train: int = 240, n_test: int = 150, epochs: int = 60,
                     seed: int = 0, method: str = "gradcam", n_boot: int = 1000,
                     power: bool = False) -> dict:
     """Train the three phantom models (and the power sweep), audit and calibrate them.
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--n-train", type=int, default=240)
     parser.add_argument("--n-test", type=int, default=150)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the CIs")
     parser.add_argument("--power", action="store_true",
@@ -244,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def row(name, result):
         t = result["tests"]
-        verdict = ("FLAGGED (" + ", ".join(result["flag"]["fired"]) + ")") if result["flag"]["flagged"] else "not flagged"
+        fired = ", ".join(result["flag"]["fired"])
+        verdict = f"FLAGGED ({fired})" if result["flag"]["flagged"] else "not flagged"
         oracle = result.get("marker_oracle") or {}
         follows = "n/a" if "marker_effect" not in oracle else f"{oracle['marker_effect']:.3f}"
         return (f"| {name} | {result['accuracy']:.3f} | {follows} | {cell(t['outside_swap'])} | "

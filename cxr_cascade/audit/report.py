@@ -96,7 +96,8 @@ def audit_tests(predict, images, labels, lung_masks, maps, num_classes: int,
     att = lung_attention(maps, lung_masks)
     diff = np.array([np.nan if s is None else s - a for s, a in zip(att["share"], att["area"])])
     if np.isfinite(diff).any():
-        value = ci(lambda idx: {"v": float(np.nanmean(diff[idx])) if np.isfinite(diff[idx]).any() else None})["v"]
+        value = ci(lambda idx: {"v": float(np.nanmean(diff[idx]))
+                                if np.isfinite(diff[idx]).any() else None})["v"]
     else:
         value = {"value": None, "low": None, "high": None}
     tests["attention"] = _test(value, -ATTENTION_MARGIN, False, True,
@@ -124,7 +125,8 @@ def audit_tests(predict, images, labels, lung_masks, maps, num_classes: int,
         hits = np.array([np.nan if h is None else float(h) for h in game["per_image"]])
         base = lesion_area_share(lesion_masks, lung_masks)
         if np.isfinite(hits).any() and base is not None:
-            value = ci(lambda idx: {"v": float(np.nanmean(hits[idx]) - base) if np.isfinite(hits[idx]).any() else None})["v"]
+            value = ci(lambda idx: {"v": float(np.nanmean(hits[idx]) - base)
+                                    if np.isfinite(hits[idx]).any() else None})["v"]
             tests["pointing"] = _test(value, 0.0, False, False,
                                       "pointing-game hit rate minus a random lung point's "
                                       "(reported: a clean whole-film model fails it)")
@@ -159,7 +161,8 @@ def calibrate(results: dict, control: str = "clean") -> list[str]:
         The names of the dropped tests (empty when the control passes every used test).
     """
     if control not in results:
-        raise ValueError(f"`control` must name one of the results {sorted(results)}. Received: control={control!r}")
+        raise ValueError(f"`control` must name one of the results {sorted(results)}. "
+                         f"Received: control={control!r}")
     dropped = [name for name, t in results[control]["tests"].items() if t["used"] and t["fired"]]
     for result in results.values():
         for name in dropped:
