@@ -131,11 +131,14 @@ bench-models: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py --models $(BENCH_MODELS) --precisions float32 bfloat16 \
 		--json-out $(BENCH_DIR)/models.json $(BENCH_MODELS_ARGS)
 
-# The shortcut audit proving itself on phantoms (two tiny nets, ~1 min on 2 cores).
+# The shortcut audit proving itself on phantoms: marker (flagged), clean control and lung-masked
+# models (not flagged), DIR/summary.json; 83-156 s per seed with AUDIT_DEMO_ARGS=--power on 2
+# shared cores (experiments/results/audit-demo/), about half that without.
 AUDIT_DEMO_DIR ?= build/audit-demo
+AUDIT_DEMO_ARGS ?=
 .PHONY: audit-demo
 audit-demo: $(STAMP)
-	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR)
+	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR) $(AUDIT_DEMO_ARGS)
 
 # --- training (issue 5). `make train-stage1 DATA=/data/chest_xray [TRAIN_ARGS="--set image_size=224"]`
 # trains the paper's SEME-ResNet50 (table4_resnet50_seme); `make train-stage2 DATA=/data/covid-chestxray-dataset`

@@ -98,10 +98,10 @@ class ExperimentConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 8
     val_fraction: float = 0.1
-    test_fraction: float = 0.15
+    test_fraction: float = 0.1  # one default with `cxr-cascade data split --test` (issue 12)
     balance: str = "off"  # training class balance: "off", "oversample", "sample_weight"
     max_per_class: Optional[int] = None  # smoke runs and demos: cap the images per class
-    dedup: str = "exact"  # identical images kept in one split ("off", "exact", "near")
+    dedup: str = "near"  # duplicates kept in one split ("off", "exact", "near"); as `data split`
 
     # --- optimisation
     epochs: int = 80

@@ -113,9 +113,12 @@ class Predictor:
     Args:
         models_dir: the export folder (``MODELS_DIR`` of `cxr-cascade export`).
         name: which model: "cascade" (default), "stage1" or "stage2".
+        rule: the cascade's decision, "gate" or "soft"; None keeps the export's own (its
+            ``decision_rule``, "gate" by default). Another rule is computed from the stage
+            probabilities by `cxr_cascade.evaluation.cascade.cascade_decision`.
     """
 
-    def __init__(self, models_dir: PathLike, name: str = "cascade"):
+    def __init__(self, models_dir: PathLike, name: str = "cascade", rule: Optional[str] = None):
         self.path = find_model(models_dir, name)
         self.name = name
         info_path = self.path / INFO_FILE
@@ -130,6 +133,11 @@ class Predictor:
             )
         self.class_names = list(self.info.get("class_names") or [])
         self.is_cascade = "stage1_probabilities" in outputs
+        if rule is not None:
+            from cxr_cascade.models.cascade import check_rule
+
+            check_rule(rule)
+        self.rule = rule if self.is_cascade else None
 
     def _names(self, key: Optional[str], width: int) -> list[str]:
         info = self.info.get(key, {}) if key else self.info
@@ -152,6 +160,12 @@ class Predictor:
             p2 = out["stage2_probabilities"].numpy()[0]
             result.stage1 = {n: float(p) for n, p in zip(self._names("stage1", len(p1)), p1)}
             result.stage2 = {n: float(p) for n, p in zip(self._names("stage2", len(p2)), p2)}
+            if self.rule is not None and self.rule != self.info.get("decision_rule", "soft"):
+                from cxr_cascade.models.cascade import cascade_decision
+
+                refined = self._names("stage1", len(p1)).index(self.info.get("refined_class", "viral"))
+                index = int(cascade_decision(p1[None], p2[None], refined, self.rule)[0])
+                result.class_index, result.class_name = index, names[index]
         return result
 
     def heatmap(self, data: bytes, prediction: Prediction, out_path: Path) -> Path:

@@ -32,6 +32,11 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 MASK_SEPARATOR = "|"
 
 
+def source_dataset(source: str) -> str:
+    """The data set part of a `Record.source`: "ieee8023/eurorad.org" -> "ieee8023"."""
+    return str(source).split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class Record:
     """One image.
@@ -40,7 +45,9 @@ class Record:
         path: absolute path of the image file.
         label: one of `pipelines.labels.LABELS`.
         patient_id: patient identifier *within its source* (see `patient_key`).
-        source: data set name, e.g. "kermany", "ieee8023", "lung-masks".
+        source: data set name, e.g. "kermany", "ieee8023", "lung-masks", optionally followed by
+            "/" and the publishing origin inside that data set (the ieee8023 reader writes
+            "ieee8023/radiopaedia.org"); `dataset` is the part before the "/".
         split: "train", "val", "test" or "" when not assigned.
         mask_path: lung mask file(s), `MASK_SEPARATOR`-joined, or "".
         license: per-image licence when the data set states one.
@@ -55,9 +62,15 @@ class Record:
     license: str = ""
 
     @property
+    def dataset(self) -> str:
+        """The data set of `source` (its part before "/"): "ieee8023" for "ieee8023/eurorad.org"."""
+        return source_dataset(self.source)
+
+    @property
     def patient_key(self) -> str:
-        """`source:patient_id`: two sources' `person1` are different patients."""
-        return f"{self.source}:{self.patient_id}"
+        """`dataset:patient_id`: two data sets' `person1` are different patients, while one
+        ieee8023 patient whose films come from two publications stays one patient."""
+        return f"{self.dataset}:{self.patient_id}"
 
     def replace(self, **changes) -> "Record":
         return dataclasses.replace(self, **changes)

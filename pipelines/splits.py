@@ -2,7 +2,9 @@
 
 Rules (printed by `cxr-cascade data split`):
 
-1. A patient is `source:patient_id` (`Record.patient_key`), so two sources' `person1` never merge.
+1. A patient is `dataset:patient_id` (`Record.patient_key`), so two data sets' `person1` never
+   merge. With `group_by="source"` all films of one publishing origin ("ieee8023/eurorad.org")
+   form one unit as well; `leave_one_source_out` makes one fold of a leave-one-source-out test.
 2. Units: all images of one patient form a unit; duplicate groups (exact or near, from
    `pipelines.dedup`) join the units of their members, so the copies of one picture and every
    patient they touch land in ONE split. A duplicate is therefore never kept across splits.
@@ -10,7 +12,7 @@ Rules (printed by `cxr-cascade data split`):
    holds such an image goes to test as a whole: its other images are MOVED to test (listed in
    `SplitResult.moved`). The other units of those sources go to train/val only.
 4. Units are assigned greedily, largest first (ties broken by the seeded shuffle), each to the
-   split that most reduces the squared gap, per stratum (source, label), between the split's count
+   split that most reduces the squared gap, per stratum (data set, label), between the split's count
    and its target share; the gap is measured relative to the stratum's size so that small classes
    (21 ieee8023 viral images) are spread as carefully as big ones. This is the idea of scikit-learn's
    StratifiedGroupKFold, but with arbitrary ratios instead of 1/k folds.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -119,7 +121,18 @@ class SplitResult:
     kept_test_sources: tuple[str, ...] = ()
 
 
-def _units(records: Sequence[Record], groups: Iterable[Sequence[int]]) -> list[list[int]]:
+GROUP_BY = ("patient", "source")
+
+
+def grouping_source(record: Record) -> Optional[str]:
+    """The source a record is grouped by under ``group_by="source"``: its `source` when that names
+    a publishing origin inside a data set ("ieee8023/eurorad.org"), else None (a bare data set
+    name such as "kermany" is one hospital's series, grouped by patient as before)."""
+    return record.source if "/" in record.source else None
+
+
+def _units(records: Sequence[Record], groups: Iterable[Sequence[int]],
+           group_by: str = "patient") -> list[list[int]]:
     parent = list(range(len(records)))
 
     def find(item: int) -> int:
@@ -136,6 +149,8 @@ def _units(records: Sequence[Record], groups: Iterable[Sequence[int]]) -> list[l
     first: dict[str, int] = {}
     for index, record in enumerate(records):
         union(first.setdefault(record.patient_key, index), index)
+        if group_by == "source" and grouping_source(record) is not None:
+            union(first.setdefault("source\0" + record.source, index), index)
     for group in groups:
         members = list(group)
         for other in members[1:]:
@@ -156,7 +171,7 @@ def _assign(
     names = [name for name in SPLIT_NAMES if name in ratios]
     if not units:
         return {}
-    strata_of = [Counter((records[i].source, records[i].label) for i in unit) for unit in units]
+    strata_of = [Counter((records[i].dataset, records[i].label) for i in unit) for unit in units]
     totals: Counter = Counter()
     for strata in strata_of:
         totals.update(strata)
@@ -194,8 +209,9 @@ def split_records(
     seed: int = 0,
     keep_official_test: Union[bool, Iterable[str]] = False,
     duplicate_groups: Iterable[Sequence[int]] = (),
+    group_by: str = "patient",
 ) -> SplitResult:
-    """Splits `records` into train/val/test by patient, stratified by (source, label).
+    """Splits `records` into train/val/test by patient, stratified by (data set, label).
 
     Args:
         records: the records; their `split` is read only for `keep_official_test`.
@@ -207,6 +223,10 @@ def split_records(
             a list of source names keeps only those.
         duplicate_groups: groups of record indices that are copies of one image
             (`[g.members for g in DuplicateReport.groups]`); each group ends in one split.
+        group_by: "patient", or "source": besides patients, all films of one publishing origin
+            (`grouping_source`, e.g. "ieee8023/radiopaedia.org") land in one split, so a test
+            source was never seen in training. Ratios are then met only as closely as whole
+            sources allow.
 
     Returns:
         `SplitResult` with new records (input order) and the list of moved images.
@@ -220,6 +240,8 @@ def split_records(
             raise ValueError(f"{name} must be in [0, 1). Received: {name}={value}")
     if val + test >= 1.0:
         raise ValueError(f"val + test must be < 1. Received: val={val}, test={test}")
+    if group_by not in GROUP_BY:
+        raise ValueError(f"`group_by` must be one of {list(GROUP_BY)}. Received: group_by={group_by!r}")
     records = list(records)
     sources_with_test = sorted({r.source for r in records if r.split == "test"})
     if keep_official_test is True:
@@ -237,7 +259,7 @@ def split_records(
             )
     # The same file listed twice (under two patient ids, say) is one image: one unit, always.
     groups = [list(group) for group in duplicate_groups] + same_path_groups(records)
-    units = _units(records, groups)
+    units = _units(records, groups, group_by)
     assignment: dict[int, str] = {}
     moved: list[tuple[str, str, str, str]] = []
     pool_all, pool_trainval = [], []
@@ -274,7 +296,68 @@ def split_records(
     result = [record.replace(split=assignment[i]) for i, record in enumerate(records)]
     assert_patient_disjoint(result)
     assert_duplicates_disjoint(result, groups)
+    if group_by == "source":
+        assert_sources_disjoint(result)
     return SplitResult(result, moved, len(units), tuple(sorted(kept)))
+
+
+def assert_sources_disjoint(records: Iterable[Record]) -> None:
+    """Raises `LeakageError` naming every publishing origin (`grouping_source`) in several splits."""
+    splits: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        if grouping_source(record) is not None:
+            splits[record.source].add(record.split)
+    bad = sorted(f"{s} ({', '.join(sorted(v))})" for s, v in splits.items() if len(v) > 1)
+    if bad:
+        raise LeakageError(f"{len(bad)} source(s) in more than one split: {'; '.join(bad[:10])}")
+
+
+def leave_one_source_out(
+    records: Sequence[Record],
+    held_out: str,
+    *,
+    val: float = 0.1,
+    seed: int = 0,
+    duplicate_groups: Iterable[Sequence[int]] = (),
+) -> SplitResult:
+    """One fold of a leave-one-source-out evaluation: `held_out`'s films are the test split.
+
+    Every film tied to a held-out film (same patient or duplicate image) joins the test split
+    too (listed in `moved`); the rest is split train/val by patient, stratified as
+    `split_records` does. Training on the train split of each fold and evaluating on its test
+    split measures how stage 2 does on a publication it has never seen.
+
+    Raises:
+        ValueError: `held_out` is not a source of `records`, or a bad `val`.
+    """
+    if not 0.0 < val < 1.0:
+        raise ValueError(f"val must be in (0, 1). Received: val={val}")
+    records = list(records)
+    sources = sorted({r.source for r in records})
+    if held_out not in sources:
+        raise ValueError(
+            f"`held_out` must be a source of the records ({len(sources)}: "
+            f"{', '.join(sources[:8])}{'...' if len(sources) > 8 else ''}). Received: held_out={held_out!r}"
+        )
+    groups = [list(group) for group in duplicate_groups]
+    units = _units(records, groups)
+    assignment: dict[int, str] = {}
+    moved: list[tuple[str, str, str, str]] = []
+    rest = []
+    for unit in units:
+        if any(records[i].source == held_out for i in unit):
+            for i in unit:
+                assignment[i] = "test"
+                if records[i].source != held_out:
+                    moved.append((records[i].path, records[i].split or "-", "test",
+                                  f"same patient or duplicate image as a film of {held_out}"))
+        else:
+            rest.append(unit)
+    assignment.update(_assign(records, rest, {"train": 1.0 - val, "val": val}, np.random.default_rng(seed)))
+    result = [record.replace(split=assignment[i]) for i, record in enumerate(records)]
+    assert_patient_disjoint(result)
+    assert_duplicates_disjoint(result, groups)
+    return SplitResult(result, moved, len(units), ())
 
 
 def split_table(records: Iterable[Record]) -> dict[str, dict[str, int]]:

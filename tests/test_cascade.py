@@ -70,6 +70,7 @@ def test_cascade_model_end_to_end_save_and_reload(tmp_path):
     p1 = s1.predict(images, verbose=0)
     p2 = s2.predict(keras.ops.convert_to_numpy(keras.layers.Resizing(12, 12)(images)), verbose=0)
     np.testing.assert_allclose(out["probabilities"], cascade.combine_probabilities(p1, p2), atol=1e-6)
+    np.testing.assert_array_equal(out["class_index"], cascade.cascade_decision(p1, p2))
     assert out["probabilities"].shape == (6, 4)
     path = tmp_path / "cascade.keras"
     model.save(path)
@@ -97,3 +98,59 @@ def test_perfect_stages_give_perfect_cascade():
     p2 = np.eye(2)[np.where(y == 2, 0, 1)]  # stage 2 runs on every image
     m = classification_metrics(y, cascade.combine_probabilities(p1, p2), names)
     assert m["accuracy"] == 1.0 and m["macro_auc"] == 1.0
+
+
+# ------------------------------------------------------------------------ the decision rule
+def _gate_reference(p1, p2, r):
+    """Independent reference: the paper's hard gate written as a loop over films."""
+    out = []
+    for a, b in zip(p1, p2):
+        k = int(np.argmax(a))
+        out.append(k if k < r else r + int(np.argmax(b)) if k == r else k - 1 + len(b))
+    return np.array(out)
+
+
+def test_issue_example_soft_says_normal_gate_says_covid19():
+    p1, p2 = np.array([[0.35, 0.25, 0.40]]), np.array([[0.55, 0.45]])
+    names = cascade.cascade_class_names()
+    np.testing.assert_allclose(cascade.combine_probabilities(p1, p2), [[0.35, 0.25, 0.22, 0.18]])
+    assert names[cascade.cascade_decision(p1, p2, 2, "soft")[0]] == "normal"
+    assert names[cascade.cascade_decision(p1, p2)[0]] == "covid19"  # the gate is the default
+    layer = cascade.CascadeDecision(2)
+    assert int(keras.ops.convert_to_numpy(layer([p1.astype("float32"), p2.astype("float32")]))[0]) == 2
+
+
+@pytest.mark.parametrize("refined_index", [0, 1, 2])
+def test_gate_and_soft_on_random_vectors_match_numpy_reference(refined_index):
+    p1, p2 = _probs(4000, 3, 7), _probs(4000, 2, 8)
+    gate = cascade.cascade_decision(p1, p2, refined_index, "gate")
+    soft = cascade.cascade_decision(p1, p2, refined_index, "soft")
+    np.testing.assert_array_equal(gate, _gate_reference(p1, p2, refined_index))
+    np.testing.assert_array_equal(soft, cascade.combine_probabilities(p1, p2, refined_index).argmax(1))
+    assert 0.01 < np.mean(gate != soft) < 0.3  # the rules do disagree, on a minority of films
+    for rule, expected in (("gate", gate), ("soft", soft)):
+        layer = cascade.CascadeDecision(refined_index, rule)
+        got = keras.ops.convert_to_numpy(layer([p1.astype("float32"), p2.astype("float32")]))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_decision_bad_rule_and_serialisation():
+    with pytest.raises(ValueError, match="rule"):
+        cascade.cascade_decision(np.ones((1, 3)) / 3, np.ones((1, 2)) / 2, 2, "products")
+    with pytest.raises(ValueError, match="rule"):
+        cascade.CascadeDecision(2, "hard")
+    clone = cascade.CascadeDecision.from_config(cascade.CascadeDecision(1, "soft", name="d").get_config())
+    assert (clone.refined_index, clone.rule, clone.name) == (1, "soft", "d")
+
+
+def test_gate_metrics_use_decisions_while_auc_uses_products():
+    names = cascade.cascade_class_names()
+    p1, p2 = _probs(300, 3, 3), _probs(300, 2, 4)
+    y = np.random.default_rng(5).integers(0, 4, 300)
+    products = cascade.combine_probabilities(p1, p2)
+    gate = cascade.cascade_decision(p1, p2)
+    m_gate = classification_metrics(y, products, names, gate)
+    m_soft = classification_metrics(y, products, names)
+    assert m_gate["accuracy"] == pytest.approx(np.mean(gate == y))
+    assert m_soft["accuracy"] == pytest.approx(np.mean(products.argmax(1) == y))
+    assert m_gate["macro_auc"] == m_soft["macro_auc"]

@@ -19,6 +19,8 @@ import tensorflow as tf
 import keras
 
 from cxr_cascade.export import ExportStage, export_models, models_config, rest, serving
+from cxr_cascade.export.serving import StagePreprocessing
+from cxr_cascade.evaluation.cascade import cascade_decision
 from cxr_cascade.export.archive import existing_versions, next_version
 from cxr_cascade.models import MoEx, MomentExchange, build_classifier, build_unet
 from pipelines.datasets import build_dataset
@@ -171,9 +173,14 @@ def test_cascade_outputs_equal_keras_on_evaluation_tensors(setup, batch):
     }
     print(f"batch {batch}: max abs diff bytes->outputs vs Keras on eval tensors: {diffs}")
     assert max(diffs.values()) <= 1e-5, diffs
-    np.testing.assert_array_equal(out["class_index"].numpy(), expected.argmax(-1))
+    # The decision is the paper's hard gate (stage 1's argmax; stage 2's where that is viral),
+    # written out independently, and equal to the evaluation code's.
+    k1, k2 = p1.argmax(-1), p2.argmax(-1)
+    gate = np.where(k1 == 2, 2 + k2, k1)
+    np.testing.assert_array_equal(out["class_index"].numpy(), gate)
+    np.testing.assert_array_equal(out["class_index"].numpy(), cascade_decision(p1, p2, 2, "gate"))
     names = np.array(["normal", "bacterial", "covid19", "viral"])
-    assert [n.decode() for n in out["class_name"].numpy()] == list(names[expected.argmax(-1)])
+    assert [n.decode() for n in out["class_name"].numpy()] == list(names[gate])
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, atol=1e-5)
 
     pre = setup["cascade"].signatures["preprocess"](image_bytes=file_bytes(paths))
@@ -182,6 +189,32 @@ def test_cascade_outputs_equal_keras_on_evaluation_tensors(setup, batch):
     images_out = setup["cascade"].signatures["serving_images"](
         stage1_images=tf.constant(x1), stage2_images=tf.constant(x2))
     assert np.abs(images_out["probabilities"].numpy() - expected).max() <= 1e-5
+
+
+def test_exported_rules_agree_with_evaluation_on_planted_disagreement(setup):
+    """serving_images with stage outputs forced by constant models: the issue's example."""
+    def constant(values, size, name):
+        inputs = keras.Input((size, size, 1))
+        x = keras.layers.GlobalAveragePooling2D()(inputs)
+        x = keras.layers.Dense(len(values), kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant(np.log(values)))(x)
+        return keras.Model(inputs, keras.layers.Softmax()(x), name=name)
+
+    s1 = constant([0.35, 0.25, 0.40], 16, "c1")
+    s2 = constant([0.55, 0.45], 16, "c2")
+    prep = StagePreprocessing(16, lambda data: tf.zeros([16, 16, 1]))
+    x = tf.zeros([2, 16, 16, 1])
+    got = {}
+    for rule in ("gate", "soft"):
+        fn = serving.cascade_endpoints(s1, STAGE1, prep, s2, STAGE2, prep, rule=rule)["serving_images"][0]
+        out = fn(x, x)
+        got[rule] = [n.decode() for n in out["class_name"].numpy()]
+        np.testing.assert_allclose(out["probabilities"].numpy()[0], [0.35, 0.25, 0.22, 0.18], atol=1e-5)
+        p1, p2 = out["stage1_probabilities"].numpy(), out["stage2_probabilities"].numpy()
+        np.testing.assert_array_equal(out["class_index"].numpy(), cascade_decision(p1, p2, 2, rule))
+    assert got == {"gate": ["covid19"] * 2, "soft": ["normal"] * 2}
+    with pytest.raises(ValueError, match="rule"):
+        serving.cascade_endpoints(s1, STAGE1, prep, s2, STAGE2, prep, rule="max")
 
 
 def test_single_models_match_keras(setup):

@@ -129,7 +129,9 @@ def test_predict_json_lines_heatmaps_and_bad_files(exported, capsys, tmp_path):
         expected = [p1[i, 0], p1[i, 1], p1[i, 2] * p2[i, 0], p1[i, 2] * p2[i, 1]]
         got = [row["probabilities"][n] for n in ("normal", "bacterial", "covid19", "viral")]
         np.testing.assert_allclose(got, expected, atol=1e-5)
-        assert row["diagnosis"] == ["normal", "bacterial", "covid19", "viral"][int(np.argmax(expected))]
+        k1 = int(np.argmax(p1[i]))  # the paper's gate: stage 2 decides what stage 1 calls viral
+        gate = 2 + int(np.argmax(p2[i])) if k1 == 2 else k1
+        assert row["diagnosis"] == ["normal", "bacterial", "covid19", "viral"][gate]
         np.testing.assert_allclose(list(row["stage1_probabilities"].values()), p1[i], atol=1e-5)
         heat = cv2.imread(row["heatmap"])
         assert heat is not None and heat.shape[0] == 32 and heat.shape[1] > 64  # original | overlay
@@ -141,6 +143,21 @@ def test_predict_table_and_all_good_exit_code(exported, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:2] == ["file", "diagnosis"] and "p(covid19)" in out[0]
     assert len(out) == 4 and all(str(p) in line for p, line in zip(exported["good"], out[1:]))
+
+
+def test_predict_rule_soft_is_argmax_of_products(exported):
+    from cxr_cascade.predict import Predictor
+
+    names = ["normal", "bacterial", "covid19", "viral"]
+    for path in exported["good"]:
+        data = Path(path).read_bytes()
+        soft = Predictor(exported["models"], rule="soft").predict_bytes(data)
+        gate = Predictor(exported["models"]).predict_bytes(data)
+        products = [soft.probabilities[n] for n in names]
+        assert soft.class_name == names[int(np.argmax(products))]
+        s1, s2 = list(gate.stage1.values()), list(gate.stage2.values())
+        k1 = int(np.argmax(s1))
+        assert gate.class_name == names[2 + int(np.argmax(s2)) if k1 == 2 else k1]
 
 
 def test_predictor_api_and_missing_models(exported, tmp_path):

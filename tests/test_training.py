@@ -311,8 +311,8 @@ def test_stage2_negative_class_choices(phantom_root):
     records = read_sources([ieee, kermany])
     only = select_records(tiny_config("table5_seme_densenet169"), records, [ieee, kermany])
     plus = select_records(tiny_config("table5_seme_densenet169_kermany_viral"), records, [ieee, kermany])
-    assert {r.source for r in only} == {"ieee8023"}
-    assert {(r.source, r.label) for r in plus} == {("ieee8023", "covid19"), ("ieee8023", "viral"),
+    assert {r.dataset for r in only} == {"ieee8023"}  # source: ieee8023/<publishing origin>
+    assert {(r.dataset, r.label) for r in plus} == {("ieee8023", "covid19"), ("ieee8023", "viral"),
                                                    ("kermany", "viral")}
     assert [r for r in plus if r.label == "covid19"] == [r for r in only if r.label == "covid19"]
 

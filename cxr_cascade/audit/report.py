@@ -1,29 +1,34 @@
-"""Run the whole shortcut audit on one model and test set, apply the flag rule, write a report.
+"""Run the whole shortcut audit on one model and test set, apply the calibrated rule, write a report.
 
-Flag rule (``flag_rule``), on the audited test set, chance being the majority-class share and
-"skill" the accuracy above chance. A model within 0.1 of chance on full images is reported as
-*not informative* (it uses nothing, so where it looks means nothing). Otherwise it is flagged
-as probably relying on shortcuts outside the lungs when any part fires:
+Every test is a number with a 95 % patient-bootstrap CI and a margin; a test *fires* only when
+its CI clears the margin. The rule was calibrated on phantoms against a **clean control**: a
+whole-film model trained without any planted shortcut (``cxr_cascade.audit.demo``, model
+``clean``). A test that such a model fails says nothing about shortcuts, so it does not enter the
+verdict (and ``calibrate`` drops any test that the clean control of a run fires):
 
-1. **attention**: the mean share of Grad-CAM mass inside the lungs is below the mean lung share
-   of the image (the model looks at the lungs *less* than a uniform map would);
-2. **lungs removed**: with the lungs blanked the model keeps more than half of its skill
-   (it classifies without seeing the lungs);
-3. **lungs only**: with everything but the lungs blanked the model keeps less than half of its
-   skill (the lungs alone do not carry its decisions);
-4. **pointing** (only with lesion masks, i.e. phantoms): the Grad-CAM peak of the true class
-   falls in the lesion less often than a random point of the lung would (the lesion's mean
-   share of the lung).
+Used in the verdict (a model at least 0.1 above chance is **flagged** when any fires):
 
-Why several parts: on the phantoms a marker whose *position* encodes the label is decoded
-against the surrounding anatomy, so blanking the lungs also destroys the shortcut (part 2 stays
-silent), and a coarse 8 x 8 Grad-CAM of a tiny network smears the marker's evidence over the
-lower lungs (part 1 stays silent), while the lungs-only images and the pointing game expose it
-(parts 3 and 4). A model trained on lung-masked images passes parts 2 and 3 by construction of
-its input; parts 1 and 4 still measure where its evidence lies. The source probe is reported
-without a flag: on real data the source follows the label (all COVID-19 images come from
-ieee8023), so a decodable source alone proves nothing; the probe within each class is the
-number to read.
+1. ``outside_swap``: the placebo-controlled effect of the film *outside* the lungs on the decision,
+   the lungs held fixed (``cxr_cascade.audit.swap``): fires when its CI lies above
+   ``OUTSIDE_MARGIN`` (0.025 of probability). The clean model's effect is 0 within its CI.
+2. ``attention``: the mean per-image difference between the Grad-CAM share inside the lungs and the
+   lungs' share of the image: fires when its CI lies below ``-ATTENTION_MARGIN`` (0.05: what a
+   coarse Grad-CAM smears across the lung border; the old rule, without a margin, flagged 0.330 vs
+   0.355 on the real stage-1 model).
+3. ``lungs_removed``: the share of the skill above chance that survives with the lungs blanked:
+   fires when its CI lies above 0.5 (the model classifies without the lungs).
+
+Reported, not used (the clean control fails them, so they measure the test, not the model):
+
+- ``lungs_only``: accuracy on the lungs alone. Blanking everything around the lungs is a
+  distribution shift that sends every whole-film model to chance, clean or not.
+- ``pointing``: the pointing game on lesion masks (phantoms), relative to a random lung point.
+  The peak of a coarse Grad-CAM of a whole-film model misses small lesions whether or not it
+  reads a shortcut.
+
+The source probe is reported without a flag: on real data the source follows the label (all
+COVID-19 images come from ieee8023), so a decodable source alone proves nothing; the probe within
+each class is the number to read.
 """
 
 from __future__ import annotations
@@ -33,70 +38,140 @@ from typing import Sequence
 
 import numpy as np
 
-from cxr_cascade.audit.ablation import ablation_accuracies
+from cxr_cascade.audit.ablation import ablate, ablation_accuracies, chance_accuracy
 from cxr_cascade.audit.attention import lung_attention
 from cxr_cascade.audit.pointing import lesion_area_share, pointing_game
 from cxr_cascade.audit.probe import pooled_features, source_probe, source_probe_within_classes
+from cxr_cascade.audit.swap import outside_swap_effects
 
-FLAG_RULE_TEXT = (
-    "a model at least 0.1 above chance (majority-class share) is flagged when (1) the mean share "
-    "of Grad-CAM mass inside the lungs is below the lungs' share of the image, or (2) more than "
-    "half of its skill above chance survives with the lungs blanked, or (3) less than half "
-    "survives when only the lungs are shown, or (4) with lesion masks, the heatmap peak of the "
-    "true class hits the lesion less often than a random point of the lung would. The source "
-    "probe is reported, not flagged."
-)
+OUTSIDE_MARGIN = 0.025
+ATTENTION_MARGIN = 0.05
 SKILL_RETAINED_LIMIT = 0.5
 MIN_SKILL = 0.1
+USED_TESTS = ("outside_swap", "attention", "lungs_removed")
+REPORTED_TESTS = ("lungs_only", "pointing")
+
+FLAG_RULE_TEXT = (
+    "a model at least 0.1 above chance (majority-class share) is flagged when the 95 % "
+    "patient-bootstrap CI of any used test clears its margin: (1) outside swap: the rise of a "
+    f"class's probability when only the film outside the lungs comes from that class is above "
+    f"{OUTSIDE_MARGIN}; (2) attention: the Grad-CAM share inside the lungs minus the lungs' area "
+    f"share is below -{ATTENTION_MARGIN}; (3) lungs removed: more than {SKILL_RETAINED_LIMIT} of the "
+    "skill above chance survives with the lungs blanked. Lungs-only accuracy and the pointing game "
+    "are reported, not used: a clean whole-film model fails them. Calibrated on phantoms against a "
+    "clean control (python -m cxr_cascade.audit.demo). The source probe is reported, not flagged."
+)
 
 
-def flag_rule(attention: dict, ablation: dict, pointing: dict | None = None) -> dict:
-    """Apply the documented flag rule.
+def _test(value: dict, margin: float, fires_above: bool, used: bool, what: str) -> dict:
+    low, high = value.get("low"), value.get("high")
+    if used and value.get("value") is not None and low is not None:
+        fired = bool(low > margin) if fires_above else bool(high < margin)
+    else:
+        fired = False
+    return {"value": value.get("value"), "low": low, "high": high, "margin": margin,
+            "fires_when": ("CI above " if fires_above else "CI below ") + f"{margin:g}",
+            "used": used, "fired": fired, "what": what}
+
+
+def audit_tests(predict, images, labels, lung_masks, maps, num_classes: int,
+                patient_ids: Sequence | None = None, lesion_maps=None, lesion_masks=None,
+                fill: float | str = "mean", n_boot: int = 1000, seed: int = 0,
+                pointing_tolerance: int = 0) -> dict:
+    """The calibrated tests (module docstring) with patient-bootstrap CIs: ``{name: {"value",
+    "low", "high", "margin", "fires_when", "used", "fired", "what"}}``."""
+    from cxr_cascade.evaluation.bootstrap import bootstrap_ci
+
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    patient_ids = np.asarray([str(p) for p in (patient_ids if patient_ids is not None else range(n))])
+    ci = lambda stat: bootstrap_ci(stat, patient_ids, n_boot=n_boot, seed=seed)  # noqa: E731
+    tests: dict = {}
+
+    effects = outside_swap_effects(predict, images, labels, lung_masks, num_classes, seed=seed)
+    tests["outside_swap"] = _test(
+        ci(lambda idx: {"v": float(np.nanmean(effects[idx]))})["v"], OUTSIDE_MARGIN, True, True,
+        "rise of a class's probability when the film outside the lungs comes from that class")
+
+    att = lung_attention(maps, lung_masks)
+    diff = np.array([np.nan if s is None else s - a for s, a in zip(att["share"], att["area"])])
+    if np.isfinite(diff).any():
+        value = ci(lambda idx: {"v": float(np.nanmean(diff[idx]))
+                                if np.isfinite(diff[idx]).any() else None})["v"]
+    else:
+        value = {"value": None, "low": None, "high": None}
+    tests["attention"] = _test(value, -ATTENTION_MARGIN, False, True,
+                               "Grad-CAM share inside the lungs minus the lungs' area share")
+
+    images = np.asarray(images, dtype=np.float32)
+    correct = {"full": np.asarray(predict(images)).argmax(1) == labels}
+    for mode in ("lungs_removed", "lungs_only"):
+        correct[mode] = np.asarray(predict(ablate(images, lung_masks, mode, fill))).argmax(1) == labels
+
+    def retained(mode):
+        def stat(idx):
+            chance = chance_accuracy(labels[idx], num_classes)
+            skill = correct["full"][idx].mean() - chance
+            return {"v": float((correct[mode][idx].mean() - chance) / skill) if skill > 1e-9 else None}
+        return ci(stat)["v"]
+
+    tests["lungs_removed"] = _test(retained("lungs_removed"), SKILL_RETAINED_LIMIT, True, True,
+                                   "share of the skill above chance kept with the lungs blanked")
+    tests["lungs_only"] = _test(retained("lungs_only"), SKILL_RETAINED_LIMIT, False, False,
+                                "share of the skill above chance kept on the lungs alone "
+                                "(reported: a clean whole-film model fails it)")
+    if lesion_maps is not None and lesion_masks is not None:
+        game = pointing_game(lesion_maps, lesion_masks, pointing_tolerance)
+        hits = np.array([np.nan if h is None else float(h) for h in game["per_image"]])
+        base = lesion_area_share(lesion_masks, lung_masks)
+        if np.isfinite(hits).any() and base is not None:
+            value = ci(lambda idx: {"v": float(np.nanmean(hits[idx]) - base)
+                                    if np.isfinite(hits[idx]).any() else None})["v"]
+            tests["pointing"] = _test(value, 0.0, False, False,
+                                      "pointing-game hit rate minus a random lung point's "
+                                      "(reported: a clean whole-film model fails it)")
+    return tests
+
+
+def flag_rule(tests: dict, full_accuracy: float, chance: float) -> dict:
+    """The verdict from ``audit_tests``: ``{"flagged", "informative", "reasons", "fired"
+    (names of used tests that fired), one boolean per test name}``."""
+    booleans = {name: bool(t["fired"] and t["used"]) for name, t in tests.items()}
+    if full_accuracy - chance < MIN_SKILL:
+        return {"flagged": False, "informative": False, **booleans, "fired": [], "reasons": [
+            f"not informative: accuracy {full_accuracy:.3f} is within {MIN_SKILL} of chance "
+            f"({chance:.3f}); the model uses nothing, so where it looks means nothing"]}
+    fired = [name for name, t in tests.items() if t["used"] and t["fired"]]
+    reasons = [
+        f"{name}: {tests[name]['value']:.3f} (95 % CI {tests[name]['low']:.3f} to "
+        f"{tests[name]['high']:.3f}), {tests[name]['fires_when']}: {tests[name]['what']}"
+        for name in fired
+    ]
+    return {"flagged": bool(fired), "informative": True, **booleans, "fired": fired, "reasons": reasons}
+
+
+def calibrate(results: dict, control: str = "clean") -> list[str]:
+    """Drops from every verdict the used tests that the clean control fires (a test the clean
+    model fails cannot tell a shortcut from none), recomputing each ``result["flag"]`` in place.
 
     Args:
-        attention: ``lung_attention`` summary; ablation: ``ablation_accuracies`` output;
-        pointing: ``pointing_game`` output with ``baseline_lesion_share_of_lung``, or None.
+        results: ``{model name: run_audit result}``, holding ``control``.
 
     Returns:
-        ``{"flagged", "informative", "reasons" (one sentence per part that fired),
-        "attention", "lungs_removed", "lungs_only", "pointing"}`` (booleans per part).
+        The names of the dropped tests (empty when the control passes every used test).
     """
-    parts = dict(attention=False, lungs_removed=False, lungs_only=False, pointing=False)
-    if ablation["full"] - ablation["chance"] < MIN_SKILL:
-        return {"flagged": False, "informative": False, **parts, "reasons": [
-            f"not informative: accuracy {ablation['full']:.3f} is within {MIN_SKILL} of chance "
-            f"({ablation['chance']:.3f}); the model uses nothing, so where it looks means nothing"]}
-    reasons = []
-    if attention.get("mean_share") is not None and attention["mean_share"] < attention["mean_area"]:
-        parts["attention"] = True
-        reasons.append(
-            f"lung attention share {attention['mean_share']:.3f} is below the lung area share "
-            f"{attention['mean_area']:.3f}"
-        )
-    without = ablation.get("skill_retained_without_lungs")
-    only = ablation.get("skill_retained_lungs_only")
-    if without is not None and without > SKILL_RETAINED_LIMIT:
-        parts["lungs_removed"] = True
-        reasons.append(
-            f"with the lungs removed accuracy is {ablation['lungs_removed']:.3f} "
-            f"(chance {ablation['chance']:.3f}, full {ablation['full']:.3f}): "
-            f"{without:.0%} of the skill survives without lungs"
-        )
-    if only is not None and only < SKILL_RETAINED_LIMIT:
-        parts["lungs_only"] = True
-        reasons.append(
-            f"on the lungs alone accuracy is {ablation['lungs_only']:.3f} "
-            f"(chance {ablation['chance']:.3f}, full {ablation['full']:.3f}): "
-            f"only {max(only, 0.0):.0%} of the skill comes from the lungs"
-        )
-    if pointing and pointing.get("score") is not None and pointing.get("baseline_lesion_share_of_lung") is not None:
-        if pointing["score"] < pointing["baseline_lesion_share_of_lung"]:
-            parts["pointing"] = True
-            reasons.append(
-                f"the heatmap peak falls in the lesion in {pointing['score']:.0%} of images, less "
-                f"than a random point of the lung would ({pointing['baseline_lesion_share_of_lung']:.0%})"
-            )
-    return {"flagged": any(parts.values()), "informative": True, **parts, "reasons": reasons}
+    if control not in results:
+        raise ValueError(f"`control` must name one of the results {sorted(results)}. "
+                         f"Received: control={control!r}")
+    dropped = [name for name, t in results[control]["tests"].items() if t["used"] and t["fired"]]
+    for result in results.values():
+        for name in dropped:
+            result["tests"][name]["used"] = False
+            result["tests"][name]["what"] += " (dropped: the clean control fails it)"
+        abl = result["ablation"]
+        result["flag"] = flag_rule(result["tests"], abl["full"], abl["chance"])
+        result["flag"]["dropped_by_control"] = dropped
+    return dropped
 
 
 def run_audit(
@@ -112,6 +187,8 @@ def run_audit(
     fill: float | str = "mean",
     batch_size: int = 32,
     pointing_tolerance: int = 0,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> tuple[dict, np.ndarray]:
     """All four audits of ``model`` on one test set.
 
@@ -123,6 +200,8 @@ def run_audit(
         lesion_masks: optional ``[N, h, w]`` for the pointing game (phantoms have them).
         sources, patient_ids: optional, for the source probe (grouped by patient).
         method: ``"gradcam"`` or ``"gradcam++"``.
+        n_boot, seed: patient-bootstrap replicates of the tests' CIs and the seed of the CIs and
+            of the outside swap's donors.
 
     Returns:
         ``(result dict, Grad-CAM maps [N, H, W])``; the maps are returned for overlays.
@@ -145,6 +224,7 @@ def run_audit(
         "lung_attention": {k: v for k, v in attention.items() if k not in ("share", "area", "ratio")},
         "ablation": ablation,
     }
+    maps_true = None
     if lesion_masks is not None:
         # Where the model points for the true class: lesions are evidence of the true label.
         maps_true, _ = GradCAM(model, method)(images, class_index=labels, batch_size=batch_size)
@@ -158,7 +238,11 @@ def run_audit(
             "all": source_probe(features, sources, patient_ids),
             "within_class": source_probe_within_classes(features, sources, label_names, patient_ids),
         }
-    result["flag"] = flag_rule(attention, ablation, result.get("pointing_game"))
+    result["tests"] = audit_tests(
+        predict, images, labels, lung_masks, maps, len(class_names), patient_ids,
+        lesion_maps=maps_true, lesion_masks=lesion_masks, fill=fill, n_boot=n_boot, seed=seed,
+        pointing_tolerance=pointing_tolerance)
+    result["flag"] = flag_rule(result["tests"], ablation["full"], ablation["chance"])
     result["per_image"] = {"lung_share": attention["share"], "lung_area": attention["area"]}
     return result, maps
 
@@ -180,7 +264,15 @@ def audit_markdown(result: dict, title: str = "Shortcut audit", figures: Sequenc
                          "not informative (model at chance)") + ".**",
         "",
     ]
-    lines += [f"- {r}" for r in flag["reasons"]] or ["- every part of the rule within its limits"]
+    lines += [f"- {r}" for r in flag["reasons"]] or ["- every used test within its margin"]
+    if result.get("tests"):
+        lines += ["", "| test | value (95 % patient-bootstrap CI) | fires when | in the verdict | fired |",
+                  "|---|---|---|---|---|"]
+        for name, t in result["tests"].items():
+            value = "n/a" if t["value"] is None else (
+                f"{t['value']:.3f}" + ("" if t["low"] is None else f" ({t['low']:.3f} to {t['high']:.3f})"))
+            lines.append(f"| {name}: {t['what']} | {value} | {t['fires_when']} | "
+                         f"{'yes' if t['used'] else 'no'} | {'yes' if t['fired'] else 'no'} |")
     lines += [
         "",
         f"{result['n']} test images, accuracy {result['accuracy']:.3f}, heatmaps: {result['method']}.",
@@ -191,8 +283,8 @@ def audit_markdown(result: dict, title: str = "Shortcut audit", figures: Sequenc
         f"| median attention / area ratio | {_pct(att['median_ratio'])} | 1.0 = uniform map |",
         f"| images with share below lung area | {_pct(att['fraction_below_area'])} | |",
         f"| accuracy, full images | {_pct(abl['full'])} | chance {_pct(abl['chance'])} |",
-        f"| accuracy, lungs removed | {_pct(abl['lungs_removed'])} | skill retained {_pct(abl['skill_retained_without_lungs'])} (flag > {SKILL_RETAINED_LIMIT}) |",
-        f"| accuracy, lungs only | {_pct(abl['lungs_only'])} | skill retained {_pct(abl['skill_retained_lungs_only'])} (flag < {SKILL_RETAINED_LIMIT}) |",
+        f"| accuracy, lungs removed | {_pct(abl['lungs_removed'])} | skill retained {_pct(abl['skill_retained_without_lungs'])} |",
+        f"| accuracy, lungs only | {_pct(abl['lungs_only'])} | skill retained {_pct(abl['skill_retained_lungs_only'])} (reported, not used) |",
     ]
     if "pointing_game" in result:
         pg = result["pointing_game"]

@@ -4,12 +4,15 @@ Examples:
     cxr-cascade audit runs/stage2 --unet runs/unet
     cxr-cascade audit runs/phantom-stage1 --ground-truth build/demo/phantoms/phantoms.csv
 
-Reports on the test split (or --data): the share of Grad-CAM mass inside the lung masks against
-the lungs' share of the image, accuracy with the lungs blanked and with only the lungs shown, a
+Reports on the test split (or --data), each with a 95 % patient-bootstrap CI: the outside swap
+(how much a class's probability rises when only the film outside the lungs comes from a film of
+that class), the share of Grad-CAM mass inside the lung masks against the lungs' share of the
+image, accuracy with the lungs blanked and with only the lungs shown, a
 cross-validated probe of the source data set from the pooled cam_features (overall and within
 each class), and, where lesion masks exist (phantoms: --ground-truth phantoms.csv), the pointing
 game. Lung masks come from the records (ground truth) or the U-Net (--unet). The model is flagged
-when the rule in DIR/audit.md fires (DeGrave et al., Nat. Mach. Intell. 2021: public COVID-19
+when a test of the calibrated rule in DIR/audit.md clears its margin (calibrated on phantoms
+against a clean control: `python -m cxr_cascade.audit.demo`) (DeGrave et al., Nat. Mach. Intell. 2021: public COVID-19
 models learn sources, text and markers instead of lungs). Writes DIR/audit.json, DIR/audit.md
 and a few Grad-CAM overlays. Exit status 0 whether flagged or not; the verdict is printed.
 """

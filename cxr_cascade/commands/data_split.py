@@ -7,12 +7,18 @@ the official test images of the named sources (all that have one when no name is
 to test any image tied to one of them (same patient or duplicate), printing each move. The result
 is proven patient- and duplicate-disjoint before it is written; a leaky manifest is never written.
 `--verify` only checks the given manifests' own split column and exits 1 on any leak.
+`--group-by source` also keeps all films of one publishing origin (a source such as
+"ieee8023/radiopaedia.org", written by the ieee8023 reader) in one split, so that no test source
+was seen in training. `--leave-one-source-out DIR` writes DIR/<source>.csv for every source with
+a publishing origin (or those of --sources): that source is the test split, the rest train/val
+(train a stage-2 model on each and evaluate it on its test split).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
 
 def register(subparsers) -> None:
@@ -44,6 +50,13 @@ def register(subparsers) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="processes that decode images")
     parser.add_argument("--relative", action="store_true",
                         help="write image paths relative to the output manifest's folder")
+    parser.add_argument("--group-by", choices=("patient", "source"), default="patient",
+                        help="unit kept whole in one split: patient, or also the publishing origin")
+    parser.add_argument("--leave-one-source-out", metavar="DIR",
+                        help="write one manifest per source to DIR, that source as the test split")
+    parser.add_argument("--sources", default=None, metavar="SOURCE[,SOURCE]",
+                        help="with --leave-one-source-out: the sources to hold out (default: every "
+                             "source with a publishing origin, e.g. ieee8023/...)")
     parser.add_argument("--verify", action="store_true",
                         help="check the manifests' existing splits for leaks; write nothing")
     parser.set_defaults(func=run)
@@ -66,8 +79,8 @@ def run(args) -> int:
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1. Received: jobs={args.jobs}")
-    if not args.verify and not args.out:
-        raise CLIError("--out is required (or use --verify)")
+    if not args.verify and not args.out and not args.leave_one_source_out:
+        raise CLIError("--out is required (or use --verify or --leave-one-source-out DIR)")
     records = _read(args.manifests)
     if not records:
         raise CLIError("the manifests hold no records")
@@ -95,6 +108,9 @@ def run(args) -> int:
     if report is not None:
         for group in report.groups:
             print(f"kept in one split: {report.describe(group)}")
+    duplicate_groups = [g.members for g in report.groups] if report else ()
+    if args.leave_one_source_out:
+        return _leave_one_source_out(args, records, duplicate_groups)
     keep = bool(args.keep_official_test)
     if args.official_test_sources:
         if not keep:
@@ -102,7 +118,7 @@ def run(args) -> int:
         keep = [name.strip() for name in args.official_test_sources.split(",") if name.strip()]
     result = split_records(
         records, val=args.val, test=args.test, seed=args.seed, keep_official_test=keep,
-        duplicate_groups=[g.members for g in report.groups] if report else (),
+        duplicate_groups=duplicate_groups, group_by=args.group_by,
     )
     for path, old, new, why in result.moved:
         print(f"moved {old} -> {new}: {path} ({why})")
@@ -110,8 +126,41 @@ def run(args) -> int:
         print(f"official test kept for: {', '.join(result.kept_test_sources)}")
     _print_table(split_table(result.records))
     out = write_manifest(result.records, args.out, relative=args.relative)
-    print(f"{out}: {len(result.records)} records in {result.units} patient/duplicate units; "
-          f"patients and duplicates disjoint across splits (checked)")
+    unit = "patient/source/duplicate" if args.group_by == "source" else "patient/duplicate"
+    print(f"{out}: {len(result.records)} records in {result.units} {unit} units; "
+          f"{'sources, ' if args.group_by == 'source' else ''}patients and duplicates disjoint "
+          f"across splits (checked)")
+    return 0
+
+
+def _leave_one_source_out(args, records, duplicate_groups) -> int:
+    from pathlib import Path
+
+    from cxr_cascade.cli import CLIError
+    from pipelines.records import write_manifest
+    from pipelines.splits import grouping_source, leave_one_source_out
+
+    if args.sources:
+        held = [name.strip() for name in args.sources.split(",") if name.strip()]
+    else:
+        held = sorted({r.source for r in records if grouping_source(r) is not None})
+    if not held:
+        raise CLIError("no source with a publishing origin (e.g. ieee8023/...) to hold out; "
+                       "name them with --sources")
+    out_dir = Path(args.leave_one_source_out)
+    for source in held:
+        try:
+            result = leave_one_source_out(records, source, val=args.val, seed=args.seed,
+                                          duplicate_groups=duplicate_groups)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+        name = "".join(c if c.isalnum() or c in "-." else "_" for c in source) + ".csv"
+        out = write_manifest(result.records, out_dir / name, relative=args.relative)
+        test = [r for r in result.records if r.split == "test"]
+        labels = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.label for r in test).items()))
+        print(f"{out}: test = {source}: {len(test)} images ({labels}); "
+              f"{len(result.moved)} tied image(s) moved to test")
+    print(f"{len(held)} leave-one-source-out manifests in {out_dir}")
     return 0
 
 

@@ -41,6 +41,11 @@ def register(subparsers) -> None:
         help="the stage-1 class that stage 2 subdivides (default: viral)",
     )
     parser.add_argument("--no-cascade", action="store_true", help="do not write the cascade model")
+    parser.add_argument(
+        "--rule", choices=("gate", "soft"), default="gate",
+        help="the cascade's decision: gate (the paper's: stage 2 decides the films stage 1 calls "
+             "viral, default) or soft (argmax of the products p1 * p2, which stay the scores)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             refined_class=args.refined_class,
             base_path=args.base_path,
             cascade=not args.no_cascade,
+            rule=args.rule,
             **stages,
         )
     except FileExistsError as err:

@@ -42,13 +42,18 @@ def register(subparsers) -> None:
         help="also write a Grad-CAM overlay per image to DIR/<name>_gradcam.png",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--rule", choices=("gate", "soft"), default=None,
+        help="the cascade's decision: gate (the paper's) or soft (argmax of p1 * p2); "
+             "default: the rule the cascade was exported with",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cxr_cascade.predict import Failure, Predictor, format_table
 
-    predictor = Predictor(args.models, args.model)
+    predictor = Predictor(args.models, args.model, rule=args.rule)
     results = []
     failed = 0
     for result in predictor.predict_files(args.images, heatmap_dir=args.heatmap):

@@ -98,9 +98,12 @@ def classification_cis(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    y_pred=None,
 ) -> dict[str, dict]:
-    """Patient-bootstrap CIs of every headline number of ``classification_metrics``."""
+    """Patient-bootstrap CIs of every headline number of ``classification_metrics`` (decisions
+    ``y_pred`` when given, else the argmax of ``probs``)."""
     y_true = np.asarray(y_true)
+    y_pred = None if y_pred is None else np.asarray(y_pred)
     probs = np.asarray(probs, dtype=np.float64)
     if len(patient_ids) != len(y_true):
         raise ValueError(
@@ -109,6 +112,7 @@ def classification_cis(
         )
 
     def statistic(indices: np.ndarray):
-        return headline_numbers(classification_metrics(y_true[indices], probs[indices], class_names))
+        pred = None if y_pred is None else y_pred[indices]
+        return headline_numbers(classification_metrics(y_true[indices], probs[indices], class_names, pred))
 
     return bootstrap_ci(statistic, patient_ids, n_boot=n_boot, confidence=confidence, seed=seed)

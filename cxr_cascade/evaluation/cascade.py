@@ -8,9 +8,17 @@ stage 2's classes, weighted by the probability of reaching stage 2:
     p(normal) = p1(normal),              p(bacterial) = p1(bacterial).
 
 This is arithmetic, not control flow, so it batches and exports as one graph: both stages run on
-every image and ``CascadeCombine`` mixes their outputs. The rows still sum to one. The class
-constants and ``CascadeCombine`` live with the models (`cxr_cascade.models.cascade`, shared with
-export) and are re-exported here.
+every image and ``CascadeCombine`` mixes their outputs. The rows still sum to one, and they are the
+cascade's *scores* (ROC curves and AUCs). The class constants, ``CascadeCombine`` and
+``CascadeDecision`` live with the models (`cxr_cascade.models.cascade`, shared with export) and are
+re-exported here.
+
+The *decision* follows the paper (section 3): stage 2 refines the films that stage 1 calls viral.
+``rule="gate"`` (the default everywhere) is that hard gate: the stage-1 argmax, and where it is the
+refined class, stage 2's argmax among stage 2's classes. ``rule="soft"`` is the argmax of the
+products above, which disagrees with the gate on some films: p1 = (.35, .25, .40), p2 = (.55, .45)
+gives products (.35, .25, .22, .18), "normal", while the gate says "covid19". The gate is computed
+with ``where`` on the stage-1 argmax (``CascadeDecision``), so it too is one static graph.
 """
 
 from __future__ import annotations
@@ -22,13 +30,20 @@ import numpy as np
 import keras
 
 from cxr_cascade.models.cascade import (  # noqa: F401  (re-exported: they live with the models)
+    DEFAULT_RULE,
     REFINED_CLASS,
+    RULES,
     STAGE1_CLASSES,
     STAGE2_CLASSES,
     CascadeCombine,
+    CascadeDecision,
     cascade_class_names,
+    cascade_decision,
+    check_rule,
     combine_probabilities,
 )
+
+STAGE2_DATASET = "ieee8023"  # the population of the paper's Table 5 (stage 2 alone)
 
 
 def build_cascade_model(
@@ -36,6 +51,7 @@ def build_cascade_model(
     stage2: keras.Model,
     refined_index: int = 2,
     name: str = "cascade",
+    rule: str = DEFAULT_RULE,
 ) -> keras.Model:
     """One-input functional model: both stages on the same image, combined by ``CascadeCombine``.
 
@@ -44,9 +60,11 @@ def build_cascade_model(
     export graph (``cxr_cascade.export``); this model is the arithmetic core evaluated here.
 
     Returns:
-        ``keras.Model(image -> {"probabilities", "stage1_probabilities", "stage2_probabilities"})``
-        with the cascade distribution in ``cascade_class_names`` order.
+        ``keras.Model(image -> {"probabilities", "class_index", "stage1_probabilities",
+        "stage2_probabilities"})`` with the cascade distribution (the scores) in
+        ``cascade_class_names`` order and the decision of `rule` (``CascadeDecision``).
     """
+    check_rule(rule)
     shape1 = tuple(stage1.inputs[0].shape[1:])
     shape2 = tuple(stage2.inputs[0].shape[1:])
     if shape1[-1] != shape2[-1]:
@@ -63,9 +81,11 @@ def build_cascade_model(
     p1 = keras.layers.Identity(name="stage1_probabilities")(p1)
     p2 = keras.layers.Identity(name="stage2_probabilities")(p2)
     probs = CascadeCombine(refined_index, name="probabilities")([p1, p2])
+    index = CascadeDecision(refined_index, rule, name="class_index")([p1, p2])
     return keras.Model(
         image,
-        {"probabilities": probs, "stage1_probabilities": p1, "stage2_probabilities": p2},
+        {"probabilities": probs, "class_index": index,
+         "stage1_probabilities": p1, "stage2_probabilities": p2},
         name=name,
     )
 

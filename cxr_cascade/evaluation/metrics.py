@@ -147,7 +147,7 @@ def one_vs_rest_auc(y_true, probs) -> np.ndarray:
 
 
 def classification_metrics(
-    y_true, probs, class_names: Sequence[str] | None = None
+    y_true, probs, class_names: Sequence[str] | None = None, y_pred=None
 ) -> dict:
     """Every headline number of one classifier on one test set.
 
@@ -155,6 +155,8 @@ def classification_metrics(
         y_true: int array ``[N]``, true class indices.
         probs: float array ``[N, C]``, predicted class probabilities; the prediction is the argmax.
         class_names: ``C`` names; default ``class_0`` ...
+        y_pred: int array ``[N]``, the decisions when they are not the argmax of ``probs`` (the
+            cascade's gate); ``probs`` still score the ROC AUCs.
 
     Returns:
         A JSON-ready dict: ``n``, ``accuracy``, ``macro_f1``, ``macro_auc`` (mean over classes
@@ -174,7 +176,15 @@ def classification_metrics(
             f"`class_names` must have one name per column of `probs` ({num_classes}). "
             f"Received: class_names={list(class_names)}"
         )
-    y_pred = probs.argmax(axis=1)
+    if y_pred is None:
+        y_pred = probs.argmax(axis=1)
+    else:
+        y_pred = _check_labels(y_pred, num_classes)
+        if len(y_pred) != len(y_true):
+            raise ValueError(
+                "`y_pred` must have one decision per label. "
+                f"Received: len(y_pred)={len(y_pred)}, len(y_true)={len(y_true)}"
+            )
     counts = confusion_matrix(y_true, y_pred, num_classes)
     scores = per_class_scores(counts)
     auc = one_vs_rest_auc(y_true, probs)

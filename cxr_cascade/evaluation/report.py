@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from cxr_cascade.evaluation import figures
-from cxr_cascade.evaluation.bootstrap import classification_cis
+from cxr_cascade.evaluation.bootstrap import bootstrap_ci, classification_cis
 from cxr_cascade.evaluation.calibration import expected_calibration_error, reliability_bins
 from cxr_cascade.evaluation.metrics import classification_metrics
 
@@ -66,7 +66,7 @@ def data_summary(records: Iterable, duplicates_removed: int | None = None) -> di
         sources[source] += 1
         images[split] += 1
         labels[split][str(get(record, "label"))] += 1
-        patients[split].add((source, str(get(record, "patient_id"))))
+        patients[split].add((source.split("/", 1)[0], str(get(record, "patient_id"))))
     owner: dict = defaultdict(set)
     for split, ids in patients.items():
         for pid in ids:
@@ -98,6 +98,8 @@ def evaluate_predictions(
     n_boot: int = 1000,
     seed: int = 0,
     n_bins: int = 15,
+    y_pred=None,
+    rule: str | None = None,
 ) -> dict:
     """Metrics, CIs, calibration and figures of one classifier; returns the metrics dict.
 
@@ -106,14 +108,20 @@ def evaluate_predictions(
         class_names: ``C`` names. out_dir: where ``figures/`` go. name: used in figure names.
         n_boot: bootstrap replicates (patients resampled with replacement). seed: bootstrap seed.
         n_bins: calibration bins.
+        y_pred: int ``[N]`` decisions when they are not the argmax of ``probs`` (the cascade's
+            gate); ``probs`` still give the ROC curves, AUCs and calibration.
+        rule: the decision rule's name, recorded as ``decision_rule`` (cascade sections).
     """
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     out_dir = Path(out_dir)
-    metrics = classification_metrics(y_true, probs, class_names)
+    y_pred = probs.argmax(1) if y_pred is None else np.asarray(y_pred)
+    metrics = classification_metrics(y_true, probs, class_names, y_pred)
+    if rule is not None:
+        metrics["decision_rule"] = rule
     metrics["n_patients"] = int(len(set(map(str, patient_ids))))
     metrics["confidence_intervals"] = classification_cis(
-        y_true, probs, patient_ids, class_names, n_boot=n_boot, seed=seed
+        y_true, probs, patient_ids, class_names, n_boot=n_boot, seed=seed, y_pred=y_pred
     )
     metrics["bootstrap"] = {"unit": "patient", "n_boot": n_boot, "seed": seed, "confidence": 0.95}
     bins = reliability_bins(y_true, probs, n_bins)
@@ -123,13 +131,63 @@ def evaluate_predictions(
     metrics["figures"] = {
         "roc": str(figures.plot_roc({name: (y_true, probs)}, class_names, fig_dir / f"roc_{name}.png",
                                     title=f"ROC curves: {name}").relative_to(out_dir)),
-        "confusion": str(figures.plot_confusion(y_true, probs.argmax(1), class_names,
+        "confusion": str(figures.plot_confusion(y_true, y_pred, class_names,
                                                 fig_dir / f"confusion_{name}.png",
                                                 title=f"Confusion matrix: {name}").relative_to(out_dir)),
         "reliability": str(figures.plot_reliability(bins, ece, fig_dir / f"reliability_{name}.png",
                                                     title=f"Reliability: {name}").relative_to(out_dir)),
     }
     return metrics
+
+
+def group_metrics(y_true, probs, groups: Sequence, patient_ids: Sequence,
+                  class_names: Sequence[str], y_pred=None, n_boot: int = 1000,
+                  seed: int = 0) -> dict[str, dict]:
+    """Per-group figures (``cxr-cascade evaluate --by source``): ``{group: {n, n_patients,
+    labels, accuracy (95 % patient-bootstrap CI), macro_auc (or None when the group holds one
+    class)}}``.
+
+    A source holding a single class has no AUC; its accuracy is then the recall of that class, so
+    a source that is all COVID-19 and all right says only that the model calls that source COVID-19.
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    y_pred = probs.argmax(1) if y_pred is None else np.asarray(y_pred)
+    groups = np.asarray([str(g) for g in groups])
+    patient_ids = np.asarray([str(p) for p in patient_ids])
+    out = {}
+    for group in sorted(set(groups.tolist())):
+        rows = np.flatnonzero(groups == group)
+        yt, pr, yp = y_true[rows], probs[rows], y_pred[rows]
+        m = classification_metrics(yt, pr, class_names, yp)
+        ci = bootstrap_ci(
+            lambda idx: {"accuracy": float(np.mean(yt[idx] == yp[idx]))},
+            patient_ids[rows], n_boot=n_boot, seed=seed,
+        )["accuracy"]
+        out[group] = {
+            "n": int(len(rows)),
+            "n_patients": int(len(set(patient_ids[rows].tolist()))),
+            "labels": {class_names[c]: int(k) for c, k in zip(*np.unique(yt, return_counts=True))},
+            "accuracy": ci,
+            "macro_auc": m["macro_auc"] if len(set(yt.tolist())) > 1 else None,
+        }
+    return out
+
+
+def group_markdown(title: str, groups: dict) -> str:
+    lines = [f"### {title}", "", "| group | images | patients | labels | accuracy (95 % CI) | macro ROC AUC |",
+             "|---|---|---|---|---|---|"]
+    for name, g in groups.items():
+        labels = ", ".join(f"{k}: {v}" for k, v in g["labels"].items())
+        auc = "n/a (one class)" if g["macro_auc"] is None else f"{g['macro_auc']:.3f}"
+        lines.append(f"| {name} | {g['n']} | {g['n_patients']} | {labels} | {_fmt(g['accuracy'])} | {auc} |")
+    return "\n".join(lines + [""])
+
+
+RULE_TEXT = {
+    "gate": "the paper's hard gate: stage 2 decides the films stage 1 calls viral",
+    "soft": "argmax of the products p1 * p2",
+}
 
 
 def _fmt(entry: dict | None) -> str:
@@ -147,8 +205,12 @@ def metrics_markdown(name: str, metrics: dict) -> str:
     lines = [
         f"## {name}",
         "",
-        f"{metrics['n']} images of {metrics['n_patients']} patients. Values with 95 % CIs from "
-        f"{metrics['bootstrap']['n_boot']} patient-level bootstrap replicates.",
+        (f"Population: {metrics['population']}. " if metrics.get("population") else "")
+        + f"{metrics['n']} images of {metrics['n_patients']} patients. Values with 95 % CIs from "
+        f"{metrics['bootstrap']['n_boot']} patient-level bootstrap replicates."
+        + (f" Decision rule: **{metrics['decision_rule']}** ({RULE_TEXT.get(metrics['decision_rule'], '')}); "
+           "ROC AUCs and calibration score the products p1 * p2."
+           if metrics.get("decision_rule") else ""),
         "",
         "| metric | value (95 % CI) |",
         "|---|---|",
@@ -176,6 +238,8 @@ def metrics_markdown(name: str, metrics: dict) -> str:
         if key in metrics.get("figures", {}):
             lines.append(f"![{title}: {name}]({metrics['figures'][key]})")
     lines.append("")
+    if metrics.get("by_source"):
+        lines.append(group_markdown(f"{name} by source", metrics["by_source"]))
     return "\n".join(lines)
 
 

@@ -71,6 +71,7 @@ def export_models(
     base_path: str = "/models",
     cascade: bool = True,
     only: Optional[Sequence[str]] = None,
+    rule: str = "gate",
 ) -> dict[str, Path]:
     """Exports the given models (and the cascade when both stages are given) for TF Serving.
 
@@ -85,6 +86,8 @@ def export_models(
         base_path: where the server sees `models_dir` (``/models`` in the docker image).
         cascade: also write the cascade when both stages are given.
         only: write just these of `MODEL_NAMES` (e.g. ``("cascade",)``); default all possible.
+        rule: the cascade's decision, "gate" (the paper's, default) or "soft" (argmax of p1 * p2);
+            recorded as ``decision_rule`` in its info file.
 
     Returns:
         {model name: version folder}.
@@ -122,6 +125,7 @@ def export_models(
                 stage2.class_names,
                 _prep(stage2, lung_unet),
                 refined_class=refined_class,
+                rule=rule,
             ),
             {
                 "kind": "cascade",
@@ -129,6 +133,7 @@ def export_models(
                     stage1.class_names, stage2.class_names, refined_class
                 ),
                 "refined_class": refined_class,
+                "decision_rule": rule,
                 "stage1": {"class_names": list(stage1.class_names), **_describe(stage1)},
                 "stage2": {"class_names": list(stage2.class_names), **_describe(stage2)},
             },

@@ -12,7 +12,10 @@ Each model gets two endpoints (see `cxr_cascade.export.archive`, which writes th
   (8 or 16 bit, gray or colour). Outputs (stable names):
   - classifiers: ``probabilities`` float32 ``[N, C]``, ``class_index`` int64 ``[N]``,
     ``class_name`` tf.string ``[N]``; the cascade adds ``stage1_probabilities`` ``[N, C1]`` and
-    ``stage2_probabilities`` ``[N, C2]`` (stage 2 conditional on the refined stage-1 class);
+    ``stage2_probabilities`` ``[N, C2]`` (stage 2 conditional on the refined stage-1 class), its
+    ``probabilities`` are the products p1 * p2 (the scores) and its ``class_index`` is the decision
+    of the export's rule (default the paper's hard gate, `CascadeDecision`: a `where` on the
+    stage-1 argmax, no Python control flow);
   - the lung U-Net: ``mask_probabilities`` float32 ``[N, S, S, 1]`` and ``mask`` uint8 (0/1).
 * ``serving_images(images)``: the same outputs from already preprocessed float32 images
   ``[N, S, S, 1]``, exactly the tensors the evaluation pipeline feeds the Keras model (the cascade
@@ -447,6 +450,7 @@ def cascade_endpoints(
     stage2_prep: StagePreprocessing,
     refined_class: str = "viral",
     combine: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None,
+    rule: str = "gate",
 ) -> dict[str, Endpoint]:
     """Endpoints of Cascade-SEMEnet: stage 1 on every image, stage 2 refining `refined_class`.
 
@@ -459,8 +463,14 @@ def cascade_endpoints(
         stage1_prep, stage2_prep: each stage's evaluation preprocessing (sizes may differ).
         refined_class: the stage-1 class that stage 2 subdivides ("viral" in the paper).
         combine: ``(p1, p2) -> probabilities`` in `cascade_class_names` order; default
-            `cascade_probabilities`.
+            `cascade_probabilities`. These are the scores; the decision does not read them.
+        rule: the decision, ``class_index`` / ``class_name``: "gate" (the paper's section 3:
+            stage 2 decides where stage 1's argmax is `refined_class`) or "soft" (argmax of the
+            products), by evaluation's own `CascadeDecision`.
     """
+    from cxr_cascade.models.cascade import CascadeDecision, check_rule
+
+    check_rule(rule)
     stage1, tensors1 = _rebuild(stage1)
     stage2, tensors2 = _rebuild(stage2)
     c1 = _check_class_names(stage1, stage1_classes, "stage1_classes")
@@ -477,6 +487,9 @@ def cascade_endpoints(
         p1 = tf.cast(stage1(images1, training=False), tf.float32)
         p2 = tf.cast(stage2(images2, training=False), tf.float32)
         outputs = _class_outputs(combine(p1, p2), names)
+        index = tf.cast(CascadeDecision(refined_index, rule)([p1, p2]), tf.int64)
+        outputs["class_index"] = index
+        outputs["class_name"] = tf.gather(tf.constant(names, dtype=tf.string), index)
         outputs["stage1_probabilities"] = p1
         outputs["stage2_probabilities"] = p2
         return outputs

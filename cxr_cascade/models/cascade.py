@@ -25,13 +25,26 @@ __all__ = [
     "REFINED_CLASS",
     "STAGE1_CLASSES",
     "STAGE2_CLASSES",
+    "RULES",
+    "DEFAULT_RULE",
+    "CascadeDecision",
     "cascade_class_names",
+    "cascade_decision",
+    "check_rule",
     "combine_probabilities",
 ]
 
 STAGE1_CLASSES = ("normal", "bacterial", "viral")
 STAGE2_CLASSES = ("covid19", "viral")
 REFINED_CLASS = "viral"
+RULES = ("gate", "soft")
+DEFAULT_RULE = "gate"
+
+
+def check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise ValueError(f"`rule` must be one of {list(RULES)}. Received: rule={rule!r}")
+    return rule
 
 
 def cascade_class_names(
@@ -66,6 +79,24 @@ def combine_probabilities(p1, p2, refined_index: int = 2) -> np.ndarray:
     _check_shapes(p1.shape, p2.shape, refined_index)
     refined = p1[:, refined_index : refined_index + 1]
     return np.concatenate([p1[:, :refined_index], refined * p2, p1[:, refined_index + 1 :]], axis=1)
+
+
+def cascade_decision(p1, p2, refined_index: int = 2, rule: str = DEFAULT_RULE) -> np.ndarray:
+    """NumPy twin of ``CascadeDecision``: int64 ``[N]`` class indices in ``cascade_class_names`` order.
+
+    ``rule="gate"``: k1 = argmax p1; k1 itself below the refined index, ``refined_index + argmax p2``
+    at it, ``k1 - 1 + C2`` above it. ``rule="soft"``: argmax of ``combine_probabilities``.
+    """
+    check_rule(rule)
+    p1 = np.asarray(p1, dtype=np.float64)
+    p2 = np.asarray(p2, dtype=np.float64)
+    _check_shapes(p1.shape, p2.shape, refined_index)
+    if rule == "soft":
+        return combine_probabilities(p1, p2, refined_index).argmax(axis=1).astype(np.int64)
+    k1 = p1.argmax(axis=1).astype(np.int64)
+    k2 = p2.argmax(axis=1).astype(np.int64)
+    shifted = np.where(k1 > refined_index, k1 - 1 + p2.shape[1], k1)
+    return np.where(k1 == refined_index, refined_index + k2, shifted)
 
 
 def _check_shapes(shape1, shape2, refined_index: int) -> None:
@@ -120,3 +151,55 @@ class CascadeCombine(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "refined_index": self.refined_index}
+
+
+@keras.saving.register_keras_serializable(package="cxr_cascade")
+class CascadeDecision(keras.layers.Layer):
+    """The cascade's decision from both stages' probabilities, without Python control flow.
+
+    Args:
+        refined_index: index of the stage-1 class that stage 2 subdivides (2, "viral").
+        rule: "gate" (default, the paper's section 3: stage 2 decides where stage 1's argmax is
+            the refined class) or "soft" (argmax of ``CascadeCombine``'s products).
+
+    Call arguments:
+        inputs: ``[p1, p2]``, float ``[B, C1]`` and ``[B, C2]``.
+
+    Returns:
+        int32 ``[B]``: class index in ``cascade_class_names`` order (``cascade_decision``'s twin).
+    """
+
+    def __init__(self, refined_index: int = 2, rule: str = DEFAULT_RULE, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(refined_index, bool) or int(refined_index) != refined_index or refined_index < 0:
+            raise ValueError(
+                f"`refined_index` must be a non-negative int. Received: refined_index={refined_index!r}"
+            )
+        self.refined_index = int(refined_index)
+        self.rule = check_rule(rule)
+
+    def build(self, input_shape):
+        shape1, shape2 = input_shape
+        _check_shapes(shape1, shape2, self.refined_index)
+
+    def call(self, inputs):
+        p1, p2 = inputs
+        r = self.refined_index
+        if self.rule == "soft":
+            p2 = ops.cast(p2, p1.dtype)
+            products = ops.concatenate([p1[:, :r], p1[:, r : r + 1] * p2, p1[:, r + 1 :]], axis=-1)
+            return ops.cast(ops.argmax(products, axis=-1), "int32")
+        k1 = ops.cast(ops.argmax(p1, axis=-1), "int32")
+        k2 = ops.cast(ops.argmax(p2, axis=-1), "int32")
+        c2 = ops.cast(ops.shape(p2)[-1], "int32")
+        shifted = ops.where(k1 > r, k1 - 1 + c2, k1)
+        return ops.where(ops.equal(k1, r), k2 + r, shifted)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0],)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((inputs[0].shape[0],), dtype="int32")
+
+    def get_config(self):
+        return {**super().get_config(), "refined_index": self.refined_index, "rule": self.rule}
