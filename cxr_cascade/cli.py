@@ -27,6 +27,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("evaluate", "evaluate"),
     ("gradcam", "gradcam"),
     ("audit", "audit"),
+    ("release", "release"),
+    ("segment", "segment"),
 )
 
 

@@ -96,7 +96,8 @@ def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
     """Loads a trained run: its model, classes, preprocessing and task.
 
     Args:
-        path: a run directory, or a `.keras` / `.weights.h5` file inside one (that file is used).
+        path: a run directory, or a `.keras` / `.weights.h5` file inside one (that file is used),
+            or a model folder of a release (`cxr_cascade.release.load_release`).
         verbose: print the one-line note when an old run folder is rebuilt from weights.
 
     Returns:
@@ -107,7 +108,10 @@ def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
         ValueError: a config.json that does not validate.
     """
     from cxr_cascade.config import load_resolved
+    from cxr_cascade.release import is_release_model, load_release
 
+    if is_release_model(path):  # releases/v1/stage1: sha256-verified float16 weights
+        return load_release(Path(path).parent, Path(path).name)
     run, chosen = _run_dir(path)
     config_path = run / "config.json"
     if not config_path.is_file():

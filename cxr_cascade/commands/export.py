@@ -3,6 +3,7 @@
 Examples:
     cxr-cascade export runs/stage1 runs/stage2 runs/unet --out models
     cxr-cascade export runs/stage1 runs/stage2 --out models --version 3 --force
+    cxr-cascade export --release v1 --out models        # releases/v1, weights sha256-verified
 
 Each RUN is a training run directory; its role (stage 1, stage 2, lung U-Net) is read from its
 config (`task`). With both stages given the cascade is written too. See `cxr_cascade.export`.
@@ -25,7 +26,11 @@ def register(subparsers) -> None:
             "in the graph; serving_images takes preprocessed float images."
         ),
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="training run directories")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="training run directories")
+    parser.add_argument(
+        "--release", metavar="NAME|DIR",
+        help="export a release instead of runs (releases/NAME or a release folder; sha256-verified)",
+    )
     parser.add_argument("--out", required=True, metavar="MODELS_DIR", help="TF Serving base folder")
     parser.add_argument(
         "--version", type=int, default=None, metavar="N",
@@ -56,9 +61,23 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--version must be a positive integer. Received: --version={args.version}")
     from cxr_cascade.export import export_models, load_run
 
+    if bool(args.runs) == bool(args.release):
+        raise CLIError("give either training RUN directories or --release NAME, not both or neither")
+    runs = args.runs
+    if args.release:
+        from pathlib import Path
+
+        from cxr_cascade.release import read_release
+
+        release = Path(args.release)
+        if not release.exists() and (Path("releases") / args.release).exists():
+            release = Path("releases") / args.release
+        folder, data = read_release(release)
+        runs = [str(folder / role) for role in data.get("models") or {}]
+        print(f"release {folder}: {', '.join(data.get('models') or {})}")
     roles = {"stage1": "stage1", "stage2": "stage2", "unet": "lung_unet"}
     stages: dict = {}
-    for path in args.runs:
+    for path in runs:
         stage = load_run(path)
         role = roles.get(stage.task)
         if role is None:

@@ -30,8 +30,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument(
-        "--models", default=os.environ.get("CXR_CASCADE_MODELS", "models"), metavar="MODELS_DIR",
-        help="export folder (default: $CXR_CASCADE_MODELS or ./models)",
+        "--models", default=os.environ.get("CXR_CASCADE_MODELS"), metavar="MODELS_DIR",
+        help="export folder (default: $CXR_CASCADE_MODELS, else ./models, else the newest release "
+             "in releases/, exported once into a cache)",
     )
     parser.add_argument(
         "--model", default="cascade", choices=("cascade", "stage1", "stage2"),
@@ -53,7 +54,24 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cxr_cascade.predict import Failure, Predictor, format_table
 
-    predictor = Predictor(args.models, args.model, rule=args.rule)
+    models = args.models
+    if models is None:
+        models = "models"
+        if not os.path.isdir(models):
+            from cxr_cascade.cli import CLIError
+            from cxr_cascade.release import NO_RELEASE, find_release, release_models_dir
+
+            release = find_release()
+            if release is None:
+                raise CLIError(NO_RELEASE)
+            from cxr_cascade.release import read_release
+
+            models = release_models_dir(release)
+            used = ", ".join(f"{role} {m.get('experiment')}"
+                             for role, m in (read_release(release)[1].get("models") or {}).items())
+            print(f"models: release {release} ({used}; no --models and no ./models)",
+                  file=sys.stderr, flush=True)
+    predictor = Predictor(models, args.model, rule=args.rule)
     results = []
     failed = 0
     for result in predictor.predict_files(args.images, heatmap_dir=args.heatmap):

@@ -1,0 +1,56 @@
+"""`cxr-cascade release build|verify`: the trained models as one float16 release.
+
+Examples:
+    cxr-cascade release build --unet runs/unet --stage1 runs/stage1 --stage2 runs/stage2 --out releases/v1
+    cxr-cascade release verify releases/v1
+
+See `cxr_cascade.release` for the layout (release.json, MODEL_CARD.md, one folder per model).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "release", help="build or verify a release (float16 weights, release.json, model card)",
+        description="Build a release folder from trained runs, or verify one against its sha256.",
+    )
+    sub = parser.add_subparsers(dest="release_command", metavar="ACTION")
+    build = sub.add_parser("build", help="write a release from trained runs")
+    for role in ("unet", "stage1", "stage2"):
+        build.add_argument(f"--{role}", metavar="RUN", help=f"the {role} training run directory")
+    build.add_argument("--out", required=True, metavar="DIR", help="release folder, e.g. releases/v1")
+    build.add_argument("--name", help="release name (default: the folder's name)")
+    build.add_argument("--force", action="store_true", help="replace an existing release there")
+    build.set_defaults(func=run_build)
+    verify = sub.add_parser("verify", help="check every file of a release against its sha256")
+    verify.add_argument("release", metavar="DIR")
+    verify.set_defaults(func=run_verify)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from cxr_cascade.cli import CLIError
+    from cxr_cascade.release import build_release, read_release
+
+    runs = {role: getattr(args, role) for role in ("unet", "stage1", "stage2") if getattr(args, role)}
+    if not runs:
+        raise CLIError("give at least one of --unet RUN, --stage1 RUN, --stage2 RUN")
+    path = build_release(args.out, runs, name=args.name, force=args.force)
+    _, release = read_release(path)
+    for role, entry in release["models"].items():
+        mb = sum(entry["bytes"].values()) / 1e6
+        print(f"{role:7s} {entry['experiment']}: {entry['parameters']:,} parameters, {mb:.1f} MB, "
+              f"weights sha256 {entry['files']['weights.npz'][:16]}...")
+    print(f"total {release['total_bytes'] / 1e6:.1f} MB -> {path} and {path.parent / 'MODEL_CARD.md'}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from cxr_cascade.release import verify_release
+
+    models = verify_release(args.release)
+    print(f"{args.release}: {', '.join(models)} verified (sha256 of every file matches release.json)")
+    return 0

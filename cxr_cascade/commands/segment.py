@@ -1,0 +1,99 @@
+"""`cxr-cascade segment IMAGE... --out DIR [--unet RUN|MODELS_DIR]`: lung masks as PNG files.
+
+Examples:
+    cxr-cascade segment scan1.png scan2.jpg --out masks          # the release's U-Net
+    cxr-cascade segment scans/*.png --out masks --unet runs/unet
+
+Writes DIR/<stem>_mask.png per image: 8-bit, 255 = lung, 0 = background, at the input's own
+size (the U-Net's probability at its input size, resized bilinearly, then thresholded at 0.5).
+A bad file is reported on one line and does not stop the others (exit status 1 when any failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="write lung masks (PNG, 255 = lung) with the U-Net",
+        description="Lung masks for chest X-ray files, at each input's size (255 = lung).",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for <stem>_mask.png")
+    parser.add_argument(
+        "--unet", metavar="RUN",
+        help="a U-Net run directory or release model folder (default: the release in releases/)",
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="lung if p >= this (default 0.5)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cxr_cascade.cli import CLIError
+    from cxr_cascade.release import NO_RELEASE, find_release, load_release
+    from cxr_cascade.runs import load_stage
+
+    if not 0.0 < args.threshold < 1.0:
+        raise CLIError(f"--threshold must be in (0, 1). Received: --threshold={args.threshold}")
+    if args.unet:
+        stage = load_stage(args.unet)
+        used = args.unet
+    else:
+        release = find_release()
+        if release is None:
+            raise CLIError(NO_RELEASE.replace("--models, no ./models and no", "--unet and no"))
+        stage = load_release(release, "unet")
+        used = f"release {release} (unet)"
+    if stage.task != "unet":
+        raise CLIError(f"--unet {args.unet}: a {stage.task} run, not a U-Net run")
+    print(f"lung U-Net: {used}", file=sys.stderr)
+    import cv2
+
+    import tensorflow as tf
+
+    from pipelines.decode import decode_image
+    from pipelines.image_policy import image_bytes_problem
+    from pipelines.preprocess import preprocess_image
+
+    if stage.preprocess.resize_mode != "stretch":
+        raise CLIError(f"{used}: resize_mode={stage.preprocess.resize_mode!r}; segment maps masks "
+                       "back to the input's size for resize_mode='stretch' only")
+    kwargs = {k: v for k, v in stage.preprocess.as_kwargs().items() if k != "segment"}
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for file in args.images:
+        try:
+            data = Path(file).read_bytes()
+        except OSError as err:
+            print(f"cxr-cascade segment: {file}: cannot read ({err.strerror or err})", file=sys.stderr)
+            failed += 1
+            continue
+        problem = image_bytes_problem(data) if data else "empty file (0 bytes)"
+        if problem is None:
+            try:
+                image = decode_image(tf.constant(data))
+            except tf.errors.InvalidArgumentError:
+                problem = "corrupt or truncated image"
+        if problem is not None:
+            print(f"cxr-cascade segment: {file}: {problem}", file=sys.stderr)
+            failed += 1
+            continue
+        x = preprocess_image(image, **kwargs)
+        prob = np.asarray(stage.model(x[None], training=False), dtype=np.float32)[0, ..., 0]
+        height, width = int(image.shape[0]), int(image.shape[1])
+        prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
+        mask = np.where(prob >= args.threshold, 255, 0).astype(np.uint8)
+        target = out / f"{Path(file).stem}_mask.png"
+        cv2.imwrite(str(target), mask)
+        print(f"{file} -> {target} (lung {100 * float(np.mean(mask == 255)):.1f} %)")
+    if failed:
+        print(f"cxr-cascade segment: {failed} of {len(args.images)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+

@@ -1,0 +1,429 @@
+"""A release: the three trained models in float16, with their provenance, served without training.
+
+Layout written by `build_release` (``cxr-cascade release build``)::
+
+    releases/v1/
+      release.json           per model: experiment + resolved config, split manifest sha256,
+                             sha256 of every file below, test metrics (with CIs when the run was
+                             evaluated), training time and machine
+      MODEL_CARD.md          generated from release.json (`render_model_card`)
+      stage1/ stage2/ unet/  one folder per model:
+        config.json          the run's resolved ExperimentConfig (preprocessing included)
+        architecture.json    the Keras model's own serialisation (`model.to_json()`)
+        weights.npz          every weight in `model.weights` order; kernels float16, 1-D arrays
+                             (biases, batch-norm statistics) float32: they are a few kB and the
+                             batch-norm variances lose most of their precision in float16
+        splits.csv           the run's split manifest (evaluation of the release on its test split)
+
+`load_release(path, model)` checks every file of that model against release.json's sha256 before
+anything is read; `cxr_cascade.runs.load_stage` hands a release model folder to it, so evaluate,
+export, gradcam and audit all take ``releases/v1/stage1`` where they take a run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+__all__ = [
+    "MODELS", "RELEASE_FILE", "ReleaseError", "build_release", "find_release", "load_release",
+    "release_models_dir", "render_model_card", "verify_release",
+]
+
+PathLike = Union[str, os.PathLike]
+RELEASE_FILE = "release.json"
+CARD_FILE = "MODEL_CARD.md"
+MODELS = ("stage1", "stage2", "unet")
+MODEL_FILES = ("config.json", "architecture.json", "weights.npz")
+OPTIONAL_FILES = ("splits.csv",)
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+# headline numbers copied from a run's results.json
+HEADLINE = ("accuracy", "macro_f1", "macro_auc", "mean_iou", "dice", "loss")
+
+
+class ReleaseError(ValueError):
+    """A release file that is missing, changed or truncated (one line, naming the file)."""
+
+
+def sha256_file(path: PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------------- writing
+def _store_weights(model, path: Path) -> dict:
+    """weights.npz: key ``NNNN`` per `model.weights` entry; returns dtype counts and params."""
+    arrays, half, full, params = {}, 0, 0, 0
+    for i, variable in enumerate(model.weights):
+        value = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+        params += int(value.size)
+        if value.ndim >= 2 and np.issubdtype(value.dtype, np.floating) and (
+            not value.size or float(np.max(np.abs(value))) < FLOAT16_MAX
+        ):
+            arrays[f"{i:04d}"] = value.astype(np.float16)
+            half += 1
+        else:
+            arrays[f"{i:04d}"] = value
+            full += 1
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    return {"parameters": params, "float16_arrays": half, "full_precision_arrays": full}
+
+
+def _run_summary(run: Path) -> dict:
+    """What release.json says of a run: metrics, evaluation CIs, time, machine."""
+    results = _read_json(run / "results.json") or {}
+    environment = _read_json(run / "environment.json") or {}
+    evaluation = _read_json(run / "evaluation" / "metrics.json")
+    summary: dict = {
+        "test_split": results.get("evaluated_split"),
+        "test_metrics": {k: results[k] for k in HEADLINE if isinstance(results.get(k), (int, float))},
+        "split_counts": results.get("split_counts"),
+        "best_epoch": results.get("best_epoch"),
+        "epochs": results.get("epochs"),
+        "training_seconds": results.get("wall_seconds"),
+        "command": results.get("command") or ((run / "command.txt").read_text().strip()
+                                              if (run / "command.txt").is_file() else None),
+        "machine": {k: environment.get(k) for k in
+                    ("host", "platform", "cpu_count", "tensorflow", "keras", "keras_backend", "gpus")
+                    if k in environment},
+    }
+    if evaluation:
+        sections = evaluation.get("sections") or {
+            k: v for k, v in evaluation.items() if isinstance(v, dict) and "confidence_intervals" in v
+        }
+        summary["evaluation"] = {
+            name: {"n": s.get("n"), "confidence_intervals": s.get("confidence_intervals"),
+                   "macro_auc": s.get("macro_auc")}
+            for name, s in sections.items() if isinstance(s, dict)
+        }
+    audit = _read_json(run / "audit" / "summary.json") or _read_json(run / "audit" / "audit.json")
+    if audit:
+        summary["shortcut_audit"] = {k: audit[k] for k in ("verdict", "flagged", "summary") if k in audit}
+    return summary
+
+
+def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, force: bool = False) -> Path:
+    """Writes a release folder from trained runs.
+
+    Args:
+        out: the release folder (``releases/v1``); must not exist unless `force`.
+        runs: {"stage1" | "stage2" | "unet": run directory}; each run's task must match its key.
+        name: the release name in release.json (default: the folder's name).
+        force: replace an existing folder's files.
+
+    Returns:
+        The path of release.json.
+
+    Raises:
+        ValueError: an unknown key, a run of another task, or `out` exists without `force`.
+    """
+    from cxr_cascade.runs import load_stage
+    from pipelines.atomic import atomic_write_json, atomic_write_text
+
+    out = Path(out)
+    unknown = sorted(set(runs) - set(MODELS))
+    if unknown:
+        raise ValueError(f"`runs` keys must be among {list(MODELS)}. Received: {unknown}")
+    if not runs:
+        raise ValueError("a release needs at least one run. Received: runs={}")
+    if (out / RELEASE_FILE).exists() and not force:
+        raise ValueError(f"{out}: a release exists there already; choose another --out or pass --force")
+    release: dict = {
+        "name": name or out.name,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "format": 1,
+        "weights_format": "weights.npz: model.weights order; kernels float16, 1-D arrays float32",
+        "models": {},
+    }
+    for role in MODELS:
+        if role not in runs:
+            continue
+        run = Path(runs[role])
+        stage = load_stage(run)
+        if stage.task != role:
+            raise ValueError(f"--{role} {run}: a {stage.task} run, not a {role} run")
+        folder = out / role
+        folder.mkdir(parents=True, exist_ok=True)
+        config = stage.config.to_dict()
+        atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
+        atomic_write_text(folder / "architecture.json", stage.model.to_json())
+        stats = _store_weights(stage.model, folder / "weights.npz")
+        split_sha = None
+        if (run / "splits.csv").is_file():
+            (folder / "splits.csv").write_bytes((run / "splits.csv").read_bytes())
+            split_sha = sha256_file(folder / "splits.csv")
+        files = {f: sha256_file(folder / f) for f in MODEL_FILES + OPTIONAL_FILES if (folder / f).is_file()}
+        sizes = {f: (folder / f).stat().st_size for f in files}
+        release["models"][role] = {
+            "experiment": stage.config.name,
+            "paper": stage.config.paper,
+            "config": config,
+            "classes": list(stage.class_names),
+            "run": str(run),
+            "run_weights": stage.weights,
+            "split_manifest_sha256": split_sha,
+            "files": files,
+            "bytes": sizes,
+            **stats,
+            **_run_summary(run),
+        }
+    release["total_bytes"] = sum(sum(m["bytes"].values()) for m in release["models"].values())
+    atomic_write_json(out / RELEASE_FILE, release)
+    atomic_write_text(out / CARD_FILE, render_model_card(release))
+    return out / RELEASE_FILE
+
+
+# --------------------------------------------------------------------------------- reading
+def read_release(path: PathLike) -> tuple[Path, dict]:
+    """(release folder, release.json) of a release folder or its release.json."""
+    path = Path(path)
+    folder = path.parent if path.name == RELEASE_FILE else path
+    data = _read_json(folder / RELEASE_FILE)
+    if data is None:
+        raise ReleaseError(f"{folder / RELEASE_FILE}: missing or not valid JSON; not a release")
+    return folder, data
+
+
+def verify_model(folder: Path, release: dict, model: str) -> dict:
+    """The model's entry in release.json after checking each file's sha256 (ReleaseError else)."""
+    entry = (release.get("models") or {}).get(model)
+    if entry is None:
+        raise ReleaseError(
+            f"{folder / RELEASE_FILE}: no {model!r} model in this release "
+            f"(it has: {', '.join(release.get('models') or {}) or 'none'})"
+        )
+    for name in MODEL_FILES:
+        path = folder / model / name
+        expected = (entry.get("files") or {}).get(name)
+        if not path.is_file():
+            raise ReleaseError(f"{path}: missing from the release")
+        if expected is None or sha256_file(path) != expected:
+            size = path.stat().st_size
+            want = (entry.get("bytes") or {}).get(name)
+            what = "truncated" if want is not None and size < want else "changed"
+            raise ReleaseError(
+                f"{path}: sha256 differs from {RELEASE_FILE} ({what}: {size} bytes"
+                + (f", released {want}" if want is not None else "") + "); refusing to load it"
+            )
+    return entry
+
+
+def verify_release(path: PathLike) -> list[str]:
+    """Checks every model of a release; returns the models verified (ReleaseError on the first bad file)."""
+    folder, release = read_release(path)
+    for model in release.get("models") or {}:
+        verify_model(folder, release, model)
+    return list(release.get("models") or {})
+
+
+def load_release(path: PathLike, model: str):
+    """Loads one model of a release as a `cxr_cascade.runs.Stage`, after verifying its files.
+
+    Args:
+        path: the release folder (or its release.json).
+        model: "stage1", "stage2" or "unet".
+
+    Raises:
+        ReleaseError: a missing, changed or truncated file (names it) or an absent model.
+    """
+    import keras
+
+    import cxr_cascade.models  # noqa: F401  (registers the custom layers)
+    from cxr_cascade.config import from_dict
+    from cxr_cascade.runs import Stage
+
+    if model not in MODELS:
+        raise ValueError(f"`model` must be one of {list(MODELS)}. Received: model={model!r}")
+    folder, release = read_release(path)
+    verify_model(folder, release, model)
+    config = from_dict(json.loads((folder / model / "config.json").read_text()))
+    network = keras.models.model_from_json((folder / model / "architecture.json").read_text())
+    with np.load(folder / model / "weights.npz") as stored:
+        values = [stored[f"{i:04d}"] for i in range(len(stored.files))]
+    if len(values) != len(network.weights):
+        raise ReleaseError(
+            f"{folder / model / 'weights.npz'}: {len(values)} arrays for a model with "
+            f"{len(network.weights)} weights"
+        )
+    for variable, value in zip(network.weights, values):
+        variable.assign(value.astype(variable.dtype))
+    return Stage(
+        task=config.task,
+        model=network,
+        class_names=tuple(config.classes) if config.is_classifier else (),
+        preprocess=config.preprocess,
+        segment=bool(config.preprocess.segment),
+        source=str(folder / model),
+        config=config,
+        weights="weights.npz",
+    )
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def is_release_model(path: PathLike) -> bool:
+    """True for a model folder inside a release (``releases/v1/stage1``)."""
+    path = Path(path)
+    return (path / "weights.npz").is_file() and (path.parent / RELEASE_FILE).is_file()
+
+
+def find_release(root: Optional[PathLike] = None) -> Optional[Path]:
+    """The release `predict` and `segment` use by default: $CXR_CASCADE_RELEASE, else the
+    highest-named ``releases/*/release.json`` under `root` (default: the working directory, then
+    the repository of this package). None when there is none."""
+    explicit = os.environ.get("CXR_CASCADE_RELEASE")
+    if explicit:
+        return Path(explicit)
+    roots = [Path(root)] if root is not None else [Path.cwd(), REPO_ROOT]
+    for base in roots:
+        found = sorted((base / "releases").glob(f"*/{RELEASE_FILE}"))
+        if found:
+            return found[-1].parent
+    return None
+
+
+NO_RELEASE = (
+    "no trained models: no --models, no ./models and no release in releases/ (none is published "
+    "yet; train with `make train-unet train-stage1 train-stage2 DATA=...`, then "
+    "`cxr-cascade release build --unet RUN --stage1 RUN --stage2 RUN --out releases/v1`)"
+)
+
+
+def release_models_dir(release: PathLike, cache: Optional[PathLike] = None) -> Path:
+    """The TF Serving export of a release, written once into a cache folder and reused.
+
+    The cache is keyed by release.json's sha256 (``$CXR_CASCADE_CACHE`` or
+    ``~/.cache/cxr-cascade``), so a changed release is exported afresh.
+    """
+    folder, _ = read_release(release)
+    key = sha256_file(folder / RELEASE_FILE)[:16]
+    base = Path(cache or os.environ.get("CXR_CASCADE_CACHE") or Path.home() / ".cache" / "cxr-cascade")
+    target = base / f"release-{key}"
+    if not (target / "models.config").is_file():
+        export_release(folder, target)
+    return target
+
+
+def export_release(release: PathLike, models_dir: PathLike, **kwargs) -> dict:
+    """`cxr_cascade.export.export_models` on the release's verified models."""
+    from cxr_cascade.export import export_models
+
+    folder, data = read_release(release)
+    present = data.get("models") or {}
+    stages = {}
+    for role, name in (("stage1", "stage1"), ("stage2", "stage2"), ("unet", "lung_unet")):
+        if role in present:
+            stages[name] = load_release(folder, role)
+    return export_models(models_dir, **stages, **kwargs)
+
+
+# ------------------------------------------------------------------------------ model card
+def _fmt(value, digits=3) -> str:
+    return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+
+
+def _metric_lines(entry: dict) -> list[str]:
+    lines = []
+    for name, section in (entry.get("evaluation") or {}).items():
+        for metric, ci in (section.get("confidence_intervals") or {}).items():
+            if isinstance(ci, dict) and "value" in ci:
+                lines.append(f"| {name} | {metric} | {_fmt(ci['value'])} | "
+                             f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))} | {_fmt(section.get('n'))} |")
+    if not lines:
+        for metric, value in (entry.get("test_metrics") or {}).items():
+            lines.append(f"| {entry.get('test_split') or 'test'} | {metric} | {_fmt(value)} | "
+                         "not evaluated (run `cxr-cascade evaluate`) | "
+                         f"{_fmt((entry.get('split_counts') or {}).get('test'))} |")
+    return lines or ["| - | no metrics recorded | - | - | - |"]
+
+
+CARD_TEMPLATE = """# Model card: cxr-cascade release {name}
+
+Generated from `release.json` by `cxr-cascade release build` ({created}); every number below is
+copied from it. Do not edit by hand: rebuild the release.
+
+## Intended use
+Research on chest X-ray classification and its failure modes (Lv et al. 2020's Cascade-SEMEnet,
+reproduced). **Not a medical device; not for diagnosis, triage or any clinical decision.**
+
+## Models
+| model | experiment | image size | parameters | stored size (MB) | weights sha256 |
+|---|---|---|---|---|---|
+{models}
+
+Total stored: {total_mb:.1f} MB (kernels float16, biases and batch-norm statistics float32).
+
+## Training data and known biases
+- Stage 1 (normal / bacterial / viral) is trained on Kermany et al. 2018 only: **pediatric**
+  films (children aged 1-5) from **one hospital** in Guangzhou. Adults, other hospitals and other
+  devices are outside its training distribution.
+- Stage 2 (COVID-19 / other viral) is trained on the ieee8023 covid-chestxray-dataset: mostly
+  **adult** films from many sources, many of them figures cut from papers (tints, arrows, text).
+  Its negative class is small; a class drawn from one source can be recognised by the source.
+- The U-Net is trained on V7 Labs' lung polygons over Kermany and ieee8023 images.
+
+## Metrics (test split; 95 % patient-bootstrap CIs where the run was evaluated)
+| section | metric | value | 95 % CI | n |
+|---|---|---|---|---|
+{metrics}
+
+## Shortcut audit
+{audit}
+
+## Failure modes to expect
+- Stage 1 has seen only children: its output on adult films is not validated.
+- COVID-19 films and the other classes come from different sources and ages: a high stage-2 or
+  cascade score can reflect the source (markers, text, tints), not the disease.
+- Lateral views, CT slices and non-chest images are not rejected; the output is still a class.
+- The cascade's COVID-19 output is only reached through stage 1's "viral" decision (the paper's
+  gate rule): a COVID-19 film stage 1 calls bacterial is never called COVID-19.
+
+## Provenance
+{provenance}
+"""
+
+
+def render_model_card(release: dict) -> str:
+    """MODEL_CARD.md text from a release.json dict (the numbers are never typed by hand)."""
+    models = release.get("models") or {}
+    rows, metrics, audits, provenance = [], [], [], []
+    for role, entry in models.items():
+        size = (entry.get("config") or {}).get("preprocess", {}).get("image_size")
+        mb = sum((entry.get("bytes") or {}).values()) / 1e6
+        rows.append(f"| {role} | {entry.get('experiment')} | {size} | {entry.get('parameters'):,} | "
+                    f"{mb:.1f} | `{(entry.get('files') or {}).get('weights.npz', '')[:16]}...` |")
+        metrics.extend(f"| {role}: " + line[2:] for line in _metric_lines(entry))
+        audit = entry.get("shortcut_audit")
+        audits.append(f"- {role}: " + (json.dumps(audit) if audit else "no audit recorded for this run "
+                                        "(`cxr-cascade audit RUN`)"))
+        machine = entry.get("machine") or {}
+        hours = entry.get("training_seconds")
+        provenance.append(
+            f"- {role}: `{entry.get('command')}`; {entry.get('epochs')} epochs (best "
+            f"{entry.get('best_epoch')}), {_fmt(hours / 3600 if hours else None, 2)} h on "
+            f"{machine.get('platform', 'unknown machine')} ({machine.get('cpu_count', '?')} CPUs); "
+            f"split manifest sha256 `{entry.get('split_manifest_sha256')}`"
+        )
+    return CARD_TEMPLATE.format(
+        name=release.get("name"), created=release.get("created_utc"),
+        models="\n".join(rows), total_mb=release.get("total_bytes", 0) / 1e6,
+        metrics="\n".join(metrics), audit="\n".join(audits), provenance="\n".join(provenance),
+    )

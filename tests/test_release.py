@@ -1,0 +1,177 @@
+"""A release (issue 11): tiny trained runs -> float16 release -> load, export, predict, segment.
+
+The runs are trained here at 32 px on phantoms (stand-in classifiers of test_training, a
+4/8-wide U-Net), so the machinery is what is tested, never the accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from test_training import _train, phantom_root, standin, standin_path, tiny_config  # noqa: F401
+
+from cxr_cascade.cli import main
+
+
+@pytest.fixture(scope="module")
+def release(standin, phantom_root, tmp_path_factory):
+    from cxr_cascade.config import load_experiment
+    from cxr_cascade.release import build_release
+    from cxr_cascade.training.runner import train
+
+    root = tmp_path_factory.mktemp("release")
+    runs = {"stage1": root / "runs" / "stage1", "stage2": root / "runs" / "stage2",
+            "unet": root / "runs" / "unet"}
+    _train(standin, tiny_config(extra=["epochs=1"]), runs["stage1"], [str(phantom_root / "chest_xray")])
+    stage2 = tiny_config("table5_seme_densenet169",
+                         ["epochs=1", "augment.segmented_copies=false", "balance=oversample"])
+    _train(standin, stage2, runs["stage2"], [str(phantom_root / "covid-chestxray-dataset")])
+    unet = load_experiment("unet_lungs", ["image_size=32", "batch_size=4", "epochs=1",
+                                          "unet_filters=4,8", "dedup=off", "max_per_class=12"])
+    train(unet, runs["unet"], data_paths=[str(phantom_root / "lung-masks")], verbose=0, argv=["test"])
+    out = root / "releases" / "v1"
+    build_release(out, {k: str(v) for k, v in runs.items()})
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    scans = []
+    for i, (h, w) in enumerate(((40, 36), (57, 64))):
+        path = images / f"scan{i}.png"
+        cv2.imwrite(str(path), (rng.random((h, w)) * 255).astype(np.uint8))
+        scans.append(path)
+    return {"root": root, "runs": runs, "out": out, "scans": scans}
+
+
+def _inputs(size=32, n=3):
+    return np.random.default_rng(1).random((n, size, size, 1)).astype("float32")
+
+
+def test_release_json_records_provenance_and_weights_are_float16(release):
+    from cxr_cascade.release import sha256_file
+
+    out, runs = release["out"], release["runs"]
+    data = json.loads((out / "release.json").read_text())
+    assert set(data["models"]) == {"stage1", "stage2", "unet"}
+    for role, entry in data["models"].items():
+        run = runs[role]
+        assert entry["experiment"] == json.loads((run / "config.json").read_text())["name"]
+        assert entry["config"]["task"] == role
+        assert entry["split_manifest_sha256"] == sha256_file(run / "splits.csv")
+        assert entry["files"]["weights.npz"] == sha256_file(out / role / "weights.npz")
+        assert entry["training_seconds"] > 0 and entry["machine"]["cpu_count"] >= 1
+        assert entry["test_metrics"], role
+        with np.load(out / role / "weights.npz") as stored:
+            dtypes = {stored[k].ndim >= 2: stored[k].dtype for k in stored.files}
+        assert dtypes[True] == np.float16 and dtypes[False] == np.float32
+    assert data["models"]["stage2"]["config"]["balance"] == "oversample"
+    assert "mean_iou" in data["models"]["unet"]["test_metrics"]
+    card = (out / "MODEL_CARD.md").read_text()
+    accuracy = data["models"]["stage1"]["test_metrics"]["accuracy"]
+    assert f"| stage1: test | accuracy | {accuracy:.3f} |" in card
+    assert "Not a medical device" in card and "pediatric" in card
+    assert not list(out.rglob("*.keras")) and not list(out.rglob("*.h5"))
+
+
+@pytest.mark.parametrize("role", ["stage1", "stage2", "unet"])
+def test_release_weights_give_the_runs_outputs_within_float16(release, role):
+    from cxr_cascade.release import load_release
+    from cxr_cascade.runs import load_stage
+
+    original = load_stage(release["runs"][role])
+    loaded = load_release(release["out"], role)
+    via_load_stage = load_stage(release["out"] / role)  # every consumer's loader takes it too
+    assert loaded.task == via_load_stage.task == role
+    assert loaded.class_names == original.class_names and loaded.preprocess == original.preprocess
+    x = _inputs()
+    want = np.asarray(original.model(x, training=False))
+    got = np.asarray(loaded.model(x, training=False))
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    np.testing.assert_array_equal(np.asarray(via_load_stage.model(x, training=False)), got)
+
+
+@pytest.mark.parametrize("damage", ["changed", "truncated"])
+def test_changed_or_truncated_weights_are_refused_in_one_line(release, tmp_path, capsys, damage):
+    from cxr_cascade.release import ReleaseError, load_release
+
+    copy = tmp_path / "v1"
+    shutil.copytree(release["out"], copy)
+    assert main(["release", "verify", str(copy)]) == 0  # the clean control
+    weights = copy / "stage2" / "weights.npz"
+    data = bytearray(weights.read_bytes())
+    if damage == "changed":
+        data[len(data) // 2] ^= 0x01
+        weights.write_bytes(bytes(data))
+    else:
+        weights.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ReleaseError, match=f"{weights}: sha256 differs .*{damage}"):
+        load_release(copy, "stage2")
+    load_release(copy, "stage1")  # the other models still load
+    capsys.readouterr()
+    assert main(["export", "--release", str(copy), "--out", str(tmp_path / "models")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(weights) in err[0] and damage in err[0]
+    assert not (tmp_path / "models" / "stage1").exists()
+
+
+def test_export_release_writes_the_serving_layout(release, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["export", "--release", str(release["out"]), "--out", str(models)]) == 0
+    for name in ("stage1", "stage2", "lung_unet", "cascade"):
+        assert (models / name / "1" / "saved_model.pb").is_file(), name
+    assert (models / "models.config").is_file()
+    assert main(["export", "--out", str(models)]) == 2  # neither runs nor --release
+    assert "--release" in capsys.readouterr().err
+
+
+def test_predict_defaults_to_the_release(release, tmp_path, monkeypatch, capsys):
+    import cxr_cascade.release as R
+
+    workdir = tmp_path / "work"
+    shutil.copytree(release["out"], workdir / "releases" / "v1")
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("CXR_CASCADE_MODELS", raising=False)
+    monkeypatch.delenv("CXR_CASCADE_RELEASE", raising=False)
+    monkeypatch.setenv("CXR_CASCADE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(R, "REPO_ROOT", tmp_path / "nowhere")
+    scan = str(release["scans"][0])
+    assert main(["predict", scan, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"models: release {workdir / 'releases' / 'v1'} (stage1 table4_resnet50_seme" in captured.err
+    prediction = json.loads(captured.out.strip().splitlines()[-1])
+    assert prediction["file"] == scan and len(prediction["probabilities"]) == 4
+    # no release at all: one line telling how to get one
+    shutil.rmtree(workdir / "releases")
+    assert main(["predict", scan]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no release in releases/" in err[0] and "release build" in err[0]
+
+
+def test_segment_writes_masks_at_the_input_size(release, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CXR_CASCADE_RELEASE", str(release["out"]))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    scans = [str(p) for p in release["scans"]]
+    out = tmp_path / "masks"
+    assert main(["segment", *scans, str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "lung U-Net: release" in err
+    for scan in release["scans"]:
+        mask = cv2.imread(str(out / f"{scan.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        image = cv2.imread(str(scan), cv2.IMREAD_UNCHANGED)
+        assert mask.dtype == np.uint8 and mask.shape == image.shape[:2]
+        assert set(np.unique(mask).tolist()) <= {0, 255}
+    # the same masks from the run itself (within float16: the fraction of flipped pixels is tiny)
+    run_out = tmp_path / "run_masks"
+    assert main(["segment", *scans, "--out", str(run_out), "--unet", str(release["runs"]["unet"])]) == 0
+    for scan in release["scans"]:
+        a = cv2.imread(str(out / f"{scan.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(str(run_out / f"{scan.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert np.mean(a != b) < 0.01
+    assert main(["segment", scans[0], "--out", str(run_out), "--unet", str(release["runs"]["stage1"])]) == 2
+    assert "not a U-Net run" in capsys.readouterr().err
