@@ -105,9 +105,7 @@ def _run_summary(run: Path) -> dict:
                     if k in environment},
     }
     if evaluation:
-        sections = evaluation.get("sections") or {
-            k: v for k, v in evaluation.items() if isinstance(v, dict) and "confidence_intervals" in v
-        }
+        sections = evaluation.get("models") or {}  # `cxr-cascade evaluate RUN`'s sections
         summary["evaluation"] = {
             name: {"n": s.get("n"), "confidence_intervals": s.get("confidence_intervals"),
                    "macro_auc": s.get("macro_auc")}

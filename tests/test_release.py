@@ -35,6 +35,8 @@ def release(standin, phantom_root, tmp_path_factory):
     unet = load_experiment("unet_lungs", ["image_size=32", "batch_size=4", "epochs=1",
                                           "unet_filters=4,8", "dedup=off", "max_per_class=12"])
     train(unet, runs["unet"], data_paths=[str(phantom_root / "lung-masks")], verbose=0, argv=["test"])
+    for role in ("stage1", "unet"):  # stage 2 stays unevaluated: the card must say so
+        assert main(["evaluate", str(runs[role]), "--n-boot", "20"]) == 0
     out = root / "releases" / "v1"
     build_release(out, {k: str(v) for k, v in runs.items()})
     images = root / "images"
@@ -72,8 +74,13 @@ def test_release_json_records_provenance_and_weights_are_float16(release):
     assert data["models"]["stage2"]["config"]["balance"] == "oversample"
     assert "mean_iou" in data["models"]["unet"]["test_metrics"]
     card = (out / "MODEL_CARD.md").read_text()
-    accuracy = data["models"]["stage1"]["test_metrics"]["accuracy"]
-    assert f"| stage1: test | accuracy | {accuracy:.3f} |" in card
+    dice = data["models"]["unet"]["evaluation"]["unet"]["confidence_intervals"]["dice"]
+    assert 0.0 <= dice["low"] <= dice["value"] <= dice["high"] <= 1.0
+    assert f"| unet: unet | dice | {dice['value']:.3f} | {dice['low']:.3f}-{dice['high']:.3f} |" in card
+    accuracy = data["models"]["stage1"]["evaluation"]["stage1"]["confidence_intervals"]["accuracy"]
+    assert f"| stage1: stage1 | accuracy | {accuracy['value']:.3f} |" in card
+    accuracy = data["models"]["stage2"]["test_metrics"]["accuracy"]
+    assert f"| stage2: test | accuracy | {accuracy:.3f} | not evaluated" in card
     assert "Not a medical device" in card and "pediatric" in card
     assert not list(out.rglob("*.keras")) and not list(out.rglob("*.h5"))
 
@@ -175,3 +182,34 @@ def test_segment_writes_masks_at_the_input_size(release, tmp_path, monkeypatch, 
         assert np.mean(a != b) < 0.01
     assert main(["segment", scans[0], "--out", str(run_out), "--unet", str(release["runs"]["stage1"])]) == 2
     assert "not a U-Net run" in capsys.readouterr().err
+
+
+def test_segmentation_metrics_against_hand_counts():
+    from cxr_cascade.evaluation.segmentation import confusion_counts, segmentation_metrics
+
+    truth = np.zeros((2, 4, 4), bool)
+    truth[:, :2, :2] = True  # 4 lung pixels per image
+    probs = np.zeros((2, 4, 4, 1), np.float32)
+    probs[0, :2, :2] = 0.9  # image 0 perfect
+    probs[1, 0, :2] = 0.9  # image 1: tp 2, fn 2, fp 2
+    probs[1, 3, :2] = 0.7
+    np.testing.assert_array_equal(confusion_counts(truth, probs), [[4, 0, 0, 12], [2, 2, 2, 10]])
+    m = segmentation_metrics(truth, probs, ["a", "b"], n_boot=50)
+    assert m["lung_iou"] == pytest.approx((1 + 2 / 6) / 2) and m["dice"] == pytest.approx((1 + 0.5) / 2)
+    # dataset-level, as keras BinaryIoU: lung 6/10, background 22/26
+    assert m["mean_iou"] == pytest.approx((6 / 10 + 22 / 26) / 2)
+    perfect = segmentation_metrics(truth, truth.astype(np.float32), ["a", "b"], n_boot=10)
+    assert perfect["confidence_intervals"]["dice"] == {"value": 1.0, "low": 1.0, "high": 1.0, "n_valid": 10}
+    with pytest.raises(ValueError, match="masks' shape"):
+        confusion_counts(truth, probs[:, :3])
+
+
+def test_evaluate_a_unet_release_model_reports_iou_and_dice(release, tmp_path, capsys):
+    out = tmp_path / "eval"
+    # the release model folder carries its split manifest: the same test split as the run
+    assert main(["evaluate", str(release["out"] / "unet"), "--n-boot", "20", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["models"]["unet"]
+    run_metrics = json.loads((release["runs"]["unet"] / "evaluation" / "metrics.json").read_text())["models"]["unet"]
+    assert metrics["n"] == run_metrics["n"]
+    assert metrics["dice"] == pytest.approx(run_metrics["dice"], abs=0.02)
+    assert "dice" in capsys.readouterr().out

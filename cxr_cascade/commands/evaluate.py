@@ -70,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
     args.run = args.runs[0]
     out = Path(args.out) if args.out else Path(args.run) / "evaluation"
     common = dict(n_boot=args.n_boot, seed=args.seed)
-    stage1 = R.load_stage(args.run)
+    from cxr_cascade.runs import load_stage as load_any
+
+    stage1 = load_any(args.run)
+    if stage1.task == "unet":
+        return _evaluate_unet(args, stage1, out, common)
+    stage1 = R.load_stage(args.run) if not stage1.class_names else stage1
     manifests = [R.manifest_records(args.run)] if (Path(args.run) / "splits.csv").is_file() else []
     extra = {"run": str(args.run), "split": args.split if not args.data else "--data " + " ".join(args.data)}
     comparison = None
@@ -190,5 +195,41 @@ def run(args: argparse.Namespace) -> int:
             f"{'n/a' if m['macro_auc'] is None else format(m['macro_auc'], '.3f')}, "
             f"ECE {m['calibration']['ece']:.3f}"
         )
+    print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return 0
+
+
+def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
+    """A U-Net run (or release model): mean IoU, lung IoU and Dice on its test split, patient-bootstrap CIs."""
+    from cxr_cascade.cli import CLIError
+    from cxr_cascade.evaluation import report
+    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.evaluation.segmentation import segmentation_metrics
+
+    if args.stage2 or len(args.runs) > 1:
+        raise CLIError(f"{args.run}: a U-Net run is evaluated alone (no --stage2, one RUN)")
+    if args.data:
+        records = R.test_records(R.data_records(args.run, args.data), args.split)
+    elif (Path(args.run) / "splits.csv").is_file():
+        records = R.test_records(R.manifest_records(args.run), args.split)
+    else:
+        raise CLIError(f"{args.run}: no splits.csv; pass --data")
+    records = [r for r in records if r.mask_path]
+    if not records:
+        raise CLIError(f"no test images with a lung mask in split {args.split!r}")
+    images = R.load_images(records, stage.preprocess)
+    masks = R.load_lung_masks(records, stage.preprocess)
+    probs = _predict(stage.model, images, args.batch_size)
+    metrics = segmentation_metrics(masks, probs, [r.patient_key for r in records], **common)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json_atomic(out / "metrics.json", {
+        "run": str(args.run), "split": args.split, "models": {"unet": metrics}})
+    ci = metrics["confidence_intervals"]
+    lines = [f"# U-Net evaluation: {args.run}", "", f"n = {metrics['n']} images ({args.split} split), "
+             "95 % patient-bootstrap CIs", "", "| metric | value | 95 % CI |", "|---|---|---|"]
+    for key in ("mean_iou", "lung_iou", "dice"):
+        lines.append(f"| {key} | {ci[key]['value']:.4f} | {ci[key]['low']:.4f}-{ci[key]['high']:.4f} |")
+        print(f"unet: n={metrics['n']} {key} {ci[key]['value']:.4f} ({ci[key]['low']:.4f}-{ci[key]['high']:.4f})")
+    report.write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0

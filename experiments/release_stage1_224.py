@@ -1,0 +1,43 @@
+"""Release stage 1: SEME-ResNet50 at 224x224 on Kermany's official train split, 10 epochs, Adam + cosine, bfloat16.
+
+Paper:   Table 4, row SEME, ResNet50: accuracy 85.62 % at 512 px (its 224 px rows: 69.7-77.5 %);
+         training curve Figure 10(c) (derived from `table4_resnet50_seme`)
+Command: cxr-cascade train release_stage1_224 --data ../shared/data/chest_xray --run-dir runs/stage1
+         (= make train-stage1 DATA=../shared/data/chest_xray STAGE1_EXP=release_stage1_224)
+Data:    Kermany's official test split (624 films) stays test, untouched by training and model
+         selection (the trainer's keep_official_test); validation (~11 %) comes from the official
+         train split, grouped by patient.
+Deviations from `table4_resnet50_seme` and why:
+- image_size 224 instead of 512: the shared Kermany copy is 224 px, and 512 px is ~5x slower.
+- epochs 10 instead of 80, Adam 1e-3 with cosine annealing to 1e-5 instead of SGD 1e-4 constant:
+  the paper's recipe is ~11 h at 224 px on this 2-core CPU; a Kermany epoch is 13-15 min
+  (~4,640 training images at the brief's measured ~5 img/s float32 / ~6 img/s bfloat16), so
+  10 epochs plus validation fit ~2.5 h. SGD at a constant 1e-4 needed the paper's 80 epochs;
+  Adam with a cosine decay converges in a short schedule (`demo_stage1`, same network, phantoms).
+- batch_size 16 instead of 8: fewer, larger steps are a little faster per image on the CPU.
+- mixed_precision bfloat16 (1.15-1.3x faster than float32 here, issue 11; probabilities float32).
+- Kept: SEME (SE r=16, MoEx after the first convolution), GAP head, CLAHE on a random 40 % of
+  training images, no class balancing (the paper's; Kermany's train split is 26 % / 49 % / 26 %).
+Traded: the paper's long constant-LR schedule and input size for a run that fits the budget; a
+lower ceiling than the 512 px row is expected (goal >= 0.80 accuracy, measured on the 624 films).
+"""
+
+from experiments.base import MOEX, SE_REDUCTION, STAGE1, derive
+
+CONFIG = derive(
+    STAGE1,
+    backbone="resnet50",
+    head="gap",
+    se_reduction=SE_REDUCTION,
+    moex=MOEX,
+    preprocess={"image_size": 224},
+    batch_size=16,
+    epochs=10,
+    optimizer="adam",
+    learning_rate=1e-3,
+    lr_min=1e-5,
+    lr_schedule="cosine",
+    mixed_precision="bfloat16",
+    description="Release stage 1: SEME-ResNet50 at 224x224, Kermany official split, 10 epochs (issue 11).",
+    paper="Table 4, row SEME, ResNet50 (85.62 % at 512 px; 224 px rows 69.7-77.5 %); Figure 10(c)",
+)
