@@ -169,3 +169,39 @@ train-unet: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
 
 train-stage2: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
 	$(CLI) train $(STAGE2_EXP) $(if $(DATA),$(TRAIN_DATA),--data $(PHANTOM_DIR)/covid-chestxray-dataset) --unet $(UNET_RUN) --run-dir $(TRAIN_RUNS)/stage2 $(TRAIN_ARGS)
+
+# --- release (issue 11): the release experiments on the real data (~2.5 h each on 2 CPU cores),
+# then evaluation of each run (CIs into release.json), float16 release, verification.
+#   make train-release [SHARED_DATA=../shared/data]   trains unet, stage1, stage2 into RELEASE_RUNS
+#   make release                                       evaluates the runs and writes RELEASE_DIR
+#   make evaluate-release                              evaluates the release end to end into RELEASE_EVAL
+# The release's split manifests (splits.csv) hold the training machine's absolute data paths.
+SHARED_DATA ?= ../shared/data
+RELEASE_RUNS ?= runs/release
+RELEASE_DIR ?= releases/v1
+RELEASE_EVAL ?= experiments/results/release-v1
+.PHONY: train-release release evaluate-release
+train-release: $(STAMP)
+	$(MAKE) train-unet DATA=$(SHARED_DATA)/lung-masks UNET_EXP=release_unet_256 TRAIN_RUNS=$(RELEASE_RUNS)
+	$(MAKE) train-stage1 DATA=$(SHARED_DATA)/chest_xray STAGE1_EXP=release_stage1_224 TRAIN_RUNS=$(RELEASE_RUNS)
+	$(MAKE) train-stage2 DATA=$(SHARED_DATA)/covid-chestxray-dataset STAGE2_EXP=release_stage2_224 TRAIN_RUNS=$(RELEASE_RUNS)
+
+release: $(STAMP)
+	$(CLI) evaluate $(RELEASE_RUNS)/unet
+	$(CLI) evaluate $(RELEASE_RUNS)/stage1
+	$(CLI) evaluate $(RELEASE_RUNS)/stage2 --by source
+	$(CLI) release build --unet $(RELEASE_RUNS)/unet --stage1 $(RELEASE_RUNS)/stage1 \
+		--stage2 $(RELEASE_RUNS)/stage2 --out $(RELEASE_DIR)
+	$(CLI) release verify $(RELEASE_DIR)
+
+# U-Net mean IoU / lung IoU / Dice on its test split; stage 1 on Kermany's official test (624);
+# stage 2 on its patient-grouped test split by source; the 4-class cascade on the union of both
+# test splits under the paper's gate rule (and the soft rule beside it); patient-bootstrap CIs,
+# confusion matrices and ROC curves in each folder's report.md and figures/.
+evaluate-release: $(STAMP)
+	$(CLI) release verify $(RELEASE_DIR)
+	$(CLI) evaluate $(RELEASE_DIR)/unet --out $(RELEASE_EVAL)/unet
+	$(CLI) evaluate $(RELEASE_DIR)/stage1 --out $(RELEASE_EVAL)/stage1
+	$(CLI) evaluate $(RELEASE_DIR)/stage2 --by source --out $(RELEASE_EVAL)/stage2
+	$(CLI) evaluate $(RELEASE_DIR)/stage1 --stage2 $(RELEASE_DIR)/stage2 --unet $(RELEASE_DIR)/unet \
+		--rule gate --by source --out $(RELEASE_EVAL)/cascade

@@ -12,7 +12,8 @@ Deviations from `table4_resnet50_seme` and why:
 - epochs 10 instead of 80, Adam 1e-3 with cosine annealing to 1e-5 instead of SGD 1e-4 constant:
   the paper's recipe is ~11 h at 224 px on this 2-core CPU; a Kermany epoch is 13-15 min
   (~4,640 training images at the brief's measured ~5 img/s float32 / ~6 img/s bfloat16), so
-  10 epochs plus validation fit ~2.5 h. SGD at a constant 1e-4 needed the paper's 80 epochs;
+  10 epochs plus validation fit ~2.5 h. The cosine schedule spans the set epochs: if the first
+  epoch (history.csv `seconds`) takes over 15 min, restart with `TRAIN_ARGS="--set epochs=8"`. SGD at a constant 1e-4 needed the paper's 80 epochs;
   Adam with a cosine decay converges in a short schedule (`demo_stage1`, same network, phantoms).
 - batch_size 16 instead of 8: fewer, larger steps are a little faster per image on the CPU.
 - mixed_precision bfloat16 (1.15-1.3x faster than float32 here, issue 11; probabilities float32).

@@ -30,7 +30,7 @@ def release(standin, phantom_root, tmp_path_factory):
             "unet": root / "runs" / "unet"}
     _train(standin, tiny_config(extra=["epochs=1"]), runs["stage1"], [str(phantom_root / "chest_xray")])
     stage2 = tiny_config("table5_seme_densenet169",
-                         ["epochs=1", "augment.segmented_copies=false", "balance=oversample"])
+                         ["epochs=1", "augment.segmented_copies=false", "balance=sample_weight"])
     _train(standin, stage2, runs["stage2"], [str(phantom_root / "covid-chestxray-dataset")])
     unet = load_experiment("unet_lungs", ["image_size=32", "batch_size=4", "epochs=1",
                                           "unet_filters=4,8", "dedup=off", "max_per_class=12"])
@@ -71,7 +71,7 @@ def test_release_json_records_provenance_and_weights_are_float16(release):
         with np.load(out / role / "weights.npz") as stored:
             dtypes = {stored[k].ndim >= 2: stored[k].dtype for k in stored.files}
         assert dtypes[True] == np.float16 and dtypes[False] == np.float32
-    assert data["models"]["stage2"]["config"]["balance"] == "oversample"
+    assert data["models"]["stage2"]["config"]["balance"] == "sample_weight"
     assert "mean_iou" in data["models"]["unet"]["test_metrics"]
     card = (out / "MODEL_CARD.md").read_text()
     dice = data["models"]["unet"]["evaluation"]["unet"]["confidence_intervals"]["dice"]
@@ -204,7 +204,7 @@ def test_segmentation_metrics_against_hand_counts():
         confusion_counts(truth, probs[:, :3])
 
 
-def test_evaluate_a_unet_release_model_reports_iou_and_dice(release, tmp_path, capsys):
+def test_evaluate_release_models_unet_iou_dice_and_cascade(release, tmp_path, capsys):
     out = tmp_path / "eval"
     # the release model folder carries its split manifest: the same test split as the run
     assert main(["evaluate", str(release["out"] / "unet"), "--n-boot", "20", "--out", str(out)]) == 0
@@ -213,3 +213,9 @@ def test_evaluate_a_unet_release_model_reports_iou_and_dice(release, tmp_path, c
     assert metrics["n"] == run_metrics["n"]
     assert metrics["dice"] == pytest.approx(run_metrics["dice"], abs=0.02)
     assert "dice" in capsys.readouterr().out
+    # the 4-class cascade of the release models on the union of both test splits (gate rule)
+    cascade = tmp_path / "cascade"
+    assert main(["evaluate", str(release["out"] / "stage1"), "--stage2", str(release["out"] / "stage2"),
+                 "--n-boot", "20", "--out", str(cascade)]) == 0
+    sections = json.loads((cascade / "metrics.json").read_text())["models"]
+    assert sections["cascade"]["decision_rule"] == "gate" and "accuracy" in sections["cascade"]["confidence_intervals"]
