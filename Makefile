@@ -173,7 +173,7 @@ train-stage2: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
 # --- release (issue 11): the release experiments on the real data (~2.5 h each on 2 CPU cores),
 # then evaluation of each run (CIs into release.json), float16 release, verification.
 #   make train-release [SHARED_DATA=../shared/data]   trains unet, stage1, stage2 into RELEASE_RUNS
-#   make release                                       evaluates the runs and writes RELEASE_DIR
+#   make release                                       evaluates and audits the runs, writes RELEASE_DIR
 #   make evaluate-release                              evaluates the release end to end into RELEASE_EVAL
 # The release's split manifests (splits.csv) hold the training machine's absolute data paths.
 SHARED_DATA ?= ../shared/data
@@ -190,6 +190,8 @@ release: $(STAMP)
 	$(CLI) evaluate $(RELEASE_RUNS)/unet
 	$(CLI) evaluate $(RELEASE_RUNS)/stage1
 	$(CLI) evaluate $(RELEASE_RUNS)/stage2 --by source
+	$(CLI) audit $(RELEASE_RUNS)/stage1 --unet $(RELEASE_RUNS)/unet
+	$(CLI) audit $(RELEASE_RUNS)/stage2 --unet $(RELEASE_RUNS)/unet
 	$(CLI) release build --unet $(RELEASE_RUNS)/unet --stage1 $(RELEASE_RUNS)/stage1 \
 		--stage2 $(RELEASE_RUNS)/stage2 --out $(RELEASE_DIR)
 	$(CLI) release verify $(RELEASE_DIR)

@@ -111,9 +111,14 @@ def _run_summary(run: Path) -> dict:
                    "macro_auc": s.get("macro_auc")}
             for name, s in sections.items() if isinstance(s, dict)
         }
-    audit = _read_json(run / "audit" / "summary.json") or _read_json(run / "audit" / "audit.json")
-    if audit:
-        summary["shortcut_audit"] = {k: audit[k] for k in ("verdict", "flagged", "summary") if k in audit}
+    audit = _read_json(run / "audit" / "audit.json")  # `cxr-cascade audit RUN`
+    if audit and isinstance(audit.get("flag"), dict):
+        flag = audit["flag"]
+        summary["shortcut_audit"] = {
+            "verdict": "FLAGGED" if flag.get("flagged") else
+                       "not flagged" if flag.get("informative") else "not informative (model at chance)",
+            "reasons": flag.get("reasons") or [],
+        }
     return summary
 
 
@@ -410,8 +415,9 @@ def render_model_card(release: dict) -> str:
                     f"{mb:.1f} | `{(entry.get('files') or {}).get('weights.npz', '')[:16]}...` |")
         metrics.extend(f"| {role}: " + line[2:] for line in _metric_lines(entry))
         audit = entry.get("shortcut_audit")
-        audits.append(f"- {role}: " + (json.dumps(audit) if audit else "no audit recorded for this run "
-                                        "(`cxr-cascade audit RUN`)"))
+        audits.append(f"- {role}: " + (
+            f"**{audit['verdict']}**" + "".join(f"; {r}" for r in audit["reasons"]) if audit
+            else "no audit recorded for this run (`cxr-cascade audit RUN` before `release build`)"))
         machine = entry.get("machine") or {}
         hours = entry.get("training_seconds")
         provenance.append(

@@ -219,3 +219,17 @@ def test_evaluate_release_models_unet_iou_dice_and_cascade(release, tmp_path, ca
                  "--n-boot", "20", "--out", str(cascade)]) == 0
     sections = json.loads((cascade / "metrics.json").read_text())["models"]
     assert sections["cascade"]["decision_rule"] == "gate" and "accuracy" in sections["cascade"]["confidence_intervals"]
+
+
+def test_model_card_states_the_audit_verdict_or_its_absence(release, tmp_path):
+    from cxr_cascade.release import _run_summary, render_model_card
+
+    data = json.loads((release["out"] / "release.json").read_text())
+    assert "no audit recorded" in render_model_card(data)
+    run = tmp_path / "run"
+    (run / "audit").mkdir(parents=True)
+    (run / "audit" / "audit.json").write_text(json.dumps(
+        {"flag": {"flagged": True, "informative": True, "reasons": ["lung attention 0.20 < area 0.35"]}}))
+    data["models"]["stage2"].update(_run_summary(run))
+    card = render_model_card(data)
+    assert "- stage2: **FLAGGED**; lung attention 0.20 < area 0.35" in card
