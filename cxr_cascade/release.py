@@ -10,7 +10,8 @@ Layout written by `build_release` (``cxr-cascade release build``)::
       stage1/ stage2/ unet/  one folder per model:
         config.json          the run's resolved ExperimentConfig (preprocessing included)
         architecture.json    the Keras model's own serialisation (`model.to_json()`)
-        weights.npz          every weight in `model.weights` order; kernels float16, 1-D arrays
+        weights.npz          every weight in `model.weights` order (key NNNN, names in `paths`,
+                             checked on load); kernels float16, 1-D arrays
                              (biases, batch-norm statistics) float32: they are a few kB and the
                              batch-norm variances lose most of their precision in float16
         splits.csv           the run's split manifest (evaluation of the release on its test split)
@@ -81,6 +82,7 @@ def _store_weights(model, path: Path) -> dict:
         else:
             arrays[f"{i:04d}"] = value
             full += 1
+    arrays["paths"] = np.array([variable.path for variable in model.weights])
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)
     return {"parameters": params, "float16_arrays": half, "full_precision_arrays": full}
@@ -155,13 +157,14 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
         "weights_format": "weights.npz: model.weights order; kernels float16, 1-D arrays float32",
         "models": {},
     }
-    for role in MODELS:
-        if role not in runs:
-            continue
+    stages = {}
+    for role in MODELS:  # every run is checked before anything is written
+        if role in runs:
+            stages[role] = load_stage(runs[role])
+            if stages[role].task != role:
+                raise ValueError(f"--{role} {runs[role]}: a {stages[role].task} run, not a {role} run")
+    for role, stage in stages.items():
         run = Path(runs[role])
-        stage = load_stage(run)
-        if stage.task != role:
-            raise ValueError(f"--{role} {run}: a {stage.task} run, not a {role} run")
         folder = out / role
         folder.mkdir(parents=True, exist_ok=True)
         config = stage.config.to_dict()
@@ -259,11 +262,12 @@ def load_release(path: PathLike, model: str):
     config = from_dict(json.loads((folder / model / "config.json").read_text()))
     network = keras.models.model_from_json((folder / model / "architecture.json").read_text())
     with np.load(folder / model / "weights.npz") as stored:
-        values = [stored[f"{i:04d}"] for i in range(len(stored.files))]
-    if len(values) != len(network.weights):
+        paths = [str(p) for p in stored["paths"]]
+        values = [stored[f"{i:04d}"] for i in range(len(paths))]
+    if paths != [variable.path for variable in network.weights]:
         raise ReleaseError(
-            f"{folder / model / 'weights.npz'}: {len(values)} arrays for a model with "
-            f"{len(network.weights)} weights"
+            f"{folder / model / 'weights.npz'}: its {len(paths)} weights do not match the "
+            f"{len(network.weights)} of architecture.json (names or order differ)"
         )
     for variable, value in zip(network.weights, values):
         variable.assign(value.astype(variable.dtype))

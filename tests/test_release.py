@@ -69,7 +69,7 @@ def test_release_json_records_provenance_and_weights_are_float16(release):
         assert entry["training_seconds"] > 0 and entry["machine"]["cpu_count"] >= 1
         assert entry["test_metrics"], role
         with np.load(out / role / "weights.npz") as stored:
-            dtypes = {stored[k].ndim >= 2: stored[k].dtype for k in stored.files}
+            dtypes = {stored[k].ndim >= 2: stored[k].dtype for k in stored.files if k != "paths"}
         assert dtypes[True] == np.float16 and dtypes[False] == np.float32
     assert data["models"]["stage2"]["config"]["balance"] == "sample_weight"
     assert "mean_iou" in data["models"]["unet"]["test_metrics"]
@@ -233,3 +233,16 @@ def test_model_card_states_the_audit_verdict_or_its_absence(release, tmp_path):
     data["models"]["stage2"].update(_run_summary(run))
     card = render_model_card(data)
     assert "- stage2: **FLAGGED**; lung attention 0.20 < area 0.35" in card
+
+
+def test_release_build_command_refuses_a_wrong_role_and_an_existing_release(release, tmp_path, capsys):
+    runs, out = release["runs"], tmp_path / "v2"
+    assert main(["release", "build", "--stage1", str(runs["stage1"]), "--out", str(out)]) == 0
+    assert "stage1  table4_resnet50_seme" in capsys.readouterr().out
+    assert set(json.loads((out / "release.json").read_text())["models"]) == {"stage1"}
+    assert main(["release", "build", "--stage1", str(runs["stage1"]), "--out", str(out)]) == 2
+    assert "a release exists there already" in capsys.readouterr().err
+    assert main(["release", "build", "--unet", str(runs["stage1"]), "--out", str(tmp_path / "v3")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a stage1 run, not a unet run" in err[0]
+    assert main(["release", "build", "--out", str(tmp_path / "v4")]) == 2

@@ -10,6 +10,7 @@ See `cxr_cascade.release` for the layout (release.json, MODEL_CARD.md, one folde
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers) -> None:
@@ -45,6 +46,9 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"{role:7s} {entry['experiment']}: {entry['parameters']:,} parameters, {mb:.1f} MB, "
               f"weights sha256 {entry['files']['weights.npz'][:16]}...")
     print(f"total {release['total_bytes'] / 1e6:.1f} MB -> {path} and {path.parent / 'MODEL_CARD.md'}")
+    if release["total_bytes"] > 100e6:
+        print(f"warning: {path.parent}: {release['total_bytes'] / 1e6:.1f} MB, over the 100 MB a "
+              "committed release may take (issue 11)", file=sys.stderr)
     return 0
 
 
