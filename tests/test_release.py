@@ -41,11 +41,12 @@ def release(standin, phantom_root, tmp_path_factory):
     build_release(out, {k: str(v) for k, v in runs.items()})
     images = root / "images"
     images.mkdir()
-    rng = np.random.default_rng(0)
-    scans = []
-    for i, (h, w) in enumerate(((40, 36), (57, 64))):
+    scans = []  # phantom radiographs at sizes other than the models' 32 px
+    sources = sorted((phantom_root / "lung-masks" / "images").iterdir())[:2]
+    for i, (source, (h, w)) in enumerate(zip(sources, ((40, 36), (57, 64)))):
         path = images / f"scan{i}.png"
-        cv2.imwrite(str(path), (rng.random((h, w)) * 255).astype(np.uint8))
+        image = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(path), cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA))
         scans.append(path)
     return {"root": root, "runs": runs, "out": out, "scans": scans}
 
@@ -132,6 +133,16 @@ def test_export_release_writes_the_serving_layout(release, tmp_path, capsys):
     for name in ("stage1", "stage2", "lung_unet", "cascade"):
         assert (models / name / "1" / "saved_model.pb").is_file(), name
     assert (models / "models.config").is_file()
+    # segment with the exported lung_unet = segment with the release's U-Net
+    scans = [str(p) for p in release["scans"]]
+    assert main(["segment", *scans, "--out", str(tmp_path / "a"), "--unet", str(models)]) == 0
+    assert main(["segment", *scans, "--out", str(tmp_path / "b"), "--unet", str(release["out"] / "unet")]) == 0
+    for scan in release["scans"]:
+        a = cv2.imread(str(tmp_path / "a" / f"{scan.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(str(tmp_path / "b" / f"{scan.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert a.shape == cv2.imread(str(scan), cv2.IMREAD_UNCHANGED).shape[:2]
+        assert np.mean(a != b) < 0.01
+        assert 0.0 < np.mean(b == 255) < 1.0  # a real mask, not an empty or full one
     assert main(["export", "--out", str(models)]) == 2  # neither runs nor --release
     assert "--release" in capsys.readouterr().err
 

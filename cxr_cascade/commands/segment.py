@@ -3,6 +3,7 @@
 Examples:
     cxr-cascade segment scan1.png scan2.jpg --out masks          # the release's U-Net
     cxr-cascade segment scans/*.png --out masks --unet runs/unet
+    cxr-cascade segment scan1.png --out masks --unet models     # the exported lung_unet
 
 Writes DIR/<stem>_mask.png per image: 8-bit, 255 = lung, 0 = background, at the input's own
 size (the U-Net's probability at its input size, resized bilinearly, then thresholded at 0.5).
@@ -25,7 +26,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for <stem>_mask.png")
     parser.add_argument(
         "--unet", metavar="RUN",
-        help="a U-Net run directory or release model folder (default: the release in releases/)",
+        help="a U-Net run directory, a release model folder (releases/v1/unet) or an export folder "
+             "holding lung_unet/ (default: the release in releases/)",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="lung if p >= this (default 0.5)")
     parser.set_defaults(func=run)
@@ -40,7 +42,16 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.threshold < 1.0:
         raise CLIError(f"--threshold must be in (0, 1). Received: --threshold={args.threshold}")
-    if args.unet:
+    served = None
+    if args.unet and (Path(args.unet) / "lung_unet").is_dir():  # an export (MODELS_DIR)
+        import tensorflow as tf
+
+        from cxr_cascade.predict import find_model
+
+        path = find_model(args.unet, "lung_unet")
+        served = tf.saved_model.load(str(path)).signatures["serving_default"]
+        used, stage = str(path), None
+    elif args.unet:
         stage = load_stage(args.unet)
         used = args.unet
     else:
@@ -49,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(NO_RELEASE.replace("--models, no ./models and no", "--unet and no"))
         stage = load_release(release, "unet")
         used = f"release {release} (unet)"
-    if stage.task != "unet":
+    if stage is not None and stage.task != "unet":
         raise CLIError(f"--unet {args.unet}: a {stage.task} run, not a U-Net run")
     print(f"lung U-Net: {used}", file=sys.stderr)
     import cv2
@@ -60,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.image_policy import image_bytes_problem
     from pipelines.preprocess import preprocess_image
 
-    if stage.preprocess.resize_mode != "stretch":
+    if stage is not None and stage.preprocess.resize_mode != "stretch":
         raise CLIError(f"{used}: resize_mode={stage.preprocess.resize_mode!r}; segment maps masks "
                        "back to the input's size for resize_mode='stretch' only")
-    kwargs = {k: v for k, v in stage.preprocess.as_kwargs().items() if k != "segment"}
+    kwargs = {k: v for k, v in stage.preprocess.as_kwargs().items()} if stage is not None else {}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +96,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"cxr-cascade segment: {file}: {problem}", file=sys.stderr)
             failed += 1
             continue
-        x = preprocess_image(image, **kwargs)
-        prob = np.asarray(stage.model(x[None], training=False), dtype=np.float32)[0, ..., 0]
+        if served is not None:  # the SavedModel preprocesses the bytes itself
+            try:
+                prob = served(image_bytes=tf.constant([data]))["mask_probabilities"].numpy()[0, ..., 0]
+            except tf.errors.InvalidArgumentError:
+                print(f"cxr-cascade segment: {file}: corrupt or truncated image", file=sys.stderr)
+                failed += 1
+                continue
+        else:
+            x = preprocess_image(image, **kwargs)
+            prob = np.asarray(stage.model(x[None], training=False), dtype=np.float32)[0, ..., 0]
         height, width = int(image.shape[0]), int(image.shape[1])
         prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
         mask = np.where(prob >= args.threshold, 255, 0).astype(np.uint8)
