@@ -355,10 +355,12 @@ def _metric_lines(entry: dict) -> list[str]:
                 lines.append(f"| {name} | {metric} | {_fmt(ci['value'])} | "
                              f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))} | {_fmt(section.get('n'))} |")
     if not lines:
+        counts = (entry.get("split_counts") or {}).get(entry.get("test_split") or "test")
+        if isinstance(counts, dict):  # class counts beside the numbers
+            counts = f"{sum(counts.values())} ({', '.join(f'{k} {v}' for k, v in counts.items())})"
         for metric, value in (entry.get("test_metrics") or {}).items():
             lines.append(f"| {entry.get('test_split') or 'test'} | {metric} | {_fmt(value)} | "
-                         "not evaluated (run `cxr-cascade evaluate`) | "
-                         f"{_fmt((entry.get('split_counts') or {}).get('test'))} |")
+                         f"not evaluated (run `cxr-cascade evaluate`) | {_fmt(counts)} |")
     return lines or ["| - | no metrics recorded | - | - | - |"]
 
 
@@ -419,9 +421,10 @@ def render_model_card(release: dict) -> str:
                     f"{mb:.1f} | `{(entry.get('files') or {}).get('weights.npz', '')[:16]}...` |")
         metrics.extend(f"| {role}: " + line[2:] for line in _metric_lines(entry))
         audit = entry.get("shortcut_audit")
-        audits.append(f"- {role}: " + (
-            f"**{audit['verdict']}**" + "".join(f"; {r}" for r in audit["reasons"]) if audit
-            else "no audit recorded for this run (`cxr-cascade audit RUN` before `release build`)"))
+        if role != "unet":  # the audit asks whether a classifier reads the lungs
+            audits.append(f"- {role}: " + (
+                f"**{audit['verdict']}**" + "".join(f"; {r}" for r in audit["reasons"]) if audit
+                else "no audit recorded for this run (`cxr-cascade audit RUN` before `release build`)"))
         machine = entry.get("machine") or {}
         hours = entry.get("training_seconds")
         provenance.append(

@@ -82,6 +82,9 @@ def test_release_json_records_provenance_and_weights_are_float16(release):
     assert f"| stage1: stage1 | accuracy | {accuracy['value']:.3f} |" in card
     accuracy = data["models"]["stage2"]["test_metrics"]["accuracy"]
     assert f"| stage2: test | accuracy | {accuracy:.3f} | not evaluated" in card
+    counts = data["models"]["stage2"]["split_counts"]["test"]
+    assert f"| {sum(counts.values())} (covid19 {counts['covid19']}, viral {counts['viral']}) |" in card
+    assert "- unet: `" in card and "- unet: no audit" not in card  # provenance yes, audit n/a
     assert "Not a medical device" in card and "pediatric" in card
     assert not list(out.rglob("*.keras")) and not list(out.rglob("*.h5"))
 
@@ -163,6 +166,9 @@ def test_predict_defaults_to_the_release(release, tmp_path, monkeypatch, capsys)
     assert f"models: release {workdir / 'releases' / 'v1'} (stage1 table4_resnet50_seme" in captured.err
     prediction = json.loads(captured.out.strip().splitlines()[-1])
     assert prediction["file"] == scan and len(prediction["probabilities"]) == 4
+    # `export --release NAME` finds releases/NAME
+    assert main(["export", "--release", "v1", "--out", str(tmp_path / "m"), "--no-cascade"]) == 0
+    assert (tmp_path / "m" / "lung_unet" / "1" / "saved_model.pb").is_file()
     # no release at all: one line telling how to get one
     shutil.rmtree(workdir / "releases")
     assert main(["predict", scan]) == 2

@@ -67,11 +67,12 @@ def run(args: argparse.Namespace) -> int:
     if args.release:
         from pathlib import Path
 
-        from cxr_cascade.release import read_release
+        from cxr_cascade.release import REPO_ROOT, read_release
 
         release = Path(args.release)
-        if not release.exists() and (Path("releases") / args.release).exists():
-            release = Path("releases") / args.release
+        for base in (Path("releases"), REPO_ROOT / "releases"):  # a name: releases/NAME
+            if not release.exists() and (base / args.release).exists():
+                release = base / args.release
         folder, data = read_release(release)
         runs = [str(folder / role) for role in data.get("models") or {}]
         print(f"release {folder}: {', '.join(data.get('models') or {})}")
