@@ -5,13 +5,15 @@ Paper:   Table 4, row SEME, ResNet50: accuracy 85.62 % at 512 px (its 224 px row
 Command: cxr-cascade train release_stage1_224 --data ../shared/data/chest_xray --run-dir runs/stage1
          (= make train-stage1 DATA=../shared/data/chest_xray STAGE1_EXP=release_stage1_224)
 Data:    Kermany's official test split (624 films) stays test, untouched by training and model
-         selection (the trainer's keep_official_test); validation (~11 %) comes from the official
-         train split, grouped by patient.
+         selection (the trainer's keep_official_test); validation comes from the official train
+         split, grouped by patient. Checked on the shared copy (select_records + split,
+         2026-11-30): train 4,637 (normal 1,192, bacterial 2,249, viral 1,196), validation 579,
+         test 624 (234 / 242 / 148).
 Deviations from `table4_resnet50_seme` and why:
 - image_size 224 instead of 512: the shared Kermany copy is 224 px, and 512 px is ~5x slower.
 - epochs 10 instead of 80, Adam 1e-3 with cosine annealing to 1e-5 instead of SGD 1e-4 constant:
   the paper's recipe is ~11 h at 224 px on this 2-core CPU; a Kermany epoch is 13-15 min
-  (~4,640 training images at the brief's measured ~5 img/s float32 / ~6 img/s bfloat16), so
+  (4,637 training images at the brief's measured ~5 img/s float32 / ~6 img/s bfloat16), so
   10 epochs plus validation fit ~2.5 h. The cosine schedule spans the set epochs: if the first
   epoch (history.csv `seconds`) takes over 15 min, restart with `TRAIN_ARGS="--set epochs=8"`. SGD at a constant 1e-4 needed the paper's 80 epochs;
   Adam with a cosine decay converges in a short schedule (`demo_stage1`, same network, phantoms).

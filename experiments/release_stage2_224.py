@@ -12,10 +12,12 @@ then adult films from the same collection, so neither age nor source separates t
 pediatric viral films ("ieee8023_plus_kermany_viral") would make the negative class recognisable
 by age and hospital (shortcut), and adding ieee8023's bacterial / fungal pneumonias would change
 what the class means (stage 2 only sees films stage 1 calls viral, the gate rule). The cost: a
-tiny negative class, so the test split holds only a handful of other-viral films and the
-specificity's CI is wide; the write-up must give the class counts beside every number.
+tiny negative class. The split this config makes of the shared copy (select_records + split,
+checked 2026-11-30; 11 metadata rows without a file left out): train COVID-19 299 / other viral
+15, validation 64 / 3, test 64 / 3. Three other-viral test films: the specificity's CI will span
+most of [0, 1]; the write-up must give the class counts beside every number.
 Class imbalance (20:1): balance "sample_weight" (each film's loss weighted N / (2 N_class):
-~0.5 for COVID-19, ~10 for other viral in the training split), so an all-COVID-19 model is no
+0.53 for COVID-19, 10.5 for other viral in the training split), so an all-COVID-19 model is no
 longer the loss minimum; "oversample" reaches the same balance by repeating the minority films,
 which doubles the epoch (~2,400 instead of ~1,250 images) for no more information. The
 evaluation must show per-class recall and the confusion matrix (macro F1 0.49 = the
@@ -23,7 +25,7 @@ majority-class model of issue 11).
 Deviations from `table5_seme_densenet169` and why:
 - image_size 224 instead of 512 (time; the cascade's stage 1 is 224 px too).
 - Adam 1e-3 with cosine annealing to 1e-6, 10 epochs, instead of SGD cosine 0.1 -> 1e-8 for 80:
-  ~315 training films x4 with the CLAHE and lung-masked copies = ~1,250 images per epoch; the
+  314 training films x4 with the CLAHE and lung-masked copies = ~1,250 images per epoch; the
   SEME-DenseNet169 train step measured 1.5 img/s at 224 px, batch 8, bfloat16 on the 2 busy
   shared cores (`python benchmarks/bench_models.py --models seme_densenet169 --size 224 --batch 8
   --steps 3 --rounds 1 --warmup 1 --no-jit --precisions bfloat16`, 2026-11-30, load ~3.5), so
