@@ -271,16 +271,7 @@ def load_release(path: PathLike, model: str):
         )
     for variable, value in zip(network.weights, values):
         variable.assign(value.astype(variable.dtype))
-    return Stage(
-        task=config.task,
-        model=network,
-        class_names=tuple(config.classes) if config.is_classifier else (),
-        preprocess=config.preprocess,
-        segment=bool(config.preprocess.segment),
-        source=str(folder / model),
-        config=config,
-        weights="weights.npz",
-    )
+    return Stage.of_run(config, network, str(folder / model), "weights.npz")
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

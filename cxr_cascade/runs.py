@@ -54,6 +54,20 @@ class Stage:
     config: Any = None
     weights: str = ""
 
+    @classmethod
+    def of_run(cls, config, model: keras.Model, source: str, weights: str) -> "Stage":
+        """The stage of a trained `config` (an `ExperimentConfig`) and its loaded `model`."""
+        return cls(
+            task=config.task,
+            model=model,
+            class_names=tuple(config.classes) if config.is_classifier else (),
+            preprocess=config.preprocess,
+            segment=bool(config.preprocess.segment),
+            source=source,
+            config=config,
+            weights=weights,
+        )
+
 
 def _weights_file(run: Path) -> tuple[Optional[Path], list[str]]:
     """best.weights.h5 when intact, else the newest intact checkpoint; plus one line per damaged
@@ -154,16 +168,7 @@ def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
         # Checkpoints also hold optimizer slots; an uncompiled model loads the layers only.
         model.load_weights(weights)
         weights_used = str(weights.relative_to(run)) if weights.is_relative_to(run) else str(weights)
-    return Stage(
-        task=config.task,
-        model=model,
-        class_names=tuple(config.classes) if config.is_classifier else (),
-        preprocess=config.preprocess,
-        segment=bool(config.preprocess.segment),
-        source=str(run),
-        config=config,
-        weights=weights_used,
-    )
+    return Stage.of_run(config, model, str(run), weights_used)
 
 
 def write_model(model: keras.Model, run_dir: PathLike) -> Path:

@@ -112,19 +112,8 @@ def _check_shapes(shape1, shape2, refined_index: int) -> None:
         )
 
 
-@keras.saving.register_keras_serializable(package="cxr_cascade")
-class CascadeCombine(keras.layers.Layer):
-    """Combines stage-1 and stage-2 probabilities into the cascade's distribution.
-
-    Args:
-        refined_index: index of the stage-1 class that stage 2 subdivides (2, "viral").
-
-    Call arguments:
-        inputs: ``[p1, p2]``, float ``[B, C1]`` and ``[B, C2]``.
-
-    Returns:
-        float ``[B, C1 - 1 + C2]``: ``p1[:, :r]``, ``p1[:, r] * p2``, ``p1[:, r+1:]``.
-    """
+class _TwoStageLayer(keras.layers.Layer):
+    """Shared argument check and shape check of the layers reading ``[p1, p2]``."""
 
     def __init__(self, refined_index: int = 2, **kwargs):
         super().__init__(**kwargs)
@@ -138,11 +127,30 @@ class CascadeCombine(keras.layers.Layer):
         shape1, shape2 = input_shape
         _check_shapes(shape1, shape2, self.refined_index)
 
+
+def _products(p1, p2, r: int):
+    """``[p1[:, :r], p1[:, r] * p2, p1[:, r+1:]]`` as one tensor (the cascade's scores)."""
+    refined = p1[:, r : r + 1]
+    return ops.concatenate([p1[:, :r], refined * ops.cast(p2, p1.dtype), p1[:, r + 1 :]], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="cxr_cascade")
+class CascadeCombine(_TwoStageLayer):
+    """Combines stage-1 and stage-2 probabilities into the cascade's distribution.
+
+    Args:
+        refined_index: index of the stage-1 class that stage 2 subdivides (2, "viral").
+
+    Call arguments:
+        inputs: ``[p1, p2]``, float ``[B, C1]`` and ``[B, C2]``.
+
+    Returns:
+        float ``[B, C1 - 1 + C2]``: ``p1[:, :r]``, ``p1[:, r] * p2``, ``p1[:, r+1:]``.
+    """
+
     def call(self, inputs):
         p1, p2 = inputs
-        r = self.refined_index
-        refined = p1[:, r : r + 1]
-        return ops.concatenate([p1[:, :r], refined * ops.cast(p2, p1.dtype), p1[:, r + 1 :]], axis=-1)
+        return _products(p1, p2, self.refined_index)
 
     def compute_output_shape(self, input_shape):
         shape1, shape2 = input_shape
@@ -154,7 +162,7 @@ class CascadeCombine(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cxr_cascade")
-class CascadeDecision(keras.layers.Layer):
+class CascadeDecision(_TwoStageLayer):
     """The cascade's decision from both stages' probabilities, without Python control flow.
 
     Args:
@@ -170,24 +178,14 @@ class CascadeDecision(keras.layers.Layer):
     """
 
     def __init__(self, refined_index: int = 2, rule: str = DEFAULT_RULE, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(refined_index, bool) or int(refined_index) != refined_index or refined_index < 0:
-            raise ValueError(
-                f"`refined_index` must be a non-negative int. Received: refined_index={refined_index!r}"
-            )
-        self.refined_index = int(refined_index)
+        super().__init__(refined_index, **kwargs)
         self.rule = check_rule(rule)
-
-    def build(self, input_shape):
-        shape1, shape2 = input_shape
-        _check_shapes(shape1, shape2, self.refined_index)
 
     def call(self, inputs):
         p1, p2 = inputs
         r = self.refined_index
         if self.rule == "soft":
-            p2 = ops.cast(p2, p1.dtype)
-            products = ops.concatenate([p1[:, :r], p1[:, r : r + 1] * p2, p1[:, r + 1 :]], axis=-1)
+            products = _products(p1, p2, r)
             return ops.cast(ops.argmax(products, axis=-1), "int32")
         k1 = ops.cast(ops.argmax(p1, axis=-1), "int32")
         k2 = ops.cast(ops.argmax(p2, axis=-1), "int32")
