@@ -432,3 +432,13 @@ def test_train_cache_serves_later_epochs_without_decoding(phantom_root, tmp_path
     with pytest.raises(tf.errors.InvalidArgumentError):
         _read_all(changed.make_train(1))
     assert sorted(p.name for p in cache.glob(f"{config.name}-train-*.index")) == train_files
+
+
+def test_train_with_cache_dir_writes_keyed_cache_files(standin, phantom_root, tmp_path):
+    cache = tmp_path / "cache"
+    result = _train(standin, tiny_config(), tmp_path / "run", [str(phantom_root / "chest_xray")],
+                    cache_dir=str(cache))
+    assert result.state["epochs_completed"] == 2
+    name = tiny_config().name
+    assert len(list(cache.glob(f"{name}-train-*.index"))) == 1  # one file for both epochs
+    assert len(list(cache.glob(f"{name}-eval-*.index"))) >= 1  # validation (and test) sets

@@ -277,7 +277,8 @@ def _train(
             unet_weights=unet_weights,
             num_replicas=runtime.replicas,
             skip_bad=skip_bad,
-            cache_dir=cache_dir,
+            # One writer per cache file: TensorFlow refuses a second concurrent cache writer.
+            cache_dir=cache_dir if chief else None,
         )
     if config.is_classifier and tuple(data.class_names) != tuple(config.classes):
         raise ValueError(
