@@ -26,10 +26,12 @@ histograms, ~268 MB per 512x512 image, and is not OpenCV's algorithm).
 
 Speed: with static sizes the per-pixel offsets are constants and the per-pixel work (histogram
 keys and counts, LUT gather and blend) is cut into up to four bands of rows, independent ops that
-XLA and the TF executor run on several cores. `clahe(..., jit_compile=True)` (or any
-XLA-compiled caller, e.g. `tf.data.Dataset.map` after a fixed-size resize) then takes about 1-2x
-OpenCV's time per image on CPU; the plain graph (SavedModels, eager) about 3-7x (many full-image
-elementwise ops). Measured by benchmarks/bench_clahe.py (ratios to OpenCV in the same process).
+XLA and the TF executor run on several cores, and under XLA a batch is computed as up to eight
+groups of whole images (`_plane_groups`: one image's histogram and LUT table fit in L2).
+`clahe(..., jit_compile=True)` (or any XLA-compiled caller, e.g. `tf.data.Dataset.map` after a
+fixed-size resize) then takes about 1-2x OpenCV's time per image on CPU; the plain graph
+(SavedModels, eager) about 4-7x (many full-image elementwise ops). Measured by
+benchmarks/bench_clahe.py (ratios to OpenCV in the same process).
 
 Shapes: ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``; each channel of each image is processed on
 its own (as OpenCV would process each plane), so grey images use ``C = 1``. Height and width may
