@@ -78,12 +78,14 @@ def render_pipeline(data: dict) -> list[str]:
         lines.append(line)
     lines.append("")
     lines.append(
-        "All-TF vs cv2 pipeline (goal >= 1): "
+        "All-TF vs cv2 pipeline (goal >= 1"
+        + ("; median of per-round ratios" if any("ratio_of_best_rates" in g for g in data.get("goals", [])) else "")
+        + "): "
         + "; ".join(
-            f"S={g['size']} {g['pipeline'].lstrip('+ ')} {g['ratio_to_cv2']:.2f}x, {_verdict(g['met'])}"
+            f"S={g['size']} {g['pipeline'].lstrip('+ ')} {g['ratio_to_cv2']:.3f}x, {_verdict(g['met'])}"
             for g in data.get("goals", [])
         )
-        + f". Images: {data['images']}, batch {data['batch']}, best of {data['rounds']} epochs."
+        + f". Images: {data['images']}, batch {data['batch']}, img/s the best of {data['rounds']} interleaved epochs."
     )
     return lines
 

@@ -214,4 +214,10 @@ def load_unet_mask_fn(unet: PathLike, image_size: int) -> Callable:
         resized = build_model(config, image_size=image_size)
         resized.set_weights(model.get_weights())
         model = resized
-    return unet_mask_fn(model)
+    mask_fn = unet_mask_fn(model)
+    # What an ImageCache (`train --cache`) keys masked images by: the U-Net's weights.
+    if stage.weights and Path(stage.weights).is_file():
+        from cxr_cascade.training.run_dir import sha256_file
+
+        mask_fn.cache_key = f"unet-{sha256_file(stage.weights)}-{image_size}"
+    return mask_fn

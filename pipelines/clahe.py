@@ -26,10 +26,12 @@ histograms, ~268 MB per 512x512 image, and is not OpenCV's algorithm).
 
 Speed: with static sizes the per-pixel offsets are constants and the per-pixel work (histogram
 keys and counts, LUT gather and blend) is cut into up to four bands of rows, independent ops that
-XLA and the TF executor run on several cores. `clahe(..., jit_compile=True)` (or any
-XLA-compiled caller, e.g. `tf.data.Dataset.map` after a fixed-size resize) then takes about 1-2x
-OpenCV's time per image on CPU; the plain graph (SavedModels, eager) about 3-7x (many full-image
-elementwise ops). Measured by benchmarks/bench_clahe.py (ratios to OpenCV in the same process).
+XLA and the TF executor run on several cores, and under XLA a batch is computed as up to eight
+groups of whole images (`_plane_groups`: one image's histogram and LUT table fit in L2).
+`clahe(..., jit_compile=True)` (or any XLA-compiled caller, e.g. `tf.data.Dataset.map` after a
+fixed-size resize) then takes about 1-2x OpenCV's time per image on CPU; the plain graph
+(SavedModels, eager) about 4-7x (many full-image elementwise ops). Measured by
+benchmarks/bench_clahe.py (ratios to OpenCV in the same process).
 
 Shapes: ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``; each channel of each image is processed on
 its own (as OpenCV would process each plane), so grey images use ``C = 1``. Height and width may
@@ -244,11 +246,58 @@ def _bands(batch, height, width) -> list:
     return list(zip(edges[:-1], edges[1:]))
 
 
+# Most groups of planes `_plane_groups` cuts a batch into.
+_MAX_GROUPS = 8
+
+
+def _in_xla() -> bool:
+    """True while tracing for XLA (``jit_compile=True``, also inside `tf.data` maps).
+
+    Reads TensorFlow's own XLA-context flag (`control_flow_util`, an internal module); where
+    that is unavailable the answer is True, which only costs the plain graph some speed.
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except Exception:  # pragma: no cover - a TensorFlow without the internal helper
+        return True
+
+
+def _plane_groups(batch, height, width) -> list:
+    """Plane ranges ``[(b0, b1), ...]`` computed as separate CLAHE problems.
+
+    A batch computed as one problem has one histogram and one packed LUT table for all its
+    images (``batch`` times larger than one image's, 0.5-0.7 MB at batch 8, which no longer fits
+    a core's L2 cache; every pixel's gather and count then misses it), and per-image work is
+    the same either way; so with static sizes large batches are cut into up to `_MAX_GROUPS`
+    groups of whole images, independent ops that XLA runs
+    concurrently. Under XLA only: each op of the plain graph already uses every core, and cut
+    batches measured no faster there.
+    """
+    if (
+        not _is_static(batch, height, width)
+        or batch <= 1
+        or height * width * 2 < _BAND_PIXELS
+        or not _in_xla()
+    ):
+        return [(None, None)]
+    count = min(batch, _MAX_GROUPS)
+    edges = [batch * i // count for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: int) -> tf.Tensor:
     """CLAHE of planes [B, H, W] (uint8 or uint16), OpenCV semantics; returns the same dtype."""
     bins = _bins_for(planes.dtype, "image")
     n_tiles = tiles_x * tiles_y
     batch, height, width = _dims(planes)
+    groups = _plane_groups(batch, height, width)
+    if len(groups) > 1:
+        # Independent images as independent pieces of work (see `_plane_groups`).
+        return tf.concat(
+            [_clahe_planes(planes[b0:b1], clip_limit, tiles_x, tiles_y) for b0, b1 in groups], axis=0
+        )
 
     # OpenCV pads both axes (bottom and right) as soon as either is not a multiple of the grid.
     # Static sizes keep every shape a Python int (needed by XLA); unknown ones become tensors.
@@ -372,8 +421,14 @@ def _clahe_planes(planes: tf.Tensor, clip_limit: float, tiles_x: int, tiles_y: i
     # therefore goes through `maximum(product, 0)` (an identity here: all factors are >= 0),
     # which no multiply-add can be fused across, and stays in float32 (a float64 detour, exact
     # but twice the memory traffic, was 20-30 % slower).
-    def product(a, b):
-        return tf.maximum(a * b, 0.0)
+    # The plain graph runs every op as its own kernel (nothing is contracted): the barrier, six
+    # more passes over the image, is only needed under XLA.
+    if _in_xla():
+        def product(a, b):
+            return tf.maximum(a * b, 0.0)
+    else:
+        def product(a, b):
+            return a * b
 
     xa = xa[tf.newaxis, tf.newaxis, :]
     xa1 = xa1[tf.newaxis, tf.newaxis, :]

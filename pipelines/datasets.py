@@ -830,6 +830,11 @@ def build_segmentation_dataset(
         mask = T.resize_mask(D.read_mask(row["mask_path"]), image_size, preprocess.resize_mode)
         return image, mask
 
+    cache = resolve_cache(
+        cache,
+        dict(preprocess.to_dict(), task="segmentation"),
+        {"path": [images[i] for i in keep], "mask_path": [masks[i] for i in keep]},
+    )
     ds = _load_and_shuffle(
         ds, load, n=n, training=training, cache=cache, shuffle_buffer=shuffle_buffer, seed_value=seed_value
     )

@@ -74,7 +74,8 @@ def cache_key(settings: Mapping[str, Any], columns: Mapping[str, Any], file_colu
         values = _jsonable(np.asarray(columns[name]))
         digest.update(json.dumps([name, values]).encode())
         if name in file_columns:
-            stamps = [_file_stamp(p) for p in sorted(set(values)) if p]
+            # Several masks of one image are joined by "|" (pipelines.records).
+            stamps = [_file_stamp(f) for p in sorted(set(values)) if p for f in p.split("|")]
             digest.update(json.dumps(stamps).encode())
     return digest.hexdigest()[:20]
 

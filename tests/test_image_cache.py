@@ -100,3 +100,28 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="cache_key"):
         resolve_cache(ImageCache("x"), {}, {"path": np.asarray(["a"])}, mask_fn=lambda image: image)
     assert resolve_cache(True, {}, {}) is True and resolve_cache("p", {}, {}) == "p"
+
+
+def test_segmentation_cache_is_keyed_and_reused(pngs, tmp_path):
+    from pipelines.datasets import build_segmentation_dataset
+
+    masks = []
+    for i, path in enumerate(pngs):
+        mask = tmp_path / "mask" / f"m{i}.png"
+        mask.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(mask), np.full((20 + i, 18), 255 * (i % 2), np.uint8))
+        masks.append(str(mask))
+    directory = tmp_path / "cache"
+
+    def images(cache, **kwargs):
+        ds = build_segmentation_dataset((pngs, masks), batch_size=4, training=False, image_size=SIZE,
+                                        cache=cache, **kwargs)
+        return np.concatenate([np.concatenate([x.numpy(), y.numpy()], -1) for x, y in ds])
+
+    first = images(ImageCache(str(directory)))
+    np.testing.assert_array_equal(first, images(False))
+    assert len(cache_files(directory)) == 1
+    np.testing.assert_array_equal(images(ImageCache(str(directory))), first)
+    assert len(cache_files(directory)) == 1  # reused
+    images(ImageCache(str(directory)), clahe=True)
+    assert len(cache_files(directory)) == 2  # another setting, another cache

@@ -386,3 +386,59 @@ def test_train_command_line_errors(tmp_path, capsys):
     assert main(["train", "--list"]) == 0
     listing = capsys.readouterr().out
     assert "table4_resnet50_seme" in listing and "Table 4, row SEME, ResNet50" in listing
+
+
+# ----------------------------------------------------------------------------------- image cache
+def _garble(paths) -> None:
+    """Overwrite files with garbage of the same size and time (what a cache key sees)."""
+    import os
+
+    for path in paths:
+        stat = os.stat(path)
+        Path(path).write_bytes(b"x" * stat.st_size)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _read_all(ds) -> int:
+    return sum(int(images.shape[0]) for images, *_ in ds)
+
+
+def test_train_cache_serves_later_epochs_without_decoding(phantom_root, tmp_path):
+    """`train --cache DIR`: epoch 1 writes the keyed cache, epoch 2 reads it (no decoding)."""
+    import tensorflow as tf
+
+    from cxr_cascade.training.data import prepare_data
+
+    data = tmp_path / "chest_xray"
+    shutil.copytree(phantom_root / "chest_xray", data)
+    cache = tmp_path / "cache"
+    config = tiny_config()
+    bundle = prepare_data(config, [str(data)], cache_dir=str(cache))
+    plain = prepare_data(config, [str(data)])  # negative control: no cache
+    first = _read_all(bundle.make_train(0))
+    train_files = sorted(p.name for p in cache.glob(f"{config.name}-train-*.index"))
+    assert len(train_files) == 1  # a complete epoch was written
+    assert sorted(p.name for p in cache.glob(f"{config.name}-eval-*.index")) == []  # val not read yet
+    _read_all(bundle.val)
+    assert len(list(cache.glob(f"{config.name}-eval-*.index"))) == 1
+    train_paths = [r.path for r in bundle.records if r.split == "train"]
+    _garble(train_paths)
+    assert _read_all(bundle.make_train(1)) == first  # served from the cache file
+    with pytest.raises(tf.errors.InvalidArgumentError):  # no cache: the garbled files are decoded
+        _read_all(plain.make_train(1))
+    # Another preprocessing setting never reuses the cache: it decodes (and fails here).
+    changed = prepare_data(tiny_config(extra=["preprocess.clip_limit=3"]), [str(data)],
+                           cache_dir=str(cache))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        _read_all(changed.make_train(1))
+    assert sorted(p.name for p in cache.glob(f"{config.name}-train-*.index")) == train_files
+
+
+def test_train_with_cache_dir_writes_keyed_cache_files(standin, phantom_root, tmp_path):
+    cache = tmp_path / "cache"
+    result = _train(standin, tiny_config(), tmp_path / "run", [str(phantom_root / "chest_xray")],
+                    cache_dir=str(cache))
+    assert result.state["epochs_completed"] == 2
+    name = tiny_config().name
+    assert len(list(cache.glob(f"{name}-train-*.index"))) == 1  # one file for both epochs
+    assert len(list(cache.glob(f"{name}-eval-*.index"))) >= 1  # validation (and test) sets

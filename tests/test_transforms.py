@@ -84,6 +84,15 @@ def test_apply_clahe_tf_equals_opencv(rng):
     ref = cv2.createCLAHE(2.0, (4, 4)).apply(np.round(image[..., 0] * 255).astype(np.uint8))
     np.testing.assert_array_equal(tf_out[..., 0], ref.astype(np.float32) * np.float32(1 / 255))
     np.testing.assert_array_equal(tf_out, cv_out)
+    # tf-xla: quantisation, CLAHE and the way back as one XLA computation, the same bits; also
+    # inside a tf.data map (static shape) and with an unknown shape (the unfused path).
+    np.testing.assert_array_equal(T.apply_clahe(image, 2.0, (4, 4), backend="tf-xla").numpy(), tf_out)
+    mapped = tf.data.Dataset.from_tensors(image).map(
+        lambda x: T.apply_clahe(x, 2.0, (4, 4), backend="tf-xla"))
+    np.testing.assert_array_equal(next(iter(mapped)).numpy(), tf_out)
+    unknown = tf.function(lambda x: T.apply_clahe(x, 2.0, (4, 4), backend="tf-xla"),
+                          input_signature=[tf.TensorSpec([None, None, 1], tf.float32)])
+    np.testing.assert_array_equal(unknown(image).numpy(), tf_out)
     with pytest.raises(ValueError, match="clahe_backend"):
         T.apply_clahe(image, backend="skimage")
 

@@ -275,11 +275,20 @@ def prepare_data(
     unet_weights: Optional[str] = None,
     num_replicas: int = 1,
     skip_bad: bool = False,
+    cache_dir: Optional[str] = None,
 ) -> DataBundle:
     """Reads, selects, splits and wraps the data for `config` (see the module docstring).
 
     `skip_bad` leaves out (with a warning naming them) images that cannot be used instead of
     refusing to train (`cxr-cascade train --skip-bad`).
+
+    `cache_dir` (`cxr-cascade train --cache DIR`) keeps the decoded, resized images of every
+    split in `pipelines.image_cache.ImageCache` files under that directory, keyed by the
+    preprocessing settings and the files: epochs after the first (and later runs with the same
+    settings and data) skip JPEG decoding. Augmentation comes after the cache, so it still
+    changes every epoch. A training plan redrawn every epoch (``balance="oversample"`` or
+    ``augment.clahe_mode="add"``) would give every epoch its own key; its training images are
+    then not cached (a note says so) while validation and test still are.
 
     On Keras backends other than TensorFlow the split records go to `training.arrays.build_bundle`
     (in-memory NumPy batches) instead of `tf.data`.
@@ -310,17 +319,34 @@ def prepare_data(
     drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
     # The run's preprocessing and augmentation objects, passed through as they are.
     pre, aug = config.preprocess, config.augment
+    train_cache: Any = False
+    eval_cache: Any = True  # in memory: the evaluation sets are built once per run
+    if cache_dir:
+        from pipelines.image_cache import ImageCache
+
+        eval_cache = ImageCache(cache_dir, name=f"{config.name}-eval")
+        redrawn = config.balance == "oversample" or (aug.clahe_mode == "add" and aug.clahe_fraction > 0)
+        if redrawn:
+            print(
+                f"note: --cache {cache_dir}: training images are decoded every epoch (the training "
+                "plan is redrawn each epoch: balance=oversample or augment.clahe_mode=add); "
+                "validation and test images are cached",
+                file=sys.stderr, flush=True,
+            )
+        else:
+            train_cache = ImageCache(cache_dir, name=f"{config.name}-train")
 
     if config.task == "unet":
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_segmentation_dataset(
                 train_records, training=True, seed=epoch_seed, preprocess=pre, augment=aug,
                 batch_size=batch, drop_remainder=drop, validate=validate, skip_bad=skip_bad,
+                cache=train_cache,
             )
 
         def build_eval(part: list) -> tf.data.Dataset:
             return build_segmentation_dataset(
-                part, training=False, seed=config.seed, cache=True, preprocess=pre, batch_size=batch,
+                part, training=False, seed=config.seed, cache=eval_cache, preprocess=pre, batch_size=batch,
                 skip_bad=skip_bad,
             )
 
@@ -344,13 +370,13 @@ def prepare_data(
         def build_train(epoch_seed: int, validate: bool) -> tf.data.Dataset:
             return build_dataset(
                 train_records, training=True, seed=epoch_seed, augment=aug,
-                drop_remainder=drop, validate=validate,
+                drop_remainder=drop, validate=validate, cache=train_cache,
                 balance=None if config.balance == "off" else config.balance,
                 **common,
             )
 
         def build_eval(part: list) -> tf.data.Dataset:
-            return build_dataset(part, training=False, seed=config.seed, cache=True, **common)
+            return build_dataset(part, training=False, seed=config.seed, cache=eval_cache, **common)
 
     validated = {"done": False}
 

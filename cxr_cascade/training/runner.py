@@ -232,6 +232,7 @@ def _train(
     argv: Optional[list[str]] = None,
     stop_after_epochs: Optional[int] = None,
     skip_bad: bool = False,
+    cache_dir: Optional[str] = None,
 ) -> TrainResult:
     """Trains `config` into `run_dir` (see the module docstring for the resume contract).
 
@@ -247,6 +248,7 @@ def _train(
         argv: the command line, recorded in `command.txt` and `results.json`.
         stop_after_epochs: stop (resumably) after this many epochs of this call; for tests.
         skip_bad: leave out unusable images with a warning instead of refusing (`--skip-bad`).
+        cache_dir: cache decoded images in keyed files under this directory (`--cache`).
 
     Returns:
         `TrainResult` with the final state and the test results (None on non-chief workers).
@@ -275,6 +277,8 @@ def _train(
             unet_weights=unet_weights,
             num_replicas=runtime.replicas,
             skip_bad=skip_bad,
+            # One writer per cache file: TensorFlow refuses a second concurrent cache writer.
+            cache_dir=cache_dir if chief else None,
         )
     if config.is_classifier and tuple(data.class_names) != tuple(config.classes):
         raise ValueError(
