@@ -23,10 +23,11 @@ Traded: width (capacity) and epochs for the time and size budgets; the goal (tes
 >= 0.93) is measured by `cxr-cascade evaluate runs/unet`, not assumed.
 """
 
-from experiments.base import UNET, derive
+from experiments.base import derive
+from experiments.unet_lungs import CONFIG as PAPER_ROW
 
 CONFIG = derive(
-    UNET,
+    PAPER_ROW,
     preprocess={"image_size": 256},
     unet_filters=(16, 32, 64, 128, 256),
     epochs=8,
