@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -37,6 +35,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from pipelines.clahe import clahe  # noqa: E402
+
+from _common import provenance, write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -147,9 +147,7 @@ def main(argv=None) -> int:
         print(f"goal {variant} <= {goal}x OpenCV: worst {worst:.2f}x -> {'met' if worst <= goal else 'MISSED'}")
     if args.json_out:
         result = {
-            "bench": "clahe",
-            "command": " ".join(["python", *sys.argv]),
-            "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
+            **provenance("clahe"),
             "tensorflow": tf.__version__,
             "opencv": cv2.__version__,
             "clip": args.clip,
@@ -161,8 +159,7 @@ def main(argv=None) -> int:
             "rows": rows,
             "goals": verdicts,
         }
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json_out, result)
     return 0
 
 

@@ -36,6 +36,8 @@ import numpy as np  # noqa: E402
 
 from cxr_cascade.models import MoEx, build_classifier  # noqa: E402
 
+from _common import provenance, write_json  # noqa: E402  (benchmarks/ is the script's folder)
+
 # name -> (factory(input_shape, num_classes) -> model)
 MODELS = {
     "keras_resnet50": lambda s, n: keras.applications.ResNet50(weights=None, input_shape=s, classes=n),
@@ -169,8 +171,7 @@ def main(argv=None) -> int:
             print(f"step-time ratio {name} {precision}/float32: {ratio:.3f}")
 
     result = {
-                "bench": "models",
-                "command": " ".join(["python", *sys.argv]),
+                **provenance("models"),
                 "backend": keras.backend.backend(),
                 "device": _device(),
                 "size": args.size,
@@ -186,8 +187,7 @@ def main(argv=None) -> int:
     }
     print(json.dumps(result))
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json_out, result)
     return 0
 
 

@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
-import sys
 import time
 from pathlib import Path
 
@@ -44,6 +42,8 @@ import tensorflow as tf  # noqa: E402
 
 from pipelines.datasets import build_dataset  # noqa: E402
 from pipelines.image_cache import ImageCache  # noqa: E402
+
+from _common import provenance, write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -191,9 +191,7 @@ def main(argv=None) -> int:
           f"uses all of them), so the core counts assume linear scaling")
     if args.json_out:
         result = {
-            "bench": "pipeline",
-            "command": " ".join(["python", *sys.argv]),
-            "machine": f"{cores} CPUs, {platform.processor() or platform.machine()}",
+            **provenance("pipeline"),
             "tensorflow": tf.__version__,
             "opencv": cv2.__version__,
             "images": origin,
@@ -205,8 +203,7 @@ def main(argv=None) -> int:
             "rows": rows,
             "goals": goals,
         }
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json_out, result)
     return 0
 
 

@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from _common import provenance, write_json  # noqa: E402  (benchmarks/ is the script's folder)
+
 
 def _tiny(num_classes: int, size: int, name: str):
     import keras
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['batch']} | {r['requests']} | {r['images_per_s']:.2f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} |")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json_out, result)
     return 0
 
 
