@@ -21,7 +21,6 @@ Not a timed test: the numbers depend on the machine and its load (printed with t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time

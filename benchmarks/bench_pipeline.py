@@ -26,7 +26,6 @@ Not a timed test: numbers depend on the machine and its load (printed with them)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
