@@ -1,11 +1,12 @@
 """Stage 2 source study: SEME-DenseNet169 at 64x64, COVID-19 vs ieee8023 other viral; a REDUCED-SCALE study.
 
-Paper:   Table 5, row SE-MoEx, DenseNet169 (derived from `release_stage2_224`, itself from
+Paper:   Table 5, row SE-MoEx, DenseNet169; Figure 16(b) (derived from `release_stage2_224`, itself from
          `table5_seme_densenet169`); not a reproduction of any paper number.
 Purpose: issue 12 part 3, a leave-one-source-out stage-2 evaluation next to the patient-split one:
          is COVID-19 separated by the films or by where they were published? Results and the exact
          commands: experiments/results/stage2_sources_64px/README.md.
-Commands (DATA=../shared/data/covid-chestxray-dataset):
+Command: cxr-cascade train loso_stage2_64 --data ../shared/data/covid-chestxray-dataset --quiet
+The study's commands (DATA=../shared/data/covid-chestxray-dataset):
   cxr-cascade data index --format ieee8023 --out ieee.csv $DATA
   cxr-cascade train loso_stage2_64 --data $DATA --run-dir runs/loso64_patient --quiet
   cxr-cascade data split ieee.csv --leave-one-source-out folds \
@@ -25,7 +26,7 @@ minutes on 2 shared CPU cores, four trainings in one session):
   model (it is unweighted, so it still leans to COVID-19).
 - No U-Net lung-masked copies (`segmented_copies=False`): no trained U-Net run was at hand
   and they double the epoch. CLAHE copies kept.
-- mixed_precision off (float32): bfloat16 gains nothing at this size on CPU.
+- mixed_precision off (float32; bfloat16's speed at 64 px on this CPU was not measured).
 Kept: SE (r=16), GAP head, Adam 1e-3 -> 1e-6 cosine, batch 16, class weighting
 ("sample_weight"), the ieee8023 other-viral negative class, patient-grouped validation.
 A model this small and short is a probe of what the data lets a model separate, not a
@@ -44,5 +45,5 @@ CONFIG = derive(
     monitor="val_loss",
     mixed_precision="off",
     description="Stage 2 source study: SEME-DenseNet169 at 64x64, 8 epochs, no MoEx, no lung-masked copies (issue 12, reduced scale).",
-    paper="Table 5, row SE-MoEx, DenseNet169 (reduced-scale probe, not a reproduction)",
+    paper="Table 5, row SE-MoEx, DenseNet169; Figure 16(b) (reduced-scale probe, not a reproduction)",
 )
