@@ -25,7 +25,7 @@ NAMES = ("clahe", "pipeline", "models", "serving")
 
 def _caption(data: dict, path: Path) -> str:
     when = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
-    parts = [data.get("machine") or data.get("device", "")]
+    parts = [data.get("device") or data.get("machine", "")]  # a bench's own device line says more
     load = data.get("load_average")
     if load:
         parts.append(f"load average {load[0]:.1f} -> {load[-1]:.1f}")
