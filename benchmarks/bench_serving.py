@@ -16,7 +16,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -134,6 +133,7 @@ def main(argv=None) -> int:
             })
     gpus = tf.config.list_physical_devices("GPU")
     result = {
+        **provenance("serving"),
         "stage1": f"{args.stage1} ({'tiny' if args.tiny else c1.backbone}, {c1.image_size} px)",
         "stage2": f"{args.stage2} ({'tiny' if args.tiny else c2.backbone}, {c2.image_size} px)",
         "input": f"{args.source_size}x{args.source_size} 8-bit gray PNG bytes",

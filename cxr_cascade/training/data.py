@@ -23,9 +23,12 @@ import math
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # TensorFlow is imported lazily: the JAX/Torch path never loads it
+    import tensorflow as tf
 
 from cxr_cascade.config import ExperimentConfig
 from cxr_cascade.training.run_dir import RunDir, atomic_write_text, sha256_file

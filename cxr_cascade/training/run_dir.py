@@ -39,7 +39,7 @@ import socket
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 
 # Every write goes through the one atomic-write helper (re-exported here for the runner).
