@@ -14,7 +14,9 @@ Layout written by `build_release` (``cxr-cascade release build``)::
                              checked on load); kernels float16, 1-D arrays
                              (biases, batch-norm statistics) float32: they are a few kB and the
                              batch-norm variances lose most of their precision in float16
-        splits.csv           the run's split manifest (evaluation of the release on its test split)
+        splits.csv           the run's split manifest, paths relative to this folder (evaluation
+                             of the release on its test split from any clone with the data at
+                             the same place beside it); release.json keeps the run's own hash
 
 `load_release(path, model)` checks every file of that model against release.json's sha256 before
 anything is read; `cxr_cascade.runs.load_stage` hands a release model folder to it, so evaluate,
@@ -173,8 +175,8 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
         stats = _store_weights(stage.model, folder / "weights.npz")
         split_sha = None
         if (run / "splits.csv").is_file():
-            (folder / "splits.csv").write_bytes((run / "splits.csv").read_bytes())
-            split_sha = sha256_file(folder / "splits.csv")
+            split_sha = sha256_file(run / "splits.csv")  # the manifest the run trained on
+            _copy_manifest_relative(run / "splits.csv", folder / "splits.csv")
         files = {f: sha256_file(folder / f) for f in MODEL_FILES + OPTIONAL_FILES if (folder / f).is_file()}
         sizes = {f: (folder / f).stat().st_size for f in files}
         release["models"][role] = {
@@ -194,6 +196,18 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
     atomic_write_json(out / RELEASE_FILE, release)
     atomic_write_text(out / CARD_FILE, render_model_card(release))
     return out / RELEASE_FILE
+
+
+def _copy_manifest_relative(source: Path, target: Path) -> None:
+    """The run's split manifest with paths relative to the release folder.
+
+    A clone that keeps the data at the same place relative to itself (the project's layout:
+    ``../shared/data`` beside the repository) evaluates the release on its test split wherever
+    it is cloned. Same records, same order; `read_manifest` resolves the paths back.
+    """
+    from pipelines.records import read_manifest, write_manifest
+
+    write_manifest(read_manifest(source), target, relative=True)
 
 
 # --------------------------------------------------------------------------------- reading

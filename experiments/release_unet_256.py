@@ -1,4 +1,4 @@
-"""Release U-Net: lung masks at 256x256, quarter width, Adam with cosine annealing, float32, 8 epochs.
+"""Release U-Net: lung masks at 256x256, quarter width, Adam with cosine annealing, float32, 3 epochs.
 
 Paper:   Section 4.2 (no table): U-Net loss and validation mean IoU, Figure 15(a) (derived from
          `unet_lungs`)
@@ -13,9 +13,11 @@ Deviations from `unet_lungs` and why:
   trainer's compiled model, batch 8, 256 px, bfloat16, 4 timed steps, 2026-11-30): half width
   2.0 img/s, quarter width 4.1 img/s, i.e. ~35 vs ~17 min per epoch of ~4,200 training pairs
   on the busy machine (less on an idle one). Half width would allow only 4 epochs in the budget.
-- epochs 8 instead of 40: ~2.3 h on the busy machine. The cosine schedule spans the
-  configured epochs, so decide before starting: if the first epoch (history.csv `seconds`) is
-  over 18 min, restart with `TRAIN_ARGS="--set epochs=6"`.
+- epochs 3 instead of 40: `make train-release` trains the U-Net and then stage 2 on one core
+  (one TensorFlow thread) while stage 1 trains on the other; measured on the release run
+  (2026-11-30, both chains running): 1.15 s per step of 8 pairs = 7 img/s, ~10 min per epoch
+  of ~4,200 training pairs, so 3 epochs = ~32 min, leaving stage 2 the rest of the ~2 h sitting.
+  The cosine schedule spans the set epochs; with more time, `--set epochs=N`.
 - mixed_precision off (float32): bfloat16 measured 1.38-1.48x slower than float32 for the
   ResNet50 family on this CPU (see `release_stage1_224`); the U-Net speeds above were taken in
   bfloat16 and float32 was not timed for them.
@@ -31,8 +33,8 @@ CONFIG = derive(
     PAPER_ROW,
     preprocess={"image_size": 256},
     unet_filters=(16, 32, 64, 128, 256),
-    epochs=8,
+    epochs=3,
     mixed_precision="off",
-    description="Release U-Net: lung masks at 256x256, quarter width, 8 epochs, float32 (issue 11).",
+    description="Release U-Net: lung masks at 256x256, quarter width, 3 epochs, float32 (issue 11).",
     paper="Section 4.2 (no table), U-Net mean IoU, Figure 15(a); release schedule",
 )

@@ -89,6 +89,20 @@ def test_release_json_records_provenance_and_weights_are_float16(release):
     assert not list(out.rglob("*.keras")) and not list(out.rglob("*.h5"))
 
 
+def test_release_split_manifest_is_relative_and_names_the_runs_records(release, tmp_path):
+    """A clone with the data at the same place beside it reads the release's test split."""
+    from pipelines.records import read_manifest
+
+    out, runs = release["out"], release["runs"]
+    for role in ("stage1", "unet"):
+        text = (out / role / "splits.csv").read_text()
+        assert str(release["root"]) not in text  # no absolute path of the training machine
+        assert read_manifest(out / role / "splits.csv") == read_manifest(runs[role] / "splits.csv")
+    moved = tmp_path / "clone" / "releases" / "v1"  # same depth, elsewhere: paths no longer resolve
+    shutil.copytree(out / "unet", moved / "unet")
+    assert not Path(read_manifest(moved / "unet" / "splits.csv")[0].path).exists()
+
+
 @pytest.mark.parametrize("role", ["stage1", "stage2", "unet"])
 def test_release_weights_give_the_runs_outputs_within_float16(release, role):
     from cxr_cascade.release import load_release
