@@ -48,7 +48,7 @@ MIXED_PRECISION = ("off", "float16", "bfloat16", "auto")
 # Stage 2's negative class: ieee8023 non-COVID viral images only, or those plus Kermany's
 # viral images (closest to the paper's counts, but confounded by age and source).
 STAGE2_NEGATIVES = ("ieee8023_viral", "ieee8023_plus_kermany_viral")
-MONITORS = ("val_accuracy", "val_loss", "val_mean_iou")
+MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_loss", "val_mean_iou")
 
 
 @dataclass(frozen=True)
@@ -413,8 +413,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             raise ValueError(f"{w}: `classes` has duplicates. Received: classes={config.classes}")
         if config.monitor == "val_mean_iou":
             raise ValueError(
-                f"{w}: `monitor` val_mean_iou is for the U-Net; classifiers use val_accuracy or "
-                f"val_loss. Received: monitor={config.monitor!r}"
+                f"{w}: `monitor` val_mean_iou is for the U-Net; classifiers use val_accuracy, "
+                f"val_balanced_accuracy or val_loss. Received: monitor={config.monitor!r}"
             )
         if config.backbone == "vgg19" and config.se_reduction is not None:
             # The paper adds no SE to VGG (section 3.1.2: no merge layer to attach it to).
@@ -423,7 +423,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
                 f"Received: se_reduction={config.se_reduction}"
             )
     else:
-        if config.monitor == "val_accuracy":
+        if config.monitor in ("val_accuracy", "val_balanced_accuracy"):
             raise ValueError(
                 f"{w}: the U-Net is monitored by val_mean_iou or val_loss. "
                 f"Received: monitor={config.monitor!r}"

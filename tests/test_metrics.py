@@ -191,3 +191,39 @@ def test_evaluate_and_report_write_json_markdown_and_pngs(tmp_path):
     assert not list(tmp_path.rglob(".*tmp*"))
     leaked = report.data_summary(records + [{"split": "test", "patient_id": "p1", "source": "phantom", "label": "x"}])
     assert leaked["disjoint_level"] == "image" and leaked["patients_in_several_splits"] == 1
+
+
+# ------------------------------------------------------------------ training metric (issue 11)
+def test_balanced_accuracy_metric_matches_sklearn_over_batches():
+    from cxr_cascade.models import BalancedAccuracy
+
+    y, probs = _predictions(n=301, c=3, seed=7)
+    metric = BalancedAccuracy(3)
+    for start in range(0, len(y), 64):  # accumulated over batches, like fit/evaluate do
+        metric.update_state(y[start:start + 64, None], probs[start:start + 64])
+    want = skm.balanced_accuracy_score(y, probs.argmax(1))
+    assert float(metric.result()) == pytest.approx(want, abs=1e-6)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    metric = BalancedAccuracy(2)
+    # the majority-class model: accuracy 0.955, balanced accuracy 0.5 (64 COVID-19, 3 other viral)
+    y = np.array([0] * 64 + [1] * 3)
+    metric.update_state(y, np.tile([0.9, 0.1], (67, 1)))
+    assert float(metric.result()) == pytest.approx(0.5)
+    assert skm.balanced_accuracy_score(y, np.zeros(67, int)) == pytest.approx(0.5)
+
+
+def test_balanced_accuracy_leaves_out_absent_classes_and_checks_its_argument():
+    from cxr_cascade.models import BalancedAccuracy
+
+    metric = BalancedAccuracy(4)
+    y = np.array([0, 0, 2, 2, 2])
+    predicted = np.array([0, 1, 2, 2, 0])
+    metric.update_state(y, np.eye(4)[predicted])
+    want = skm.balanced_accuracy_score(y, predicted)  # classes 1 and 3 never occur as labels
+    assert float(metric.result()) == pytest.approx(want)
+    restored = BalancedAccuracy.from_config(metric.get_config())
+    assert restored.num_classes == 4 and restored.name == "balanced_accuracy"
+    for bad in (1, 2.0, True):
+        with pytest.raises(ValueError, match="num_classes"):
+            BalancedAccuracy(bad)

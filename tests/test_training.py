@@ -346,6 +346,24 @@ def test_unet_run_reports_mean_iou(phantom_root, tmp_path):
     assert 0.0 <= results["mean_iou"] <= 1.0
 
 
+def test_classifier_monitored_by_balanced_accuracy(standin, phantom_root, tmp_path):
+    """`monitor=val_balanced_accuracy` logs the metric each epoch and picks the best epoch by it."""
+    config = tiny_config(extra=["epochs=2", "monitor=val_balanced_accuracy"])
+    result = _train(standin, config, tmp_path / "run", [str(phantom_root / "chest_xray")])
+    history = result.state["history"]
+    assert all({"balanced_accuracy", "val_balanced_accuracy"} <= set(row) for row in history)
+    best = max(history, key=lambda row: row["val_balanced_accuracy"])
+    assert result.state["best"]["monitor"] == "val_balanced_accuracy"
+    assert result.state["best"]["value"] == pytest.approx(best["val_balanced_accuracy"])
+    from cxr_cascade.runs import load_stage
+
+    assert load_stage(tmp_path / "run").model.count_params() > 0  # model.keras reloads with it
+    with pytest.raises(ValueError, match="val_balanced_accuracy"):
+        from cxr_cascade.config import load_experiment
+
+        load_experiment("unet_lungs", ["monitor=val_balanced_accuracy"])
+
+
 # ------------------------------------------------------------------------------------------ files
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     from cxr_cascade.training.run_dir import atomic_path, atomic_write_json

@@ -10,7 +10,7 @@
 
 from cxr_cascade.models.composer import BACKBONES, build_classifier
 from cxr_cascade.models.losses import DiceBCELoss
-from cxr_cascade.models.metrics import mean_iou
+from cxr_cascade.models.metrics import BalancedAccuracy, mean_iou
 from cxr_cascade.models.moex import MoEx, MoExClassifier, MomentExchange, moment_exchange, pono_moments
 from cxr_cascade.models.receptive_field import ReceptiveField, receptive_field, receptive_field_recurrence
 from cxr_cascade.models.unet import build_unet, unet_mask_fn
@@ -27,6 +27,7 @@ __all__ = [
     "build_model",
     "build_unet",
     "unet_mask_fn",
+    "BalancedAccuracy",
     "mean_iou",
     "moment_exchange",
     "pono_moments",

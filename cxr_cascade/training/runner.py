@@ -86,7 +86,11 @@ def compile_model(model: keras.Model, config: ExperimentConfig, steps_per_epoch:
         metrics: list[Any] = [models.mean_iou()]
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
+        from cxr_cascade.models import BalancedAccuracy
+
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        if config.monitor == "val_balanced_accuracy":  # model selection a majority class cannot game
+            metrics.append(BalancedAccuracy(len(config.classes)))
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
 
 
