@@ -35,7 +35,8 @@ from typing import Optional, Union
 import numpy as np
 
 __all__ = [
-    "MODELS", "RELEASE_FILE", "ReleaseError", "build_release", "find_release", "load_release",
+    "MODELS", "RELEASE_FILE", "ReleaseError", "build_release", "chance_level", "find_release",
+    "load_release",
     "release_models_dir", "render_model_card", "verify_release",
 ]
 
@@ -115,6 +116,7 @@ def _run_summary(run: Path) -> dict:
                    "macro_auc": s.get("macro_auc")}
             for name, s in sections.items() if isinstance(s, dict)
         }
+    summary["chance_level"] = chance_level(summary.get("evaluation"))
     audit = _read_json(run / "audit" / "audit.json")  # `cxr-cascade audit RUN`
     if audit and isinstance(audit.get("flag"), dict):
         flag = audit["flag"]
@@ -124,6 +126,22 @@ def _run_summary(run: Path) -> dict:
             "reasons": flag.get("reasons") or [],
         }
     return summary
+
+
+def chance_level(evaluation: Optional[dict]) -> Optional[str]:
+    """Why a classifier is no better than chance on its test split, or None.
+
+    The rule: the 95 % patient-bootstrap CI of the test macro AUC reaches down to 0.5 (a model
+    whose ranking of the films is indistinguishable from a coin's). `evaluation` is a release
+    entry's ``evaluation`` (section -> n, confidence_intervals); the U-Net has no AUC and is
+    never marked.
+    """
+    for name, section in (evaluation or {}).items():
+        ci = ((section or {}).get("confidence_intervals") or {}).get("macro_auc")
+        if isinstance(ci, dict) and isinstance(ci.get("low"), (int, float)) and ci["low"] <= 0.5:
+            return (f"{name}: test macro AUC {ci['value']:.3f} (95 % CI {ci['low']:.3f}-"
+                    f"{ci['high']:.3f}, n={section.get('n')}) reaches 0.5: no better than chance")
+    return None
 
 
 def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, force: bool = False) -> Path:
@@ -378,7 +396,7 @@ copied from it. Do not edit by hand: rebuild the release.
 Research on chest X-ray classification and its failure modes (Lv et al. 2020's Cascade-SEMEnet,
 reproduced). **Not a medical device; not for diagnosis, triage or any clinical decision.**
 
-## Models
+{warnings}## Models
 | model | experiment | image size | parameters | stored size (MB) | weights sha256 |
 |---|---|---|---|---|---|
 {models}
@@ -438,8 +456,12 @@ def render_model_card(release: dict) -> str:
             f"{machine.get('platform', 'unknown machine')} ({machine.get('cpu_count', '?')} CPUs); "
             f"split manifest sha256 `{entry.get('split_manifest_sha256')}`"
         )
+    warnings = "".join(
+        f"**Warning: {role} is no better than chance.** {entry['chance_level']}; its output "
+        "carries no information (see Metrics).\n\n"
+        for role, entry in models.items() if entry.get("chance_level"))
     return CARD_TEMPLATE.format(
-        name=release.get("name"), created=release.get("created_utc"),
+        name=release.get("name"), created=release.get("created_utc"), warnings=warnings,
         models="\n".join(rows), total_mb=release.get("total_bytes", 0) / 1e6,
         metrics="\n".join(metrics), audit="\n".join(audits), provenance="\n".join(provenance),
     )

@@ -277,3 +277,21 @@ def test_release_build_command_refuses_a_wrong_role_and_an_existing_release(rele
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "a stage1 run, not a unet run" in err[0]
     assert main(["release", "build", "--out", str(tmp_path / "v4")]) == 2
+
+
+def test_chance_level_marks_a_model_whose_auc_ci_reaches_one_half():
+    from cxr_cascade.release import chance_level, render_model_card
+
+    def evaluation(low, value=0.6, high=0.7):
+        return {"stage2": {"n": 67, "confidence_intervals": {
+            "macro_auc": {"value": value, "low": low, "high": high}}}}
+
+    reason = chance_level(evaluation(0.365, 0.5, 0.619))
+    assert reason and "0.500 (95 % CI 0.365-0.619, n=67)" in reason
+    assert chance_level(evaluation(0.51)) is None  # the clean control: CI above 0.5
+    assert chance_level(None) is None and chance_level({"unet": {"n": 5}}) is None
+    entry = {"experiment": "x", "parameters": 1, "config": {}, "files": {}, "bytes": {}}
+    card = render_model_card({"models": {"stage2": {**entry, "chance_level": reason},
+                                         "stage1": dict(entry)}})
+    assert "**Warning: stage2 is no better than chance.**" in card
+    assert "Warning: stage1" not in card

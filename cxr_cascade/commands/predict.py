@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
                              for role, m in (read_release(release)[1].get("models") or {}).items())
             print(f"models: release {release} ({used}; no --models and no ./models)",
                   file=sys.stderr, flush=True)
+            for role, m in (read_release(release)[1].get("models") or {}).items():
+                if m.get("chance_level"):
+                    print(f"warning: {role} of this release is no better than chance "
+                          f"({m['chance_level']}); see its MODEL_CARD.md", file=sys.stderr, flush=True)
     predictor = Predictor(models, args.model, rule=args.rule)
     results = []
     failed = 0
