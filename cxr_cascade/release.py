@@ -106,7 +106,8 @@ def _run_summary(run: Path) -> dict:
         "command": results.get("command") or ((run / "command.txt").read_text().strip()
                                               if (run / "command.txt").is_file() else None),
         "machine": {k: environment.get(k) for k in
-                    ("host", "platform", "cpu_count", "tensorflow", "keras", "keras_backend", "gpus")
+                    ("host", "platform", "cpu_count", "threads", "tensorflow", "keras",
+                     "keras_backend", "gpus")
                     if k in environment},
     }
     if evaluation:

@@ -144,6 +144,7 @@ def test_run_directory_holds_every_artifact(finished_run):
     assert json.loads((run / "config.json").read_text())["preprocess"]["image_size"] == 32
     env = json.loads((run / "environment.json").read_text())
     assert env["tensorflow"] and env["keras"] and env["devices"] and env["replicas"] == 1
+    assert isinstance(env["threads"], dict)  # TF_NUM_INTRAOP_THREADS etc. when a run was given them
 
     with open(run / "history.csv") as handle:
         rows = list(csv.DictReader(handle))

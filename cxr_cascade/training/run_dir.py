@@ -51,6 +51,9 @@ from pipelines.atomic import (  # noqa: E402,F401
 )
 
 
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -73,6 +76,8 @@ def capture_environment() -> dict[str, Any]:
         "keras_backend": keras.backend.backend(),
         "numpy": numpy.__version__,
         "cpu_count": os.cpu_count(),
+        # thread limits a run was given (make train-release sets one TensorFlow thread per chain)
+        "threads": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
     }
     if keras.backend.backend() != "tensorflow":
         info.update(_portable_devices(keras.backend.backend()))
