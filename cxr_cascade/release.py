@@ -114,7 +114,9 @@ def _run_summary(run: Path) -> dict:
         sections = evaluation.get("models") or {}  # `cxr-cascade evaluate RUN`'s sections
         summary["evaluation"] = {
             name: {"n": s.get("n"), "confidence_intervals": s.get("confidence_intervals"),
-                   "macro_auc": s.get("macro_auc")}
+                   "macro_auc": s.get("macro_auc"),
+                   "class_counts": {c: v.get("support") for c, v in (s.get("per_class") or {}).items()
+                                    if isinstance(v, dict)} or None}
             for name, s in sections.items() if isinstance(s, dict)
         }
     summary["chance_level"] = chance_level(summary.get("evaluation"))
@@ -374,10 +376,15 @@ def _fmt(value, digits=3) -> str:
 def _metric_lines(entry: dict) -> list[str]:
     lines = []
     for name, section in (entry.get("evaluation") or {}).items():
+        counts = section.get("class_counts") or {}
         for metric, ci in (section.get("confidence_intervals") or {}).items():
             if isinstance(ci, dict) and "value" in ci:
+                n = _fmt(section.get("n"))
+                cls = metric.split("/", 1)[0] if "/" in metric else None
+                if cls in counts:  # the class count beside a per-class number
+                    n = f"{n} ({cls} {_fmt(counts[cls])})"
                 lines.append(f"| {name} | {metric} | {_fmt(ci['value'])} | "
-                             f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))} | {_fmt(section.get('n'))} |")
+                             f"{_fmt(ci.get('low'))}-{_fmt(ci.get('high'))} | {n} |")
     if not lines:
         counts = (entry.get("split_counts") or {}).get(entry.get("test_split") or "test")
         if isinstance(counts, dict):  # class counts beside the numbers
@@ -426,6 +433,9 @@ Total stored: {total_mb:.1f} MB (kernels float16, biases and batch-norm statisti
 - COVID-19 films and the other classes come from different sources and ages: a high stage-2 or
   cascade score can reflect the source (markers, text, tints), not the disease.
 - Lateral views, CT slices and non-chest images are not rejected; the output is still a class.
+- The U-Net's training set holds Kermany and ieee8023 films, some of them in the classifiers'
+  test splits: lung masks (and stage 2's lung-masked inputs) on those films can be better than
+  on films it has never seen.
 - The cascade's COVID-19 output is only reached through stage 1's "viral" decision (the paper's
   gate rule): a COVID-19 film stage 1 calls bacterial is never called COVID-19.
 

@@ -80,6 +80,10 @@ def test_release_json_records_provenance_and_weights_are_float16(release):
     assert f"| unet: unet | dice | {dice['value']:.3f} | {dice['low']:.3f}-{dice['high']:.3f} |" in card
     accuracy = data["models"]["stage1"]["evaluation"]["stage1"]["confidence_intervals"]["accuracy"]
     assert f"| stage1: stage1 | accuracy | {accuracy['value']:.3f} |" in card
+    section = data["models"]["stage1"]["evaluation"]["stage1"]
+    recall = section["confidence_intervals"]["normal/recall"]
+    assert (f"| stage1: stage1 | normal/recall | {recall['value']:.3f} | {recall['low']:.3f}-"
+            f"{recall['high']:.3f} | {section['n']} (normal {section['class_counts']['normal']}) |") in card
     accuracy = data["models"]["stage2"]["test_metrics"]["accuracy"]
     assert f"| stage2: test | accuracy | {accuracy:.3f} | not evaluated" in card
     counts = data["models"]["stage2"]["split_counts"]["test"]

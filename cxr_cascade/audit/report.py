@@ -139,8 +139,9 @@ def flag_rule(tests: dict, full_accuracy: float, chance: float) -> dict:
     booleans = {name: bool(t["fired"] and t["used"]) for name, t in tests.items()}
     if full_accuracy - chance < MIN_SKILL:
         return {"flagged": False, "informative": False, **booleans, "fired": [], "reasons": [
-            f"not informative: accuracy {full_accuracy:.3f} is within {MIN_SKILL} of chance "
-            f"({chance:.3f}); the model uses nothing, so where it looks means nothing"]}
+            f"not informative: accuracy {full_accuracy:.3f} is not {MIN_SKILL} above chance "
+            f"({chance:.3f}, the majority class's share); a model without skill uses nothing, "
+            f"so where it looks means nothing"]}
     fired = [name for name, t in tests.items() if t["used"] and t["fired"]]
     reasons = [
         f"{name}: {tests[name]['value']:.3f} (95 % CI {tests[name]['low']:.3f} to "
