@@ -71,3 +71,14 @@ def test_predict_uses_the_release_on_a_phantom_film(tmp_path, monkeypatch, capsy
     answer = json.loads(captured.out.strip().splitlines()[-1])
     assert sorted(answer["probabilities"]) == sorted(["normal", "bacterial", "viral", "covid19"])
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-3
+
+
+@pytest.mark.slow
+def test_release_stage1_reproduces_its_recorded_test_accuracy(release, kermany_dir, tmp_path):
+    """The float16 release on Kermany's official test split gives release.json's number."""
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(V1 / "stage1"), "--out", str(out), "--n-boot", "20"]) == 0
+    got = json.loads((out / "metrics.json").read_text())["models"]["stage1"]
+    recorded = release["models"]["stage1"]["evaluation"]["stage1"]
+    assert got["n"] == recorded["n"] == 624
+    assert got["accuracy"] == pytest.approx(recorded["confidence_intervals"]["accuracy"]["value"], abs=0.005)
