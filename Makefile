@@ -45,7 +45,7 @@ demo: phantoms
 	$(CLI) data check $(DEMO_DIR)/phantoms/covid-chestxray-dataset --format ieee8023 --strict
 	$(CLI) data check $(DEMO_DIR)/phantoms/lung-masks --format lung-masks --strict
 	rm -rf $(DEMO_DIR)/runs
-	$(MAKE) train-unet train-stage1 train-stage2 DATA= TRAIN_RUNS=$(DEMO_DIR)/runs PHANTOM_DIR=$(DEMO_DIR)/phantoms
+	$(MAKE) train-chains DATA= TRAIN_RUNS=$(DEMO_DIR)/runs PHANTOM_DIR=$(DEMO_DIR)/phantoms
 	$(BIN)/python -c "import json, sys; \
 	rs = {s: json.load(open('$(DEMO_DIR)/runs/' + s + '/results.json')) for s in ('unet', 'stage1', 'stage2')}; \
 	sc = {s: r['mean_iou'] if s == 'unet' else r['accuracy'] for s, r in rs.items()}; \
@@ -170,31 +170,43 @@ train-unet: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
 train-stage2: $(STAMP) $(if $(DATA),,$(PHANTOM_DIR)/phantoms.csv)
 	$(CLI) train $(STAGE2_EXP) $(if $(DATA),$(TRAIN_DATA),--data $(PHANTOM_DIR)/covid-chestxray-dataset) --unet $(UNET_RUN) --run-dir $(TRAIN_RUNS)/stage2 $(TRAIN_ARGS)
 
+# train-chains: the three trainings as two chains side by side, one TensorFlow thread each
+# (CHAIN_THREADS): stage 1 on one core; the U-Net and then stage 2 (which needs the U-Net's masks)
+# on the other. On 2 cores this beats three 2-thread runs in a row (`make demo`, `train-release`).
+# STAGE1_DATA / UNET_DATA / STAGE2_DATA: each chain's DATA (empty: the phantom set).
+CHAIN_THREADS ?= 1
+CHAIN_ENV = TF_NUM_INTRAOP_THREADS=$(CHAIN_THREADS) TF_NUM_INTEROP_THREADS=$(CHAIN_THREADS)
+STAGE1_DATA ?=
+UNET_DATA ?=
+STAGE2_DATA ?=
+.PHONY: train-chains chain-stage1 chain-stage2
+train-chains: $(STAMP)
+	$(MAKE) -j2 chain-stage1 chain-stage2
+
+chain-stage1: $(STAMP)
+	$(CHAIN_ENV) $(MAKE) train-stage1 DATA=$(STAGE1_DATA)
+
+chain-stage2: $(STAMP)
+	$(CHAIN_ENV) $(MAKE) train-unet DATA=$(UNET_DATA)
+	$(CHAIN_ENV) $(MAKE) train-stage2 DATA=$(STAGE2_DATA)
+
 # --- release (issue 11): the release experiments on the real data, then evaluation of each run
 # (CIs into release.json), float16 release, verification.
 #   make train-release [SHARED_DATA=../shared/data]   trains unet -> stage2 and stage1 into RELEASE_RUNS
 #   make release                                       evaluates and audits the runs, writes RELEASE_DIR
 #   make evaluate-release                              evaluates the release end to end into RELEASE_EVAL
-# train-release runs two chains side by side, one TensorFlow thread each (RELEASE_THREADS): stage 1
-# on one core, the U-Net and then stage 2 (which needs the U-Net's masks) on the other; together
-# they fit ~2 h on the 2-core machine (the release experiments' headers give the measured speeds).
-# The release's split manifests (splits.csv) hold the training machine's absolute data paths.
+# train-release trains the release experiments with train-chains (about 1 h 40 min here; the
+# release experiments' headers give the measured speeds).
+# The release's split manifests (splits.csv) hold paths relative to the release folder.
 SHARED_DATA ?= ../shared/data
 RELEASE_RUNS ?= runs/release
 RELEASE_DIR ?= releases/v1
 RELEASE_EVAL ?= experiments/results/release-v1
-RELEASE_THREADS ?= 1
-RELEASE_ENV = TF_NUM_INTRAOP_THREADS=$(RELEASE_THREADS) TF_NUM_INTEROP_THREADS=$(RELEASE_THREADS)
-.PHONY: train-release release evaluate-release release-chain-stage1 release-chain-stage2
+.PHONY: train-release release evaluate-release
 train-release: $(STAMP)
-	$(MAKE) -j2 release-chain-stage1 release-chain-stage2
-
-release-chain-stage1: $(STAMP)
-	$(RELEASE_ENV) $(MAKE) train-stage1 DATA=$(SHARED_DATA)/chest_xray STAGE1_EXP=release_stage1_224 TRAIN_RUNS=$(RELEASE_RUNS)
-
-release-chain-stage2: $(STAMP)
-	$(RELEASE_ENV) $(MAKE) train-unet DATA=$(SHARED_DATA)/lung-masks UNET_EXP=release_unet_256 TRAIN_RUNS=$(RELEASE_RUNS)
-	$(RELEASE_ENV) $(MAKE) train-stage2 DATA=$(SHARED_DATA)/covid-chestxray-dataset STAGE2_EXP=release_stage2_224 TRAIN_RUNS=$(RELEASE_RUNS)
+	$(MAKE) train-chains TRAIN_RUNS=$(RELEASE_RUNS) STAGE1_DATA=$(SHARED_DATA)/chest_xray \
+		UNET_DATA=$(SHARED_DATA)/lung-masks STAGE2_DATA=$(SHARED_DATA)/covid-chestxray-dataset \
+		STAGE1_EXP=release_stage1_224 UNET_EXP=release_unet_256 STAGE2_EXP=release_stage2_224
 
 release: $(STAMP)
 	$(CLI) evaluate $(RELEASE_RUNS)/unet
