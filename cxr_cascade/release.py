@@ -334,8 +334,8 @@ def find_release(root: Optional[PathLike] = None) -> Optional[Path]:
 
 
 NO_RELEASE = (
-    "no trained models: no --models, no ./models and no release in releases/ (none is published "
-    "yet; train with `make train-unet train-stage1 train-stage2 DATA=...`, then "
+    "no trained models: no --models, no ./models and no release in releases/ (the repository "
+    "ships releases/v1; or train with `make train-release`, then `make release`, which runs "
     "`cxr-cascade release build --unet RUN --stage1 RUN --stage2 RUN --out releases/v1`)"
 )
 
