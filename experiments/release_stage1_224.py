@@ -15,8 +15,8 @@ Deviations from `table4_resnet50_seme` and why:
   the paper's recipe is ~11 h at 224 px on this 2-core CPU. `make train-release` trains this
   model on one core (one TensorFlow thread) while the U-Net and then stage 2 train on the other,
   so that the whole release fits one ~2 h sitting: measured on the release run (2026-11-30,
-  both chains running), 5 s per step of 16 images = 3.2 img/s, ~25 min per epoch of 4,637
-  images plus ~1 min validation, so 4 epochs = ~1 h 45 min. SGD at a constant 1e-4 needed the
+  both chains running), 5 s per step of 16 images = 3.2 img/s, 23.5-25.8 min per epoch of 4,637
+  images with validation; the 4 epochs took 1 h 37 min. SGD at a constant 1e-4 needed the
   paper's 80 epochs; Adam with a cosine decay converges in a short schedule (`demo_stage1`, same
   network, phantoms). The cosine schedule spans the set epochs; with more time, `--set epochs=N`.
 - batch_size 16 instead of 8: fewer, larger steps are a little faster per image on the CPU.

@@ -15,8 +15,9 @@ Deviations from `unet_lungs` and why:
   on the busy machine (less on an idle one). Half width would allow only 4 epochs in the budget.
 - epochs 3 instead of 40: `make train-release` trains the U-Net and then stage 2 on one core
   (one TensorFlow thread) while stage 1 trains on the other; measured on the release run
-  (2026-11-30, both chains running): 1.15 s per step of 8 pairs = 7 img/s, ~10 min per epoch
-  of ~4,200 training pairs, so 3 epochs = ~32 min, leaving stage 2 the rest of the ~2 h sitting.
+  (2026-11-30, both chains running): 1.15-1.25 s per step of 8 pairs (~6.5 img/s), 11-11.6 min
+  per epoch of 4,205 training pairs; the 3 epochs took 34 min with test evaluation, leaving
+  stage 2 the rest of the ~1 h 40 min sitting.
   The cosine schedule spans the set epochs; with more time, `--set epochs=N`.
 - mixed_precision off (float32): bfloat16 measured 1.38-1.48x slower than float32 for the
   ResNet50 family on this CPU (see `release_stage1_224`); the U-Net speeds above were taken in
