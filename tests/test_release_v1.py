@@ -68,6 +68,9 @@ def test_predict_uses_the_release_on_a_phantom_film(tmp_path, monkeypatch, capsy
     assert main(["predict", str(film), "--json"]) == 0
     captured = capsys.readouterr()
     assert f"release {V1}" in captured.err
+    for role, entry in json.loads((V1 / "release.json").read_text())["models"].items():
+        warned = f"warning: {role} of this release is no better than chance" in captured.err
+        assert warned == bool(entry.get("chance_level")), role  # stage 2 warned, stage 1 not
     answer = json.loads(captured.out.strip().splitlines()[-1])
     assert sorted(answer["probabilities"]) == sorted(["normal", "bacterial", "viral", "covid19"])
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-3

@@ -67,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
             from cxr_cascade.release import read_release
 
             models = release_models_dir(release)
-            used = ", ".join(f"{role} {m.get('experiment')}"
-                             for role, m in (read_release(release)[1].get("models") or {}).items())
+            entries = read_release(release)[1].get("models") or {}
+            used = ", ".join(f"{role} {m.get('experiment')}" for role, m in entries.items())
             print(f"models: release {release} ({used}; no --models and no ./models)",
                   file=sys.stderr, flush=True)
-            for role, m in (read_release(release)[1].get("models") or {}).items():
+            for role, m in entries.items():
                 if m.get("chance_level"):
                     print(f"warning: {role} of this release is no better than chance "
                           f"({m['chance_level']}); see its MODEL_CARD.md", file=sys.stderr, flush=True)
