@@ -70,13 +70,17 @@ def _device() -> str:
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        from cxr_cascade.training.strategy import BF16_CPU_FLAGS, cpu_flags
+        from cxr_cascade.training.strategy import BF16_NATIVE_CPU_FLAGS, cpu_flags, precision_policy
 
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             return gpus[0].name
-        bf16 = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
-        return f"CPU ({os.cpu_count()} cores; bfloat16 flags: {', '.join(bf16) or 'none'})"
+        bf16 = sorted(set(BF16_NATIVE_CPU_FLAGS) & cpu_flags())
+        auto = precision_policy("auto", gpu=False)
+        return (
+            f"CPU ({os.cpu_count()} cores; bfloat16 flags: {', '.join(bf16) or 'none'}; "
+            f"mixed_precision=auto -> {auto})"
+        )
     return f"CPU or other ({os.cpu_count()} cores)"
 
 

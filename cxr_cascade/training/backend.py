@@ -68,7 +68,13 @@ def has_gpu() -> bool:
     return False
 
 
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# CPU flags under which `mixed_precision="auto"` trains in bfloat16: AMX's bf16 tiles, where
+# oneDNN's bfloat16 convolutions were measured faster than float32 (6.1-6.3 vs 4.8-5.6 img/s,
+# SEME-ResNet50 at 224 px, issue 15). AVX512-BF16 alone is not enough: on a 2-core AVX512-BF16
+# machine without AMX, bfloat16 training steps took 1.38-1.48x as long (`make bench-models`).
+BF16_CPU_FLAGS = ("amx_bf16",)
+# Flags that give a CPU native bfloat16 arithmetic of some kind (reported by `make bench-models`).
+BF16_NATIVE_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
@@ -87,8 +93,9 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset:
 def precision_policy(mode: str, *, gpu: Optional[bool] = None, flags: Optional[frozenset] = None) -> str:
     """The Keras dtype policy for a config's `mixed_precision` ("off", "float16", "bfloat16", "auto").
 
-    "auto" is float16 on GPUs (tensor cores; Keras scales the loss), bfloat16 on CPUs with
-    native bfloat16 arithmetic (`BF16_CPU_FLAGS`: AMX or AVX512-BF16) and float32 on other CPUs.
+    "auto" is float16 on GPUs (tensor cores; Keras scales the loss), bfloat16 on CPUs where it
+    was measured faster than float32 (`BF16_CPU_FLAGS`: AMX) and float32 on other CPUs, those
+    with AVX512-BF16 but no AMX included (slower there in bfloat16, see `BF16_CPU_FLAGS`).
 
     Args:
         mode: the config value.

@@ -110,13 +110,11 @@ def _patch_multiworker_reduce(strategy: tf.distribute.Strategy) -> tf.distribute
     return strategy
 
 
-# CPU features (Linux /proc/cpuinfo flag names) with native bfloat16 matrix arithmetic, where
-# mixed_bfloat16 training is faster than float32 (measured on Sapphire Rapids with AVX512-BF16:
-# ResNet50 at 224 px 6.1-6.3 img/s against 4.8-5.6 in float32; benchmarks/bench_models.py).
-# Without them bfloat16 is emulated and slower than float32.
+# Which CPUs train in bfloat16 under mixed_precision="auto" (AMX only) and why: training.backend.
 # The precision rule is backend-neutral: one copy, in training.backend.
 from cxr_cascade.training.backend import (  # noqa: E402,F401
     BF16_CPU_FLAGS,
+    BF16_NATIVE_CPU_FLAGS,
     cpu_flags,
     precision_policy,
 )
