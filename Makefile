@@ -113,13 +113,24 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py --quick --no-jit --models keras_resnet50,resnet50,seme_resnet50 \
 		--precisions float32 bfloat16 --json-out $(BENCH_DIR)/models.json
 	$(BIN)/python benchmarks/bench_serving.py --quick --json-out $(BENCH_DIR)/serving.json
+	$(BIN)/python benchmarks/bench_clahe_ops.py --quick
 	$(BIN)/python benchmarks/report.py $(BENCH_DIR)
 
+# The accelerator's table (CLAHE / rotation layers on an H200) is rendered from its committed JSON.
 bench-readme: $(STAMP)
 	$(BIN)/python benchmarks/report.py $(BENCH_DIR) --readme README.md
+	$(BIN)/python benchmarks/report.py benchmarks/results/h200 --readme README.md
 
 bench-clahe: $(STAMP)
 	$(BIN)/python benchmarks/bench_clahe.py --json-out $(BENCH_DIR)/clahe.json $(BENCH_CLAHE_ARGS)
+
+# CLAHE and rotation as keras.ops layers on the backend's device vs OpenCV on the host (issue 15,
+# goal 5). The H200 run: KERAS_BACKEND=jax python benchmarks/bench_clahe_ops.py --images DIR
+# --model --json-out benchmarks/results/h200/clahe_ops.json (DIR: 8 ieee8023 radiographs).
+BENCH_CLAHE_OPS_ARGS ?=
+.PHONY: bench-clahe-ops
+bench-clahe-ops: $(STAMP)
+	$(BIN)/python benchmarks/bench_clahe_ops.py --json-out $(BENCH_DIR)/clahe_ops.json $(BENCH_CLAHE_OPS_ARGS)
 
 # Training img/s of our builders vs keras.applications and SE/SEME vs plain (any Keras backend:
 # KERAS_BACKEND=jax make bench-models), float32 and bfloat16 in one run. CPU run as in issue 15:

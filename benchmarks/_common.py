@@ -6,6 +6,7 @@ says which bench made it, with which command, on which machine.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -15,8 +16,9 @@ from typing import Any
 
 
 def provenance(bench: str) -> dict[str, Any]:
-    """`{"bench", "command", "machine"}`: the bench's name, its command line and the CPU."""
+    """`{"utc", "bench", "command", "machine"}`: when, the bench's name, its command line and the CPU."""
     return {
+        "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "bench": bench,
         "command": " ".join(["python", *sys.argv]),
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",

@@ -3,10 +3,10 @@
     python benchmarks/report.py build/bench                    # print every table
     python benchmarks/report.py build/bench --readme README.md # rewrite the marked sections
 
-Reads ``clahe.json``, ``pipeline.json``, ``models.json`` and ``serving.json`` from the folder
-(those present). With ``--readme`` each table replaces the text between
-``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in the README (NAME = clahe, pipeline,
-models, serving); other text is left alone, and a marker pair without a JSON file is kept as is.
+Reads ``clahe.json``, ``clahe_ops.json``, ``pipeline.json``, ``models.json`` and ``serving.json``
+from the folder (those present). With ``--readme`` each table replaces the text between
+``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in the README (NAME = clahe, clahe_ops,
+pipeline, models, serving); other text is left alone, and a marker pair without a JSON file is kept as is.
 The numbers are the JSON's, with its machine, load and command, so a README table is always
 regenerated, never typed.
 """
@@ -20,11 +20,13 @@ import re
 import sys
 from pathlib import Path
 
-NAMES = ("clahe", "pipeline", "models", "serving")
+NAMES = ("clahe", "clahe_ops", "pipeline", "models", "serving")
 
 
 def _caption(data: dict, path: Path) -> str:
     when = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+    if data.get("utc"):  # the bench's own clock (a copied file's modification time is the copy's)
+        when = datetime.datetime.fromisoformat(data["utc"])
     parts = [data.get("device") or data.get("machine", "")]  # a bench's own device line says more
     load = data.get("load_average")
     if load:
@@ -61,6 +63,41 @@ def render_clahe(data: dict) -> list[str]:
         )
         + "."
     )
+    return lines
+
+
+def render_clahe_ops(data: dict) -> list[str]:
+    lines = [
+        "| size | batch | CLAHE on device | OpenCV on host CPU | OpenCV / device | with host copies | exact | rotation on device | rotation vs host CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rotation = {(r["size"], r["batch"]): r for r in data.get("rotation", [])}
+    for r in data["clahe"]:
+        rot = rotation.get((r["size"], r["batch"]), {})
+        diff = rot.get("max_abs_diff_vs_host_cpu")
+        lines.append(
+            f"| {r['size']} | {r['batch']} | {r['device_ms']:.3f} | {r['opencv_ms']:.3f} | "
+            f"{r['speedup_device']:.1f}x | {r['speedup_round_trip']:.2f}x | {'yes' if r['exact'] else 'NO'} | "
+            f"{rot.get('device_ms', float('nan')):.3f} | {'-' if diff is None else f'{diff:.1e}'} |"
+        )
+    lines.append("")
+    lines.append(
+        f"ms per image, median of rounds; {data['backend']} on {data['device']}; OpenCV {data['opencv']} "
+        f"on the host; clip {data['clip_limit']}, grid {data['tile_grid'][0]}x{data['tile_grid'][1]}, "
+        f"{data.get('images', 'images')}. \"with host copies\": OpenCV's time over the device's "
+        "including the copy of the batch to the device and back. \"exact\": every output equals "
+        "OpenCV's. Rotation: `RandomAffine(30)`, bilinear; largest difference (of 1) from the same maps "
+        "computed on the host CPU."
+    )
+    model = data.get("model")
+    if model:
+        ips = model["images_per_s"]
+        lines.append("")
+        lines.append(
+            f"Training SEME-ResNet50 at {model['size']} px, batch {model['batch']}, {model['precision']}: "
+            f"{ips['seme_resnet50']:.1f} img/s alone, {ips['clahe+rotation+seme_resnet50']:.1f} img/s with "
+            f"`AdaptiveEqualization(fraction=0.4)` and `RandomAffine(30)` in front (ratio {model['ratio']:.3f})."
+        )
     return lines
 
 
@@ -120,7 +157,7 @@ def render_serving(data: dict) -> list[str]:
     return lines
 
 
-RENDER = {"clahe": render_clahe, "pipeline": render_pipeline, "models": render_models, "serving": render_serving}
+RENDER = {"clahe": render_clahe, "clahe_ops": render_clahe_ops, "pipeline": render_pipeline, "models": render_models, "serving": render_serving}
 
 
 def tables(folder: Path) -> dict[str, str]:

@@ -66,6 +66,34 @@ def test_rewrites_only_the_marked_sections(report, tmp_path):
     assert readme.read_text() == text
 
 
+CLAHE_OPS = {
+    "utc": "2026-11-30T22:33:45+00:00",
+    "bench": "clahe_ops",
+    "command": "python benchmarks/bench_clahe_ops.py --model",
+    "backend": "jax",
+    "device": "NVIDIA H200 (gpu, JAX 0.11.2)",
+    "opencv": "5.0.0, 16 threads",
+    "clip_limit": 2.0,
+    "tile_grid": [8, 8],
+    "clahe": [
+        {"size": 512, "batch": 64, "device_ms": 0.007, "round_trip_ms": 0.95, "opencv_ms": 0.121,
+         "speedup_device": 17.47, "speedup_round_trip": 0.13, "exact": True, "max_abs_diff": 0},
+    ],
+    "rotation": [{"size": 512, "batch": 64, "device_ms": 0.0096, "max_abs_diff_vs_host_cpu": 5.9e-05}],
+    "model": {"size": 512, "batch": 16, "precision": "mixed_bfloat16",
+              "images_per_s": {"seme_resnet50": 544.5, "clahe+rotation+seme_resnet50": 570.8}, "ratio": 1.048},
+}
+
+
+def test_renders_the_accelerator_table_with_its_own_date(report, tmp_path):
+    (tmp_path / "clahe_ops.json").write_text(json.dumps(CLAHE_OPS))
+    table = report.tables(tmp_path)["clahe_ops"]
+    assert "| 512 | 64 | 0.007 | 0.121 | 17.5x | 0.13x | yes | 0.010 | 5.9e-05 |" in table
+    assert "544.5 img/s alone, 570.8 img/s" in table and "(ratio 1.048)" in table
+    assert "2026-11-30 22:33 UTC" in table  # the JSON's clock, not the file's
+    assert "NVIDIA H200" in table
+
+
 def test_no_json_is_an_error(report, tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 1
     assert "no bench JSON" in capsys.readouterr().err
