@@ -6,6 +6,9 @@
 * ``build_unet(...)``: lung-segmentation U-Net (``unet_mask_fn`` turns it into a mask function); ``DiceBCELoss`` and ``mean_iou`` to train it.
 * ``MoEx`` settings, the ``MomentExchange`` layer and the ``MoExClassifier`` model.
 * ``receptive_field(model)``: the paper's receptive-field recurrence over a model graph.
+* ``AdaptiveEqualization`` (CLAHE, exact to OpenCV) and ``RandomAffine`` (rotation, shift, zoom):
+  preprocessing layers in keras.ops that run inside the model, on its device
+  (`cxr_cascade.models.preprocessing`).
 """
 
 from cxr_cascade.models.composer import BACKBONES, build_classifier
@@ -15,13 +18,16 @@ from cxr_cascade.models.moex import MoEx, MoExClassifier, MomentExchange, moment
 from cxr_cascade.models.receptive_field import ReceptiveField, receptive_field, receptive_field_recurrence
 from cxr_cascade.models.unet import build_unet, unet_mask_fn
 from cxr_cascade.models.build import build_model
+from cxr_cascade.models.preprocessing import AdaptiveEqualization, RandomAffine
 
 __all__ = [
+    "AdaptiveEqualization",
     "BACKBONES",
     "DiceBCELoss",
     "MoEx",
     "MoExClassifier",
     "MomentExchange",
+    "RandomAffine",
     "ReceptiveField",
     "build_classifier",
     "build_model",
