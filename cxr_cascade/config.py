@@ -382,6 +382,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             "preprocess.segment=false and augment.clahe_mode='replace'. Received: "
             f"preprocess.segment={config.preprocess.segment}, augment.clahe_mode={config.augment.clahe_mode!r}"
         )
+    if config.task == "unet" and config.augment.in_model:
+        raise ValueError(
+            f"{w}: the U-Net's image and mask must move together, which the input pipeline does; "
+            "use augment.placement='pipeline'. Received: augment.placement='model' with task='unet'"
+        )
     _check_range(w, "seed", config.seed, 0)
     if config.se_reduction is not None:
         _check_range(w, "se_reduction", config.se_reduction, 1)

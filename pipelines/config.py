@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence, Tuple, Union
 
 __all__ = [
+    "AUGMENT_PLACEMENTS",
     "AugmentConfig",
     "CLAHE_MODES",
     "FILL_MODES",
@@ -33,6 +34,9 @@ FILL_MODES = ("constant", "reflect", "wrap", "nearest")
 # "replace" = each image CLAHE'd with probability clahe_fraction per epoch;
 # "add" = a CLAHE copy of round(clahe_fraction * N) images joins the originals.
 CLAHE_MODES = ("replace", "add")
+# Where the random per-image augmentation runs: "pipeline" = the host's input pipeline (tf.data or
+# the portable arrays); "model" = Keras layers at the front of the network, on its device.
+AUGMENT_PLACEMENTS = ("pipeline", "model")
 
 ImageSize = Union[int, Sequence[int]]
 
@@ -160,6 +164,13 @@ class AugmentConfig:
         zoom: random content scale in ``[1 - zoom, 1 + zoom]``.
         fill_mode: pixels uncovered by the affine transform: "constant" (black), "reflect",
             "wrap" or "nearest".
+        placement: where the per-image random draws run. "pipeline" (default): in the input
+            pipeline on the host. "model": the rotation / shift / zoom and the "replace"-mode
+            CLAHE run as layers at the front of the classifier
+            (`cxr_cascade.models.preprocessing`), on the model's device, and the pipeline only
+            decodes, resizes and makes the planned copies ("add"-mode CLAHE, segmented copies);
+            for accelerators that the host cannot feed. Same arithmetic (CLAHE bit-exact,
+            rotation within 1e-5), other random draws. Classifiers only, ``fill_mode="constant"``.
     """
 
     clahe_fraction: float = 0.0
@@ -169,6 +180,7 @@ class AugmentConfig:
     shift: float = 0.0
     zoom: float = 0.0
     fill_mode: str = "constant"
+    placement: str = "pipeline"
 
     def __post_init__(self):
         _check_number("clahe_fraction", self.clahe_fraction, 0.0, 1.0)
@@ -177,6 +189,32 @@ class AugmentConfig:
         _check_number("shift", self.shift, 0.0, 1.0)
         _check_number("zoom", self.zoom, 0.0, 0.999)
         check_fill_mode(self.fill_mode)
+        _check_choice("placement", self.placement, AUGMENT_PLACEMENTS)
+        if self.placement == "model" and self.fill_mode != "constant":
+            raise ValueError(
+                "`placement='model'` fills uncovered pixels with a constant (black); set "
+                f"fill_mode='constant'. Received: fill_mode={self.fill_mode!r}"
+            )
+
+    @property
+    def in_model(self) -> bool:
+        """Whether the random per-image draws run in the model (`placement="model"`)."""
+        return self.placement == "model"
+
+    def for_host(self) -> "AugmentConfig":
+        """The part the host's input pipeline runs: all of it, or (placement "model") the
+        planned copies only, without the random draws the model's layers make."""
+        if not self.in_model:
+            return self
+        replace = self.clahe_mode == "replace"
+        return dataclasses.replace(
+            self,
+            clahe_fraction=0.0 if replace else self.clahe_fraction,
+            rotation_degrees=0.0,
+            shift=0.0,
+            zoom=0.0,
+            placement="pipeline",
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -417,3 +417,20 @@ def test_cli_backend_jax_trains_the_experiment_network(phantoms, tmp_path):
                     *[a for o in TINY + ["epochs=1"] for a in ("--set", o)])
     results = _check_run_folder(run_dir, 1)
     assert results["experiment"] == "demo_stage1" and "--backend jax" in results["command"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_JAX, reason="JAX is not installed")
+def test_jax_trains_with_augmentation_in_the_model(phantoms, tmp_path):
+    """`--set augment.placement=model` on JAX: rotation and shift (which the NumPy path does not
+    implement) run as layers of SEME-ResNet50; the run finishes and its model.keras holds them."""
+    run_dir = tmp_path / "in_model"
+    _run_without_tf(tmp_path, "cxr_cascade", "train", "demo_stage1", "--backend", "jax",
+                    "--data", str(phantoms / "chest_xray"), "--run-dir", str(run_dir), "--quiet",
+                    *[a for o in TINY + ["epochs=1", "augment.placement=model",
+                                         "augment.rotation_degrees=30", "augment.shift=0.1"]
+                      for a in ("--set", o)])
+    results = _check_run_folder(run_dir, 1)
+    assert results["experiment"] == "demo_stage1"
+    architecture = (run_dir / "model.keras").read_bytes()
+    assert b"RandomAffine" in architecture and b"AdaptiveEqualization" in architecture

@@ -32,8 +32,8 @@ BACKEND = keras.backend.backend()
 
 
 def _cv2_clahe(image, clip, grid):
-    # OpenCV's tileGridSize is (cols, rows); ours is (rows, cols).
-    return cv2.createCLAHE(clipLimit=clip, tileGridSize=(grid[1], grid[0])).apply(image)
+    # `tile_grid_size` is OpenCV's tileGridSize: (tiles along width, tiles along height).
+    return cv2.createCLAHE(clipLimit=clip, tileGridSize=tuple(grid)).apply(image)
 
 
 def _compiled(fn):

@@ -31,8 +31,13 @@ def tiny_model(config):
     import keras
     from cxr_cascade import models
 
+    from cxr_cascade.models.build import augmentation_layers
+
     inputs = keras.Input((config.image_size, config.image_size, 1), name="image")
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv1")(inputs)
+    x = inputs
+    for layer in augmentation_layers(config):  # augment.placement="model"
+        x = layer(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv1")(x)
     if config.moex is not None:
         x = models.MomentExchange(config.moex.prob, config.moex.lam, config.moex.epsilon,
                                   seed=config.seed, name="moex")(x)
@@ -363,6 +368,59 @@ def test_classifier_monitored_by_balanced_accuracy(standin, phantom_root, tmp_pa
         from cxr_cascade.config import load_experiment
 
         load_experiment("unet_lungs", ["monitor=val_balanced_accuracy"])
+
+
+def test_augment_placement_model_moves_the_draws_into_the_network(standin, phantom_root, tmp_path):
+    """`augment.placement=model`: CLAHE draws and rotation run as layers, the pipeline leaves them out."""
+    import keras
+
+    from cxr_cascade.models.build import augmentation_layers, build_model
+
+    model_side = ["augment.placement=model", "augment.rotation_degrees=30", "augment.shift=0.1"]
+    config = tiny_config(extra=model_side)
+    host = config.augment.for_host()
+    assert (host.clahe_fraction, host.rotation_degrees, host.shift, host.placement) == (0.0, 0.0, 0.0, "pipeline")
+    assert [layer.name for layer in augmentation_layers(config)] == ["augment_clahe", "augment_affine"]
+    clahe_layer = augmentation_layers(config)[0]
+    assert clahe_layer.fraction == 0.4 and clahe_layer.tile_grid_size == tuple(config.preprocess.tile_grid_size)
+    net = build_model(config)
+    assert [layer.name for layer in net.layers[1:3]] == ["augment_clahe", "augment_affine"]
+    # Negative control: the default placement adds no layer and leaves the pipeline its draws.
+    plain = tiny_config(extra=["augment.rotation_degrees=30"])
+    assert augmentation_layers(plain) == [] and plain.augment.for_host() is plain.augment
+    assert "augment_clahe" not in [layer.name for layer in build_model(plain).layers]
+    # "add"-mode copies are planned by the pipeline whatever the placement.
+    add = tiny_config(name="table5_seme_densenet169", extra=["augment.placement=model"])
+    assert add.augment.for_host().clahe_fraction == add.augment.clahe_fraction == 1.0
+    assert [layer.name for layer in augmentation_layers(add)] == ["augment_affine"]
+
+    result = _train(standin, config, tmp_path / "run", [str(phantom_root / "chest_xray")])
+    assert result.state["finished"] and result.results["evaluated_split"] == "test"
+    from cxr_cascade.runs import load_stage
+
+    loaded = load_stage(tmp_path / "run").model
+    assert {"augment_clahe", "augment_affine"} <= {layer.name for layer in loaded.layers}
+    x = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+    without = keras.Model(loaded.get_layer("conv1").input, loaded.output)  # inference: identity layers
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), without.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["augment.placement=device"], "placement"),
+        (["augment.placement=model", "augment.fill_mode=reflect"], "fill_mode='constant'"),
+    ],
+)
+def test_augment_placement_bad_values(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_config(extra=overrides)
+    if overrides == ["augment.placement=device"]:
+        return
+    from cxr_cascade.config import load_experiment
+
+    with pytest.raises(ValueError, match="image and mask must move together"):
+        load_experiment("unet_lungs", ["augment.placement=model"])
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -10,9 +10,10 @@ import keras
 
 from cxr_cascade.models.composer import build_classifier
 from cxr_cascade.models.moex import MoEx
+from cxr_cascade.models.preprocessing import AdaptiveEqualization, RandomAffine
 from cxr_cascade.models.unet import build_unet
 
-__all__ = ["build_model"]
+__all__ = ["augmentation_layers", "build_model"]
 
 
 def build_model(config, image_size: int | None = None) -> keras.Model:
@@ -46,4 +47,33 @@ def build_model(config, image_size: int | None = None) -> keras.Model:
         head=config.head,
         se_reduction=config.se_reduction,
         moex=moex,
+        preprocessing=augmentation_layers(config),
     )
+
+
+def augmentation_layers(config) -> list:
+    """The layers of ``augment.placement="model"``: the random draws the pipeline leaves out.
+
+    "replace"-mode CLAHE (`AdaptiveEqualization` with ``fraction``, the config's clip limit and
+    grid) then rotation / shift / zoom (`RandomAffine`), the pipeline's order; both are the
+    identity in inference. Empty for ``placement="pipeline"``.
+    """
+    aug = config.augment
+    if not aug.in_model:
+        return []
+    layers = []
+    if aug.clahe_mode == "replace" and aug.clahe_fraction > 0:
+        layers.append(
+            AdaptiveEqualization(
+                clip_limit=config.preprocess.clip_limit,
+                tile_grid_size=tuple(config.preprocess.tile_grid_size),  # OpenCV's order, as the layer's
+                fraction=aug.clahe_fraction,
+                seed=config.seed,
+                name="augment_clahe",
+            )
+        )
+    if aug.rotation_degrees > 0 or aug.shift > 0 or aug.zoom > 0:
+        layers.append(
+            RandomAffine(aug.rotation_degrees, aug.shift, aug.zoom, seed=config.seed, name="augment_affine")
+        )
+    return layers

@@ -36,6 +36,7 @@ def build_classifier(
     se_placement: Optional[str] = None,
     fc_units: Optional[Sequence[int]] = None,
     name: Optional[str] = None,
+    preprocessing: Optional[Sequence[keras.layers.Layer]] = None,
 ) -> keras.Model:
     """Build one classifier as a single flat functional graph.
 
@@ -54,6 +55,8 @@ def build_classifier(
         fc_units: hidden Dense widths of the flatten head; ``None``: the original
             (VGG19 ``(4096, 4096)``, ResNet50/DenseNet169 none).
         name: model name; default e.g. ``"seme_resnet50"``.
+        preprocessing: layers applied in order between the input and the stem, in the same flat
+            graph (e.g. `cxr_cascade.models.preprocessing.RandomAffine`); ``None``: none.
 
     Returns:
         A ``keras.Model`` (``MoExClassifier`` when ``moex`` is set) mapping float images
@@ -109,7 +112,14 @@ def build_classifier(
         return x
 
     inputs = keras.Input(shape=shape, name="image")
-    x = tap(spec.apply_stem(inputs, options), spec.tap_names[0])
+    x = inputs
+    for layer in preprocessing or ():
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                f"`preprocessing` must be a sequence of Keras layers. Received: preprocessing={preprocessing!r}"
+            )
+        x = layer(x)
+    x = tap(spec.apply_stem(x, options), spec.tap_names[0])
     for index, row in enumerate(spec.stages):
         x = tap(spec.apply_stage(x, row, index, options), spec.tap_names[index + 1])
     if spec.apply_finish is not None:

@@ -51,16 +51,17 @@ def _check_clip_limit(clip_limit) -> float:
 
 
 def _check_tile_grid_size(tile_grid_size) -> tuple[int, int]:
+    """``(tiles_x, tiles_y)`` from OpenCV's ``tileGridSize`` (tiles along width, along height)."""
     try:
-        rows, cols = tile_grid_size
+        tiles_x, tiles_y = tile_grid_size
     except (TypeError, ValueError):
-        rows = cols = None
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in (rows, cols)):
+        tiles_x = tiles_y = None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in (tiles_x, tiles_y)):
         raise ValueError(
-            "`tile_grid_size` must be two positive integers (rows, cols). "
-            f"Received: tile_grid_size={tile_grid_size!r}"
+            "`tile_grid_size` must be two positive integers (tiles along width, tiles along "
+            f"height), as cv2.createCLAHE's tileGridSize. Received: tile_grid_size={tile_grid_size!r}"
         )
-    return int(rows), int(cols)
+    return int(tiles_x), int(tiles_y)
 
 
 def _reflect_101(length: int, padded_length: int) -> np.ndarray:
@@ -167,8 +168,8 @@ def clahe(images, clip_limit: float = 2.0, tile_grid_size: Sequence[int] = (8, 8
             static; N may be unknown.
         clip_limit: OpenCV's `clipLimit` (the clip is ``max(int(clip_limit * tile_area / 256),
             1)`` counts); 0 disables clipping.
-        tile_grid_size: ``(rows, cols)`` of the tile grid (note OpenCV's `tileGridSize` is
-            ``(cols, rows)``).
+        tile_grid_size: OpenCV's ``tileGridSize``: ``(tiles along width, tiles along height)``,
+            as `pipelines.clahe.clahe` and `PreprocessConfig.tile_grid_size`.
 
     Returns:
         The enhanced images, same shape, uint8 for uint8 input, else int32.
@@ -177,7 +178,7 @@ def clahe(images, clip_limit: float = 2.0, tile_grid_size: Sequence[int] = (8, 8
     (1994); OpenCV `modules/imgproc/src/clahe.cpp`.
     """
     clip_limit = _check_clip_limit(clip_limit)
-    tiles_y, tiles_x = _check_tile_grid_size(tile_grid_size)
+    tiles_x, tiles_y = _check_tile_grid_size(tile_grid_size)
     images = ops.convert_to_tensor(images)
     dtype = keras.backend.standardize_dtype(images.dtype)
     if "int" not in dtype or dtype in ("int8", "int16") or len(images.shape) not in (2, 3, 4):
@@ -295,7 +296,7 @@ class AdaptiveEqualization(keras.layers.Layer):
 
     Args:
         clip_limit: see `clahe`.
-        tile_grid_size: see `clahe` (rows, cols).
+        tile_grid_size: see `clahe` (OpenCV's order: tiles along width, along height).
         fraction: None (default): every image, in training and inference (a serving model's
             enhancement). A number in [0, 1]: in training each image is enhanced with this
             probability and left as it is otherwise; in inference the layer is the identity (the

@@ -270,7 +270,8 @@ def build_bundle(config, records: list):
     from cxr_cascade.training.data import DataBundle, epoch_seed
     from pipelines.balance import balanced_weights, oversample
 
-    pre, aug = config.preprocess, config.augment
+    # Less the random draws that `augment.placement="model"` moves into the network.
+    pre, aug = config.preprocess, config.augment.for_host()
     unsupported = {
         "augment.segmented_copies": aug.segmented_copies,
         "augment.shift": aug.shift,

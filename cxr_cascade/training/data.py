@@ -320,8 +320,9 @@ def prepare_data(
     from pipelines.datasets import build_dataset, build_segmentation_dataset
 
     drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
-    # The run's preprocessing and augmentation objects, passed through as they are.
-    pre, aug = config.preprocess, config.augment
+    # The run's preprocessing and augmentation objects, passed through as they are (less the
+    # random draws that `augment.placement="model"` moves into the network).
+    pre, aug = config.preprocess, config.augment.for_host()
     train_cache: Any = False
     eval_cache: Any = True  # in memory: the evaluation sets are built once per run
     if cache_dir:
