@@ -4,9 +4,13 @@ Measured in one run on the same image files, at each size S (JPEG files 5/4 S wi
 S x S, stretched):
 
 * decode + resize                     (evaluation pipeline, no enhancement)
-* + CLAHE, TF graph ops               (pipelines.clahe.clahe inside Dataset.map)
+* + CLAHE, TF graph ops               (pipelines.clahe.clahe inside Dataset.map, per image)
+* + CLAHE, TF graph ops under XLA      (here every image is enhanced and nothing follows, so
+                                       build_dataset enhances whole batches after .batch():
+                                       pipelines.transforms.apply_clahe_batch)
 * + CLAHE, OpenCV in tf.numpy_function (same numbers, holds the GIL, not exportable)
-* + CLAHE (TF) + rotation +-30 deg    (training pipeline of stage 1/2)
+* + CLAHE (TF, XLA) + rotation +-30   (training pipeline of stage 1/2; CLAHE per image, as
+                                       rotation follows it)
 * + CLAHE (cv2) + rotation +-30 deg
 * cached: the same after the first epoch with `pipelines.image_cache.ImageCache` (decoded,
   resized, enhanced images read from a disk cache; rotation still per epoch)

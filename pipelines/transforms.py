@@ -44,6 +44,7 @@ __all__ = [
     "resize_mask",
     "to_uint8",
     "apply_clahe",
+    "apply_clahe_batch",
     "apply_mask",
     "affine_matrix",
     "affine_transform",
@@ -187,6 +188,47 @@ def apply_clahe(
     from pipelines.decode import to_unit_float
 
     return to_unit_float(enhanced, 255)
+
+
+def apply_clahe_batch(
+    images: tf.Tensor,
+    clip_limit: float = 2.0,
+    tile_grid_size: Sequence[int] = (8, 8),
+) -> tf.Tensor:
+    """`apply_clahe(..., backend="tf-xla")` of every image of a batch, as one XLA call.
+
+    Each image is enhanced on its own (`pipelines.clahe` treats every plane separately), so the
+    result is bit-identical to `apply_clahe` image by image; a batch runs about twice as fast per
+    image as single images (`benchmarks/bench_clahe.py`: 0.7 vs 1.4 ms at 512 px on 2 cores).
+
+    Inside a graph (e.g. a `tf.data.Dataset.map` after ``.batch()``) the compiled computation is
+    dispatched through `tf.py_function`: run by tf.data's own function runtime, the same XLA
+    computation measured 5-7 ms per 512 px image at batch 8 (slower than one image per call),
+    dispatched eagerly 0.9 ms. So this needs a Python interpreter (the GIL only for the call
+    itself) and does not belong in exported graphs; serving keeps `apply_clahe`.
+
+    Args:
+        images: float32 ``[N, H, W, 1]`` in ``[0, 1]``, H and W known statically (N may not be).
+        clip_limit, tile_grid_size: CLAHE settings (OpenCV's).
+
+    Returns:
+        float32 ``[N, H, W, 1]``, values ``v / 255``.
+
+    Raises:
+        ValueError: `images` not of rank 4 with static height, width and one channel.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    if images.shape.rank != 4 or not images.shape[1:].is_fully_defined() or images.shape[-1] != 1:
+        raise ValueError(
+            "`images` must have shape [N, H, W, 1] with static H and W. "
+            f"Received: images.shape={images.shape}"
+        )
+    enhance = _xla_apply_clahe(float(clip_limit), tuple(int(t) for t in tile_grid_size))
+    if tf.executing_eagerly():
+        return enhance(images)
+    out = tf.py_function(enhance, [images], tf.float32, name="clahe_batch")
+    out.set_shape(images.shape)
+    return out
 
 
 def apply_mask(image: tf.Tensor, mask: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:

@@ -140,6 +140,53 @@ def test_eval_pipeline_and_serving_graph_are_bit_identical(files, tmp_path):
     np.testing.assert_array_equal(reloaded(image_bytes=data)["images"].numpy(), from_pipeline)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(training=False, resize_mode="pad"),
+        dict(training=True, seed=3, balance="sample_weight", label_mode="one_hot"),
+        dict(training=False, drop_remainder=True),
+    ],
+)
+def test_clahe_per_batch_gives_the_per_image_batches(files, monkeypatch, settings):
+    """CLAHE on whole batches (clahe=True, tf-xla) = CLAHE in the decode stage, bit for bit."""
+    import pipelines.datasets as datasets
+
+    used, per_batch = [], datasets._clahe_per_batch
+
+    def spy(*args, **kwargs):
+        used.append(per_batch(*args, **kwargs))
+        return used[-1]
+
+    monkeypatch.setattr(datasets, "_clahe_per_batch", spy)
+    build = lambda: build_dataset(files, class_names=CLASSES, image_size=SIZE, batch_size=5,
+                                  clahe=True, **settings)
+    batched = batches(build())
+    monkeypatch.setattr(datasets, "_clahe_per_batch", lambda *a, **k: False)
+    per_image = batches(build())
+    assert used == [True]
+    assert [len(b[0]) for b in batched] == [len(b[0]) for b in per_image]
+    for got, want in zip(batched, per_image):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_clahe_per_batch_only_where_exact(files, tmp_path):
+    from pipelines.config import AugmentConfig
+    from pipelines.datasets import _clahe_per_batch
+
+    every, none = np.ones(4, bool), np.zeros(4, bool)
+    half = np.array([True, False, True, False])
+    plain = AugmentConfig()
+    exact = dict(with_clahe=every, with_seg=none, cache=False, clahe_backend="tf-xla")
+    assert _clahe_per_batch(plain, **exact)
+    assert not _clahe_per_batch(plain, **{**exact, "with_clahe": half})
+    assert not _clahe_per_batch(plain, **{**exact, "with_seg": half})
+    assert not _clahe_per_batch(plain, **{**exact, "cache": str(tmp_path / "c")})
+    assert not _clahe_per_batch(plain, **{**exact, "clahe_backend": "tf"})
+    assert not _clahe_per_batch(AugmentConfig(rotation_degrees=30.0), **exact)
+
+
 def test_clahe_replace_fraction_is_about_40_percent(tmp_path):
     """200 low-contrast images: CLAHE stretches their range, so an enhanced image is recognisable."""
     ramp = np.tile(np.linspace(100, 120, 8).astype(np.uint8), (8, 1))

@@ -97,6 +97,19 @@ def test_apply_clahe_tf_equals_opencv(rng):
         T.apply_clahe(image, backend="skimage")
 
 
+def test_apply_clahe_batch_equals_apply_clahe_per_image(rng):
+    pytest.importorskip("pipelines.clahe")
+    images = (rng.random((5, 24, 20, 1)) * 0.3 + 0.3).astype(np.float32)
+    each = np.stack([T.apply_clahe(x, 2.0, (4, 4), backend="tf").numpy() for x in images])
+    np.testing.assert_array_equal(T.apply_clahe_batch(images, 2.0, (4, 4)).numpy(), each)
+    # In a tf.data map over batches (unknown batch size; the last batch is partial).
+    mapped = tf.data.Dataset.from_tensor_slices(images).batch(2).map(
+        lambda x: T.apply_clahe_batch(x, 2.0, (4, 4)))
+    np.testing.assert_array_equal(np.concatenate([b.numpy() for b in mapped]), each)
+    with pytest.raises(ValueError, match=r"Received: images.shape=\(24, 20, 1\)"):
+        T.apply_clahe_batch(images[0])
+
+
 def test_apply_mask_zeroes_outside_lung(rng):
     image = rng.random((5, 5, 1), dtype=np.float32)
     mask = np.zeros((5, 5, 1), np.float32)
