@@ -95,6 +95,10 @@ def test_clahe_shapes_dtypes_and_channels():
     as_int = ops.convert_to_numpy(clahe(gray.astype(np.int32)))
     assert as_int.dtype == np.int32
     np.testing.assert_array_equal(as_int, _cv2_clahe(gray, 2.0, (8, 8)))
+    beyond = gray.astype(np.int32) * 2 - 100  # clipped to 0..255 first
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(clahe(beyond)), _cv2_clahe(np.clip(beyond, 0, 255).astype(np.uint8), 2.0, (8, 8))
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,7 +115,9 @@ def test_clahe_bad_arguments(kwargs, match):
         clahe(np.zeros((8, 8), np.uint8), **kwargs)
 
 
-@pytest.mark.parametrize("images", [np.zeros((8, 8), np.float32), np.zeros((8,), np.uint8)])
+@pytest.mark.parametrize(
+    "images", [np.zeros((8, 8), np.float32), np.zeros((8,), np.uint8), np.zeros((8, 8), np.uint16)]
+)
 def test_clahe_rejects_floats_and_bad_ranks(images):
     with pytest.raises(ValueError, match="images.*Received: images with dtype"):
         clahe(images)

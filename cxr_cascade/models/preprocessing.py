@@ -163,7 +163,7 @@ def clahe(images, clip_limit: float = 2.0, tile_grid_size: Sequence[int] = (8, 8
     """Contrast-limited adaptive histogram equalisation as `cv2.createCLAHE(...).apply`, in keras.ops.
 
     Args:
-        images: integers 0..255 (uint8 or int32), ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``
+        images: uint8, or int32 in 0..255 (others are clipped), ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``
             (channels last; each image and channel is equalised on its own). H and W must be
             static; N may be unknown.
         clip_limit: OpenCV's `clipLimit` (the clip is ``max(int(clip_limit * tile_area / 256),
@@ -181,7 +181,7 @@ def clahe(images, clip_limit: float = 2.0, tile_grid_size: Sequence[int] = (8, 8
     tiles_x, tiles_y = _check_tile_grid_size(tile_grid_size)
     images = ops.convert_to_tensor(images)
     dtype = keras.backend.standardize_dtype(images.dtype)
-    if "int" not in dtype or dtype in ("int8", "int16") or len(images.shape) not in (2, 3, 4):
+    if dtype not in ("uint8", "int32") or len(images.shape) not in (2, 3, 4):
         raise ValueError(
             "`images` must be 8-bit intensities (uint8 or int32 in 0..255) of shape [H, W], "
             f"[H, W, C] or [N, H, W, C]. Received: images with dtype={dtype} and shape={images.shape}"
@@ -190,7 +190,8 @@ def clahe(images, clip_limit: float = 2.0, tile_grid_size: Sequence[int] = (8, 8
     rank = len(shape)
     if any(not isinstance(d, int) for d in (shape if rank == 2 else shape[-3:-1])):
         raise ValueError(f"`images` must have a static height and width. Received: images.shape={shape}")
-    values = ops.cast(images, "int32")
+    # int32 intensities outside 0..255 are clipped (they would address another tile's bins).
+    values = ops.cast(images, "int32") if dtype == "uint8" else ops.clip(images, 0, 255)
     if rank == 2:
         out = _clahe_planes(values[None], clip_limit, tiles_y, tiles_x)[0]
     else:
