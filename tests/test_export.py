@@ -323,6 +323,25 @@ def test_inference_model_drops_training_only_layers_and_shares_weights(setup):
     np.testing.assert_allclose(model(x).numpy(), setup["stage1"](x, training=False).numpy(), atol=1e-6)
 
 
+def test_in_model_augmentation_is_cut_and_in_model_clahe_kept():
+    """`augment.placement=model` layers are training-only; an always-on CLAHE layer is not."""
+    from cxr_cascade.models.preprocessing import AdaptiveEqualization, RandomAffine
+
+    inputs = keras.Input((16, 16, 1), name="image")
+    h = AdaptiveEqualization(fraction=0.4, name="augment_clahe")(inputs)
+    h = RandomAffine(30.0, name="augment_affine")(h)
+    h = AdaptiveEqualization(name="always_clahe")(h)
+    outputs = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inputs, outputs)
+    names = [layer.name for layer in serving.inference_model(model).layers]
+    assert "augment_clahe" not in names and "augment_affine" not in names
+    assert "always_clahe" in names  # negative control: real preprocessing stays
+    x = np.random.default_rng(2).random((2, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(
+        serving.inference_model(model)(x).numpy(), model(x, training=False).numpy(), atol=1e-6
+    )
+
+
 # ---------------------------------------------------------------------------------------- atomicity
 def test_existing_version_is_refused_then_replaced_with_force(setup, tmp_path):
     unet = ExportStage("unet", setup["unet"], (), PreprocessConfig(image_size=16), source="unet")

@@ -93,9 +93,14 @@ PreprocessFn = Callable[[tf.Tensor], tf.Tensor]
 
 def is_training_only(layer: keras.layers.Layer) -> bool:
     """True for layers that act only in training: MoEx (`MomentExchange`, or any class named
-    *MoEx*), dropout, noise and random augmentation layers."""
+    *MoEx*), dropout, noise and random augmentation layers, and layers that say so with a
+    ``training_only`` attribute (`RandomAffine`; `AdaptiveEqualization` with a ``fraction``)."""
     name = type(layer).__name__
-    return "moex" in name.lower() or name in _TRAINING_ONLY_CLASSES
+    return (
+        "moex" in name.lower()
+        or name in _TRAINING_ONLY_CLASSES
+        or getattr(layer, "training_only", False) is True
+    )
 
 
 def _rebuild(model: keras.Model, input_size: Optional[int] = None) -> tuple[keras.Model, dict]:

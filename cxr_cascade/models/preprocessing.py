@@ -331,6 +331,11 @@ class AdaptiveEqualization(keras.layers.Layer):
         self.trainable = False
         self.supports_jit = True
 
+    @property
+    def training_only(self) -> bool:
+        """True with a `fraction` (the identity in inference; exports leave the layer out)."""
+        return self.fraction is not None
+
     def _enhance(self, inputs):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         if dtype == "uint8":
@@ -417,6 +422,8 @@ class RandomAffine(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trainable = False
+
+    training_only = True  # the identity in inference; exports leave the layer out
 
     def transform(self, images, uniforms):
         """`images` ``[N, H, W, C]`` moved by the maps drawn from `uniforms` ``[N, 4]`` in [0, 1)
