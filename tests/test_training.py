@@ -403,6 +403,10 @@ def test_augment_placement_model_moves_the_draws_into_the_network(standin, phant
     x = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
     without = keras.Model(loaded.get_layer("conv1").input, loaded.output)  # inference: identity layers
     np.testing.assert_allclose(loaded.predict(x, verbose=0), without.predict(x, verbose=0), atol=1e-6)
+    from cxr_cascade.explain.gradcam import gradcam
+
+    maps, _ = gradcam(loaded, x)
+    assert maps.shape[0] == 2 and np.isfinite(maps).all()  # Grad-CAM reads such a model as any other
 
 
 @pytest.mark.parametrize(
