@@ -197,6 +197,16 @@ class AugmentConfig:
             )
 
     @property
+    def replace_fraction(self) -> float:
+        """The per-epoch CLAHE probability of "replace" mode (0 in "add" mode)."""
+        return float(self.clahe_fraction) if self.clahe_mode == "replace" else 0.0
+
+    @property
+    def geometric(self) -> bool:
+        """Whether images are rotated, shifted or zoomed."""
+        return self.rotation_degrees > 0 or self.shift > 0 or self.zoom > 0
+
+    @property
     def in_model(self) -> bool:
         """Whether the random per-image draws run in the model (`placement="model"`)."""
         return self.placement == "model"
@@ -206,10 +216,9 @@ class AugmentConfig:
         planned copies only, without the random draws the model's layers make."""
         if not self.in_model:
             return self
-        replace = self.clahe_mode == "replace"
         return dataclasses.replace(
             self,
-            clahe_fraction=0.0 if replace else self.clahe_fraction,
+            clahe_fraction=0.0 if self.replace_fraction > 0 else self.clahe_fraction,
             rotation_degrees=0.0,
             shift=0.0,
             zoom=0.0,

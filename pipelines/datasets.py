@@ -440,7 +440,7 @@ def _clahe_per_batch(
         with_clahe, with_seg: bool ``[M]`` flags of every element (from `plan_copies`).
         cache: as `build_dataset` (after `resolve_cache`).
     """
-    augmented = _replace_fraction(augment) > 0 or _geometric(augment)
+    augmented = augment.replace_fraction > 0 or augment.geometric
     return (
         clahe_backend == "tf-xla"
         and bool(with_clahe.all())
@@ -463,14 +463,6 @@ def _enhance_batches(preprocess: PreprocessConfig):
     return enhance
 
 
-def _geometric(augment: AugmentConfig) -> bool:
-    """True when `augment` rotates, shifts or zooms."""
-    return augment.rotation_degrees > 0 or augment.shift > 0 or augment.zoom > 0
-
-
-def _replace_fraction(augment: AugmentConfig) -> float:
-    """The per-epoch CLAHE probability of "replace" mode (0 in "add" mode)."""
-    return float(augment.clahe_fraction) if augment.clahe_mode == "replace" else 0.0
 
 
 def _decoder(
@@ -570,8 +562,8 @@ def _augment_stage(
         `ds` itself when nothing is random, else the augmented data set (same element structure).
     """
     image_size = T.normalize_image_size(preprocess.image_size)
-    replace_fraction = _replace_fraction(augment)
-    geometric = _geometric(augment)
+    replace_fraction = augment.replace_fraction
+    geometric = augment.geometric
     if not (replace_fraction > 0 or mask_after_clahe or geometric):
         return ds
 
@@ -759,7 +751,7 @@ def build_dataset(
     # Decode (cached and shuffled as the module docstring says), augment, batch.
     # The random CLAHE of "replace" mode comes before masking (CLAHE, then segment, as in the
     # paper), so then the mask travels with the image to the augment stage.
-    mask_after_clahe = bool(with_seg.any()) and _replace_fraction(augment) > 0
+    mask_after_clahe = bool(with_seg.any()) and augment.replace_fraction > 0
     cache = resolve_cache(
         cache,
         dict(preprocess.to_dict(), any_seg=bool(with_seg.any()), mask_after_clahe=mask_after_clahe),
@@ -904,7 +896,7 @@ def build_segmentation_dataset(
     )
 
     fraction = float(augment.clahe_fraction)
-    geometric = augment.rotation_degrees > 0 or augment.shift > 0 or augment.zoom > 0
+    geometric = augment.geometric
 
     def apply(pair, draw):
         image, mask = pair

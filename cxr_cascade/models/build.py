@@ -62,7 +62,7 @@ def augmentation_layers(config) -> list:
     if not aug.in_model:
         return []
     layers = []
-    if aug.clahe_mode == "replace" and aug.clahe_fraction > 0:
+    if aug.replace_fraction > 0:
         layers.append(
             AdaptiveEqualization(
                 clip_limit=config.preprocess.clip_limit,
@@ -72,7 +72,7 @@ def augmentation_layers(config) -> list:
                 name="augment_clahe",
             )
         )
-    if aug.rotation_degrees > 0 or aug.shift > 0 or aug.zoom > 0:
+    if aug.geometric:
         layers.append(
             RandomAffine(aug.rotation_degrees, aug.shift, aug.zoom, seed=config.seed, name="augment_affine")
         )

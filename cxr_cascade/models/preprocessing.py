@@ -67,18 +67,10 @@ def _check_tile_grid_size(tile_grid_size) -> tuple[int, int]:
 def _reflect_101(length: int, padded_length: int) -> np.ndarray:
     """Source indices of ``0 .. padded_length - 1`` under cv::BORDER_REFLECT_101 (``dcb|abcd|cba``).
 
-    Padding is at the end only; like OpenCV's `borderInterpolate`, an index is folded again
-    while it is still outside (a pad wider than the image folds repeatedly).
+    Padding is at the end only; NumPy's "reflect" is REFLECT_101 and, like OpenCV's
+    `borderInterpolate`, folds again while an index is still outside (a pad wider than the image).
     """
-    out = np.arange(padded_length, dtype=np.int64)
-    if length == 1:
-        return np.zeros(padded_length, np.int32)
-    for i in range(length, padded_length):
-        p = i
-        while not 0 <= p < length:
-            p = -p if p < 0 else 2 * length - 2 - p
-        out[i] = p
-    return out.astype(np.int32)
+    return np.pad(np.arange(length, dtype=np.int32), (0, padded_length - length), mode="reflect")
 
 
 class _Plan:
