@@ -485,18 +485,48 @@ def test_an_empty_or_short_file_never_shows_tensorflow_internals(exported, tmp_p
     assert "empty file (0 bytes)" in validate_image_files([str(empty)])[0].reason
 
 
+def _opencv_messages(path: Path) -> list[str]:
+    """What this OpenCV build itself prints on stderr when it reads `path` at INFO level.
+
+    The negative controls below look for these lines instead of a fixed text: which codec library
+    warns, and in which words, depends on the OpenCV build (opencv-python-headless 5.0.0.93's libpng
+    says "PNG input buffer is incomplete" for a truncated PNG; 5.1.0.95 says nothing).
+    """
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENCV_LOG_LEVEL="INFO")
+    done = subprocess.run([sys.executable, "-c", "import cv2, sys; cv2.imread(sys.argv[1])", str(path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    return [line.strip() for line in done.stderr.splitlines() if line.strip()]
+
+
+def _opencv_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return "opencv-python-headless " + version("opencv-python-headless")
+    except PackageNotFoundError:
+        return "OpenCV " + cv2.__version__
+
+
 def test_opencv_warnings_are_hidden_unless_verbose(tmp_path):
     rows = []
     for i in range(4):
         _png(tmp_path / f"{i}.png", seed=i, size=32)
         rows.append(dict(path=f"{i}.png", label="normal", patient_id=str(i), source="s", split=""))
     data = (tmp_path / "0.png").read_bytes()
-    (tmp_path / "0.png").write_bytes(data[: len(data) // 2])  # truncated: OpenCV warns
+    (tmp_path / "0.png").write_bytes(data[: len(data) // 2])  # truncated: cannot be decoded
     manifest = _manifest(tmp_path / "m.csv", rows)
     argv = ("data", "split", str(manifest), "--out", str(tmp_path / "o.csv"))
     quiet = _cli(*argv)
     _, err = quiet.communicate(timeout=300)
     _assert_one_line(err, "0.png", "cannot decode")
+    messages = _opencv_messages(tmp_path / "0.png")
+    if not messages:
+        pytest.skip(f"{_opencv_version()} prints nothing for a truncated PNG, even at INFO level: "
+                    "no warning to hide (the one-line check above ran)")
     loud = _cli(*argv, "--verbose")
     _, err = loud.communicate(timeout=300)
-    assert "PNG input buffer is incomplete" in err, err  # negative control: the warning exists
+    assert messages[0] in err, err  # negative control: the warning exists and --verbose shows it
+
