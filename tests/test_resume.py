@@ -145,3 +145,133 @@ def test_sigkill_then_resume_equals_uninterrupted(standin, standin_path, phantom
     rb = json.loads((killed / "results.json").read_text())
     for key in ("accuracy", "macro_f1", "confusion_matrix", "best_epoch", "epochs"):
         assert ra[key] == rb[key], key
+
+
+# ------------------------------------------------------------------------- inside an epoch
+def _state(run: Path) -> dict:
+    return json.loads((run / "state.json").read_text())
+
+
+def _assert_same_run(standin, config, a: Path, b: Path, epochs: int) -> None:
+    assert _history(a) == _history(b)
+    final = f"checkpoints/epoch-{epochs:04d}.weights.h5"
+    for name in (final, "best.weights.h5"):
+        for x, y in zip(_weights(standin, config, a / name), _weights(standin, config, b / name)):
+            np.testing.assert_array_equal(x, y)
+    ra = json.loads((a / "results.json").read_text())
+    rb = json.loads((b / "results.json").read_text())
+    for key in ("accuracy", "macro_f1", "confusion_matrix", "best_epoch", "epochs"):
+        assert ra[key] == rb[key], key
+
+
+def test_stop_inside_epochs_and_resume_equals_uninterrupted(standin, phantom_root, tmp_path):
+    """Two stops inside epochs (one in the first, one in the second), each continued in a new
+    `train` call: same weights, same logged metrics (the running sums are restored), same test."""
+    data = [str(phantom_root / "chest_xray")]
+    config = tiny_config(extra=["epochs=2"])
+    straight = tmp_path / "straight"
+    _train(standin, config, straight, data)
+
+    run = tmp_path / "stopped"
+    first = _train(standin, config, run, data, stop_after_steps=3)
+    assert first.stopped == "step limit" and first.results is None
+    state = _state(run)
+    assert state["epochs_completed"] == 0
+    assert (state["partial"]["epoch"], state["partial"]["step"]) == (1, 3)
+    assert (run / state["partial"]["checkpoint"]).is_file()
+    assert state["stopped"].startswith("step limit: epoch 1, step 3/")
+    steps = int(state["stopped"].split("/")[1].split()[0])
+    assert steps > 4, "the epoch must be long enough to stop inside the second one too"
+
+    second = _train(standin, config, run, data, resume=True, stop_after_steps=steps)
+    assert second.stopped == "step limit"
+    state = _state(run)
+    assert state["epochs_completed"] == 1 and state["partial"]["step"] == 3 + steps - steps
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "epoch-0001.weights.h5", "epoch-0002-step-000003.weights.h5"]
+
+    _train(standin, config, run, data, resume=True)
+    assert "partial" not in _state(run) and _state(run)["stopped"] is None
+    _assert_same_run(standin, config, straight, run, epochs=2)
+
+
+def test_a_damaged_partial_checkpoint_falls_back_to_the_epoch_start(standin, phantom_root, tmp_path,
+                                                                    capsys):
+    data = [str(phantom_root / "chest_xray")]
+    config = tiny_config(extra=["epochs=1"])
+    straight = tmp_path / "straight"
+    _train(standin, config, straight, data)
+    run = tmp_path / "run"
+    _train(standin, config, run, data, stop_after_steps=2)
+    partial = run / _state(run)["partial"]["checkpoint"]
+    data_bytes = bytearray(partial.read_bytes())
+    data_bytes[len(data_bytes) // 2] ^= 0xFF
+    partial.write_bytes(bytes(data_bytes))
+    capsys.readouterr()
+    _train(standin, config, run, data, resume=True)
+    assert "damaged checkpoint" in capsys.readouterr().err
+    _assert_same_run(standin, config, straight, run, epochs=1)
+
+
+def test_time_budget_stops_between_epochs_and_resumes(standin, phantom_root, tmp_path):
+    data = [str(phantom_root / "chest_xray")]
+    config = tiny_config(extra=["epochs=2"])
+    run = tmp_path / "run"
+    result = _train(standin, config, run, data, time_budget=1e-6)  # spent before epoch 1 starts
+    assert result.stopped == "time budget" and _state(run)["epochs_completed"] == 0
+    assert _state(run)["stopped"] == "time budget: after epoch 0"
+    result = _train(standin, config, run, data, resume=True)
+    assert result.stopped is None and result.results is not None
+
+
+def test_sigkill_and_sigterm_inside_epochs_then_resume_equals_uninterrupted(
+        standin, standin_path, phantom_root, tmp_path):
+    """A real process SIGKILLed after a periodic step checkpoint (`save_every`), the resumed
+    process SIGTERMed inside a later epoch (it writes a step checkpoint and exits 0), a third
+    process finishing the run: the same weights and results as one process straight through."""
+    data = [str(phantom_root / "chest_xray")]
+    overrides = TINY + ["epochs=3"]
+    spec = {"experiment": "table4_resnet50_seme", "overrides": overrides, "data": data}
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    reference = _spawn(standin_path, dict(spec, run_dir=str(straight)), tmp_path / "straight.log")
+    victim = _spawn(standin_path, dict(spec, run_dir=str(run), train_kwargs={"save_every": 0}),
+                    tmp_path / "killed.log")
+
+    def wait_for_partial(process, log, not_at=None):
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                partial = _state(run).get("partial")
+            except (FileNotFoundError, json.JSONDecodeError):
+                partial = None
+            if partial and (partial["epoch"], partial["step"]) != not_at and partial["step"] >= 2:
+                return partial["epoch"], partial["step"]
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.01)
+        raise AssertionError("no step checkpoint appeared")
+
+    try:
+        killed_at = wait_for_partial(victim, tmp_path / "killed.log")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        resumed = _spawn(standin_path, {"run_dir": str(run), "resume": True, "data": data,
+                                        "train_kwargs": {"save_every": 0}}, tmp_path / "resumed.log")
+        wait_for_partial(resumed, tmp_path / "resumed.log", not_at=killed_at)
+        resumed.send_signal(signal.SIGTERM)
+        assert resumed.wait(timeout=120) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+        assert reference.wait(timeout=240) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    finally:
+        for process in (victim, reference):
+            if process.poll() is None:
+                process.kill()
+    log = (tmp_path / "resumed.log").read_text()
+    assert f"step {killed_at[1]}/" in log and f"of epoch {killed_at[0]}" in log, log[-2000:]
+    assert '"stopped": "SIGTERM"' in log, log[-2000:]
+    state = _state(run)
+    assert state["stopped"].startswith("SIGTERM: epoch ") and state.get("partial")
+    assert not (run / "results.json").exists()
+
+    final = _spawn(standin_path, {"run_dir": str(run), "resume": True, "data": data},
+                   tmp_path / "final.log")
+    assert final.wait(timeout=240) == 0, (tmp_path / "final.log").read_text()[-3000:]
+    _assert_same_run(standin, tiny_config(extra=["epochs=3"]), straight, run, epochs=3)

@@ -66,8 +66,9 @@ def main(spec):
     else:
         config = load_experiment(spec["experiment"], spec.get("overrides", []))
     result = train(config, run_dir, data_paths=spec.get("data", []), resume=spec.get("resume", False),
-                   model_fn=tiny_model, verbose=2, argv=["standin"])
-    print("STANDIN-DONE", json.dumps({"epochs": result.state["epochs_completed"]}), flush=True)
+                   model_fn=tiny_model, verbose=2, argv=["standin"], **spec.get("train_kwargs", {}))
+    print("STANDIN-DONE", json.dumps({"epochs": result.state["epochs_completed"],
+                                      "stopped": result.stopped}), flush=True)
 
 
 if __name__ == "__main__":

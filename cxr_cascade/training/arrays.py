@@ -219,6 +219,7 @@ class ArrayDataset(keras.utils.PyDataset):
         self.entries = np.arange(len(images)) if entries is None else np.asarray(entries)
         self.use_clahe, self.angles, self.weights = use_clahe, angles, weights
         self.batch_size = int(batch_size)
+        self.drop_remainder = drop_remainder
         n = len(self.entries)
         self.batches = n // self.batch_size if drop_remainder else math.ceil(n / self.batch_size)
 
@@ -257,6 +258,22 @@ class ArrayDataset(keras.utils.PyDataset):
     def __iter__(self):
         for index in range(self.batches):
             yield self[index]
+
+    def skip(self, count: int) -> "ArrayDataset":
+        """The same epoch without its first `count` batches (as `tf.data.Dataset.skip`): a run
+        resumed inside an epoch trains on exactly the batches it had not reached."""
+        if not 0 <= count <= self.batches:
+            raise ValueError(f"`count` must be in [0, {self.batches}]. Received: count={count}")
+        start = count * self.batch_size
+
+        def tail(values):
+            return None if values is None else values[start:]
+
+        return ArrayDataset(self.images, self.targets, batch_size=self.batch_size,
+                            entries=self.entries[start:], enhanced=self.enhanced,
+                            use_clahe=tail(self.use_clahe), angles=tail(self.angles),
+                            weights=tail(self.weights),
+                            drop_remainder=self.drop_remainder)
 
 
 # ---------------------------------------------------------------------------- the bundle

@@ -13,6 +13,12 @@ depends on is either in the checkpoint or a pure function of `(seed, e)`:
   reset to a function of `(seed, epoch)` at the start of each epoch, and the global seeds likewise;
 - the history, best metric and the name of the last checkpoint are in `state.json`, written after
   the checkpoint it names, so a kill between the two leaves the previous consistent pair.
+
+Inside an epoch the same holds at step granularity (`time_budget`, SIGTERM, `save_every`): a
+partial checkpoint (`checkpoint.Checkpointer.save_partial`) also records the seed generators'
+states and the epoch's running metric sums, and the resumed epoch skips the batches already
+trained on (the epoch's data set is a pure function of `seed + epoch`, so `skip(k)` yields exactly
+the batches the interrupted run had not reached).
 """
 
 from __future__ import annotations
@@ -31,14 +37,14 @@ import keras
 
 from cxr_cascade.config import ExperimentConfig, from_dict
 from cxr_cascade.training import callbacks as cb
+from cxr_cascade.training.budget import BudgetStop, SigtermFlag, StepBudget
+from cxr_cascade.training.checkpoint import Checkpointer
 from cxr_cascade.training.run_dir import (
     RunDir,
     atomic_write_json,
-    atomic_write_with,
     capture_environment,
     latest_good_checkpoint,
     rewind_state,
-    sha256_file,
     weights_file_problem,
 )
 # TensorFlow's strategies on the TF backend, one device on JAX / PyTorch (training.backend).
@@ -178,6 +184,35 @@ class TrainResult:
     run_dir: Path
     state: dict[str, Any]
     results: Optional[dict[str, Any]]
+    # Why the run stopped before its last epoch ("time budget", "SIGTERM", ...), resumably; None
+    # when it finished or stopped after `stop_after_epochs`.
+    stopped: Optional[str] = None
+
+
+class _RestoreMetrics(keras.callbacks.Callback):
+    """Puts a partial checkpoint's running metric sums back after `fit` resets them."""
+
+    def __init__(self, partial: dict[str, Any]):
+        super().__init__()
+        self.partial = partial
+
+    def on_epoch_begin(self, epoch, logs=None):
+        Checkpointer.restore_metrics(self.model, self.partial)
+
+
+def _build_compiled_metrics(model: keras.Model, dataset) -> None:
+    """Creates the compiled loss and metrics' variables now, from one batch of `dataset` (which
+    must not be the epoch's training set: iterating it twice reshuffles it). TensorFlow defers
+    that to the first step's trace, after the callbacks that put a partial checkpoint's running
+    sums back."""
+    batch = dataset[0] if isinstance(dataset, keras.utils.PyDataset) else next(iter(dataset))
+    # Keras has no public call for this; `_symbolic_build` is what `fit` itself uses on JAX.
+    model._symbolic_build(data_batch=batch)
+
+
+def _skip_batches(dataset, count: int):
+    """The epoch's data set without its first `count` batches (tf.data or `ArrayDataset`)."""
+    return dataset.skip(count) if count else dataset
 
 
 def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool,
@@ -235,6 +270,9 @@ def _train(
     verbose: int | str = "auto",
     argv: Optional[list[str]] = None,
     stop_after_epochs: Optional[int] = None,
+    stop_after_steps: Optional[int] = None,
+    time_budget: Optional[float] = None,
+    save_every: Optional[float] = None,
     skip_bad: bool = False,
     cache_dir: Optional[str] = None,
 ) -> TrainResult:
@@ -251,11 +289,19 @@ def _train(
         verbose: Keras progress-bar verbosity (bars with ETA on a terminal).
         argv: the command line, recorded in `command.txt` and `results.json`.
         stop_after_epochs: stop (resumably) after this many epochs of this call; for tests.
+        stop_after_steps: stop (resumably, step-exact) after this many training steps of this
+            call; for tests.
+        time_budget: seconds from the call's start after which training stops at the next step
+            with a step-exact checkpoint (`--time-budget`); SIGTERM does the same at any time.
+            Evaluation of a finished run is not counted in.
+        save_every: seconds between step-exact checkpoints inside an epoch (`--save-every`), so
+            that a SIGKILL loses at most that much training; None: only at epoch ends.
         skip_bad: leave out unusable images with a warning instead of refusing (`--skip-bad`).
         cache_dir: cache decoded images in keyed files under this directory (`--cache`).
 
     Returns:
-        `TrainResult` with the final state and the test results (None on non-chief workers).
+        `TrainResult` with the final state, the test results (None on non-chief workers or when
+        the run stopped early) and why it stopped early.
 
     Raises:
         cb.TrainingDiverged: NaN/inf or divergent loss; the last good checkpoint is kept.
@@ -315,112 +361,191 @@ def _train(
 
     steps = data.steps_per_epoch
     model_fn = model_fn or build_model
+    checkpointer = Checkpointer(rd)
+    partial = None
     with runtime.strategy.scope():
         model = model_fn(config)
         compile_model(model, config, steps, runtime.jit_compile)
+        if state["checkpoint"] or state.get("partial"):
+            model.optimizer.build(model.trainable_variables)
         if state["checkpoint"]:
             checkpoint = _resume_checkpoint(rd, config)
             state = rewind_state(state, run_dir, checkpoint, config.monitor_mode)
-            model.optimizer.build(model.trainable_variables)
             model.load_weights(checkpoint)
+        if resume:
+            partial = checkpointer.load_partial(model, state)
 
     first = int(state["epochs_completed"])
     if resume:
-        print(f"resuming {config.name} from epoch {first}/{config.epochs} in {run_dir}", flush=True)
+        inside = f", step {partial['step']}/{steps} of epoch {first + 1}" if partial else ""
+        print(f"resuming {config.name} from epoch {first}/{config.epochs}{inside} in {run_dir}",
+              flush=True)
     if state.get("finished") and first >= config.epochs:
         print(f"{run_dir}: run already finished ({first} epochs)", flush=True)
     metric = "mean_iou" if config.task == "unet" else "accuracy"
     guard = cb.DivergenceGuard()
     timer = cb.EpochTimer(config.epochs, first)
     run_epochs = 0
-    scalars = cb.ScalarLog(rd.tensorboard) if out is not None else None
-    for epoch in range(first, config.epochs):
-        if stop_after_epochs is not None and run_epochs >= stop_after_epochs:
-            break
-        # Python and NumPy only: `keras.utils.set_random_seed` would also call
-        # `tf.random.set_seed`, which clears TensorFlow's kernel cache, so every epoch's `fit`
-        # re-instantiated and re-optimised the train-step graph (18 s per epoch for DenseNet169
-        # at 64 px on 2 CPU cores). The graph needs no TF global seed: data draws are stateless
-        # from `seed + epoch` and in-model generators are reset just below.
-        _seed_host_rngs(_epoch_seed(config, epoch))
-        reset_model_seeds(model, config.seed, epoch)
-        train_ds = data.make_train(epoch)
-        callbacks: list[keras.callbacks.Callback] = [guard, cb.RunProgress(config.epochs)]
-        timer.start_epoch()
+    stopped: Optional[str] = None
+    with SigtermFlag() as sigterm:
+        loop = _Loop(
+            model=model, config=config, data=data, state=state, rd=rd, out=out,
+            checkpointer=checkpointer, guard=guard, timer=timer, metric=metric, verbose=verbose,
+            scalars=cb.ScalarLog(rd.tensorboard) if out is not None else None,
+            deadline=started + time_budget if time_budget is not None else None,
+            sigterm=sigterm, save_every=save_every, stop_after_steps=stop_after_steps,
+        )
+        for epoch in range(first, config.epochs):
+            if stop_after_epochs is not None and run_epochs >= stop_after_epochs:
+                break
+            stopped = loop.boundary_stop()
+            if stopped is not None:
+                break
+            stopped = _train_epoch(loop, epoch, partial)
+            partial = None
+            if stopped is not None:
+                break
+            run_epochs += 1
+
+    if stopped is not None:
+        where = state.get("partial")
+        at = (f"epoch {where['epoch']}, step {where['step']}/{steps}" if where
+              else f"after epoch {state['epochs_completed']}")
+        state["stopped"] = f"{stopped}: {at}"
+        if out is not None:
+            rd.write_state(state)
+        print(f"{config.name}: stopped ({stopped}) at {at} of {config.epochs} epochs; continue with "
+              f"`cxr-cascade train --resume {run_dir}`", flush=True)
+        return TrainResult(run_dir=run_dir, state=state, results=None, stopped=stopped)
+
+    results = None
+    if state["epochs_completed"] >= config.epochs:
+        state["finished"] = True
+        state["stopped"] = None
+        if out is not None:
+            results = evaluate_run(config, run_dir, data, model_fn, state, argv or sys.argv)
+            state["results"] = str(rd.results.relative_to(run_dir))
+            rd.write_state(state)
+    return TrainResult(run_dir=run_dir, state=state, results=results)
+
+
+@dataclasses.dataclass
+class _Loop:
+    """What every epoch of one `_train` call shares (`out` is None on non-chief workers)."""
+
+    model: keras.Model
+    config: ExperimentConfig
+    data: Any
+    state: dict[str, Any]
+    rd: RunDir
+    out: Optional[RunDir]
+    checkpointer: Checkpointer
+    guard: cb.DivergenceGuard
+    timer: cb.EpochTimer
+    scalars: Optional[cb.ScalarLog]
+    metric: str
+    verbose: int | str
+    deadline: Optional[float]
+    sigterm: SigtermFlag
+    save_every: Optional[float]
+    stop_after_steps: Optional[int]
+    steps_done: int = 0  # training steps of this call
+
+    def boundary_stop(self) -> Optional[str]:
+        """Why to stop before the next epoch starts, or None."""
+        if self.sigterm.received:
+            return "SIGTERM"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "time budget"
+        return None
+
+
+def _train_epoch(loop: _Loop, epoch: int, partial: Optional[dict[str, Any]]) -> Optional[str]:
+    """Epoch `epoch` (0-based), or the rest of it after `partial`: fit, divergence checks,
+    checkpoint, history. Returns None, or why it stopped between two steps (the time budget,
+    SIGTERM, `stop_after_steps`), a partial checkpoint then written."""
+    model, config, data, state, rd = loop.model, loop.config, loop.data, loop.state, loop.rd
+    run_dir = rd.root
+    # Python and NumPy only: `keras.utils.set_random_seed` would also call `tf.random.set_seed`,
+    # which clears TensorFlow's kernel cache, so every epoch's `fit` would re-instantiate and
+    # re-optimise the train-step graph. The graph needs no TF global seed: data draws are
+    # stateless from `seed + epoch` and in-model generators are reset just below.
+    _seed_host_rngs(_epoch_seed(config, epoch))
+    reset_model_seeds(model, config.seed, epoch)
+    steps = data.steps_per_epoch
+    train_ds = data.make_train(epoch)
+    callbacks: list[keras.callbacks.Callback] = [loop.guard, cb.RunProgress(config.epochs)]
+    first_step, carried_seconds = 0, 0.0
+    if partial is not None:
+        first_step, carried_seconds = int(partial["step"]), float(partial["seconds"])
+        train_ds = _skip_batches(train_ds, first_step)
+        # From the validation set: a second iteration of `train_ds` would be shuffled afresh.
+        _build_compiled_metrics(model, data.val)
+        # After the build, which may draw from the model's seed generators.
+        Checkpointer.restore_seed_states(model, partial)
+        callbacks.append(_RestoreMetrics(partial))
+    fit_started = time.monotonic()
+
+    def save_partial(step: int) -> None:
+        if loop.out is not None:
+            loop.checkpointer.save_partial(model, state, epoch + 1, step,
+                                           carried_seconds + time.monotonic() - fit_started)
+
+    budget = StepBudget(first_step=first_step, epoch_steps=steps, deadline=loop.deadline,
+                        stop_after_steps=loop.stop_after_steps, steps_done=loop.steps_done,
+                        sigterm=loop.sigterm, save_every=loop.save_every, on_save=save_partial)
+    callbacks.append(budget)
+    loop.timer.start_epoch()
+    try:
         history = model.fit(
             train_ds,
             validation_data=data.val,
             initial_epoch=epoch,
             epochs=epoch + 1,
             callbacks=callbacks,
-            verbose=verbose,
+            verbose=loop.verbose,
             shuffle=False,  # the data set is already shuffled per epoch from seed + epoch
         )
-        logs = {k: float(v[-1]) for k, v in history.history.items() if v}
-        problem = guard.problem or cb.check_epoch_divergence(
-            logs, state["history"], config.divergence_factor
+    except BudgetStop as stop:
+        save_partial(stop.step)
+        return stop.reason
+    finally:
+        loop.steps_done = budget.steps_done
+    logs = {k: float(v[-1]) for k, v in history.history.items() if v}
+    problem = loop.guard.problem or cb.check_epoch_divergence(
+        logs, state["history"], config.divergence_factor
+    )
+    if not problem and not _weights_finite(model):
+        # A clipped loss (cross-entropy clips probabilities) can stay finite over NaN weights.
+        problem = f"weights became NaN/inf during epoch {epoch + 1}"
+    if problem:
+        last = state["checkpoint"] or "none (no epoch completed)"
+        state["stopped"] = f"diverged: {problem}"
+        if loop.out is not None:
+            rd.write_state(state)
+        raise cb.TrainingDiverged(
+            f"training stopped: {problem}. Last good checkpoint: {last} in {run_dir}. "
+            "Try a lower learning_rate (--set learning_rate=...)"
         )
-        if not problem and not _weights_finite(model):
-            # A clipped loss (cross-entropy clips probabilities) can stay finite over NaN weights.
-            problem = f"weights became NaN/inf during epoch {epoch + 1}"
-        if problem:
-            last = state["checkpoint"] or "none (no epoch completed)"
-            state["stopped"] = f"diverged: {problem}"
-            if out is not None:
-                rd.write_state(state)
-            raise cb.TrainingDiverged(
-                f"training stopped: {problem}. Last good checkpoint: {last} in {run_dir}. "
-                "Try a lower learning_rate (--set learning_rate=...)"
-            )
-        seconds, line = timer.end_epoch(epoch)
-        row = {"epoch": epoch + 1, **logs, "lr": _current_lr(model), "seconds": round(seconds, 3)}
-        state["history"].append(row)
-        state["epochs_completed"] = epoch + 1
-        state["wall_seconds"] = float(state.get("wall_seconds", 0.0)) + seconds
-        monitored = logs.get(config.monitor)
-        improved = _is_better(monitored, state["best"]["value"], config.monitor_mode)
-        if improved:
-            state["best"] = {"epoch": epoch + 1, "value": monitored, "monitor": config.monitor}
-        if out is not None:
-            checkpoint = rd.epoch_checkpoint(epoch + 1)
-            previous = run_dir / state["checkpoint"] if state["checkpoint"] else None
-            atomic_write_with(checkpoint, model.save_weights, suffix=".weights.h5")
-            # Verified (read back, hashed) before state.json names it; the previous checkpoint
-            # stays until then, and one more epoch after, as the fallback.
-            digest = sha256_file(checkpoint)
-            problem = weights_file_problem(checkpoint)
-            if problem:
-                raise OSError(f"{checkpoint}: the checkpoint just written does not read back: {problem}")
-            relative = str(checkpoint.relative_to(run_dir))
-            checksums = {k: v for k, v in (state.get("checksums") or {}).items()
-                         if previous is not None and k in (str(previous.relative_to(run_dir)),
-                                                           rd.best_weights.name)}
-            checksums[relative] = digest
-            if improved:
-                # The best weights get their own copy: damage to the last checkpoint never takes them.
-                atomic_write_with(rd.best_weights, lambda tmp: shutil.copyfile(checkpoint, tmp))
-                checksums[rd.best_weights.name] = digest
-            state["checkpoint"] = relative
-            state["checksums"] = checksums
-            rd.write_state(state)
-            rd.prune_checkpoints(keep=[checkpoint] + ([previous] if previous else []))
-            cb.write_history_csv(rd.history_csv, state["history"])
-            scalars.write(epoch + 1, {k: v for k, v in row.items() if k not in ("epoch", "seconds")})
-            cb.plot_curves(rd.curves, state["history"], title=config.name, metric=metric)
-        best = state["best"]
-        print(f"{line}; best {config.monitor}={best['value']:.4f} (epoch {best['epoch']})"
-              if best["value"] is not None else line, flush=True)
-        run_epochs += 1
-
-    results = None
-    if state["epochs_completed"] >= config.epochs:
-        state["finished"] = True
-        if out is not None:
-            results = evaluate_run(config, run_dir, data, model_fn, state, argv or sys.argv)
-            state["results"] = str(rd.results.relative_to(run_dir))
-            rd.write_state(state)
-    del started
-    return TrainResult(run_dir=run_dir, state=state, results=results)
+    seconds, line = loop.timer.end_epoch(epoch)
+    seconds += carried_seconds
+    row = {"epoch": epoch + 1, **logs, "lr": _current_lr(model), "seconds": round(seconds, 3)}
+    state["history"].append(row)
+    state["epochs_completed"] = epoch + 1
+    state["wall_seconds"] = float(state.get("wall_seconds", 0.0)) + seconds
+    monitored = logs.get(config.monitor)
+    improved = _is_better(monitored, state["best"]["value"], config.monitor_mode)
+    if improved:
+        state["best"] = {"epoch": epoch + 1, "value": monitored, "monitor": config.monitor}
+    if loop.out is not None:
+        loop.checkpointer.save_epoch(model, state, epoch + 1, improved)
+        cb.write_history_csv(rd.history_csv, state["history"])
+        loop.scalars.write(epoch + 1, {k: v for k, v in row.items() if k not in ("epoch", "seconds")})
+        cb.plot_curves(rd.curves, state["history"], title=config.name, metric=loop.metric)
+    best = state["best"]
+    print(f"{line}; best {config.monitor}={best['value']:.4f} (epoch {best['epoch']})"
+          if best["value"] is not None else line, flush=True)
+    return None
 
 
 def _absolute_data_arg(text: str) -> str:
