@@ -56,7 +56,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip "setuptools>=64" wheel
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -r requirements.txt
 	$(LATEST_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
-	$(LATEST_VENV)/bin/python -m pip freeze --exclude-editable > $(LATEST_VENV)/freeze.txt
+	$(LATEST_VENV)/bin/python -m pip freeze --all --exclude-editable > $(LATEST_VENV)/freeze.txt
 	@echo "test-latest: versions that differ from $(LOCK):"
 	@$(LATEST_VENV)/bin/python tools/lock_diff.py $(LOCK) $(LATEST_VENV)/freeze.txt
 	$(LATEST_VENV)/bin/python -m pytest -q $(TEST_LATEST_ARGS)
@@ -238,23 +238,65 @@ chain-stage2: $(STAMP)
 	$(CHAIN_ENV) $(MAKE) train-unet DATA=$(UNET_DATA)
 	$(CHAIN_ENV) $(MAKE) train-stage2 DATA=$(STAGE2_DATA)
 
-# --- release (issue 11): the release experiments on the real data, then evaluation of each run
-# (CIs into release.json), float16 release, verification.
-#   make train-release [SHARED_DATA=../shared/data]   trains unet -> stage2 and stage1 into RELEASE_RUNS
+# --- release: the release experiments on the real data, then evaluation of each run (CIs into
+# release.json), float16 release, verification.
+#   make train-release [SHARED_DATA=../shared/data] [TRAIN_ARGS="--time-budget 150m"]
+#       trains unet -> stage2 and stage1 into RELEASE_RUNS as two chains side by side (one
+#       TensorFlow thread each), at nice 19 in the background; run it again at any time: finished
+#       runs are skipped, unfinished ones resumed (tools/train_queue.sh). Logs: RELEASE_RUNS/logs/.
+#       TRAIN_FOREGROUND=1 waits for both chains instead.
 #   make release                                       evaluates and audits the runs, writes RELEASE_DIR
 #   make evaluate-release                              evaluates the release end to end into RELEASE_EVAL
-# train-release trains the release experiments with train-chains (about 1 h 40 min here; the
-# release experiments' headers give the measured speeds).
+# Run folders live outside the work tree (CXR_CASCADE_RUNS, default ~/.cache/cxr-cascade/runs), so
+# that a fresh checkout or `git clean` keeps them and later work on the machine finds them.
 # The release's split manifests (splits.csv) hold paths relative to the release folder.
 SHARED_DATA ?= ../shared/data
-RELEASE_RUNS ?= runs/release
+RUNS_ROOT ?= $(or $(CXR_CASCADE_RUNS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cxr-cascade/runs)
+RELEASE_RUNS ?= $(RUNS_ROOT)/release
 RELEASE_DIR ?= releases/v1
 RELEASE_EVAL ?= experiments/results/release-v1
-.PHONY: train-release release evaluate-release
+TRAIN_FOREGROUND ?=
+# Two queues side by side, each `tools/train_queue.sh QUEUE`, one thread each, nice 19; in the
+# background unless TRAIN_FOREGROUND is set. $(1): folder of the queues and logs, $(2), $(3): queues.
+define run_two_queues
+	mkdir -p $(1)/logs
+	printf '%b' '$(2)' > $(1)/logs/queue-a.txt
+	printf '%b' '$(3)' > $(1)/logs/queue-b.txt
+	for q in a b; do \
+	  $(CHAIN_ENV) CLI=$(abspath $(CLI)) PYTHON=$(abspath $(BIN)/python) TRAIN_ARGS="$(TRAIN_ARGS)" \
+	    setsid nohup nice -n 19 tools/train_queue.sh $(1)/logs/queue-$$q.txt \
+	    >> $(1)/logs/queue-$$q.log 2>&1 < /dev/null & \
+	done; \
+	echo "training in the background at nice 19: tail -f $(1)/logs/queue-a.log $(1)/logs/queue-b.log"; \
+	if [ -n "$(TRAIN_FOREGROUND)" ]; then wait; fi
+endef
+.PHONY: train-release release evaluate-release study-stage1
 train-release: $(STAMP)
-	$(MAKE) train-chains TRAIN_RUNS=$(RELEASE_RUNS) STAGE1_DATA=$(SHARED_DATA)/chest_xray \
-		UNET_DATA=$(SHARED_DATA)/lung-masks STAGE2_DATA=$(SHARED_DATA)/covid-chestxray-dataset \
-		STAGE1_EXP=release_stage1_224 UNET_EXP=release_unet_256 STAGE2_EXP=release_stage2_224
+	$(call run_two_queues,$(RELEASE_RUNS),\
+$(RELEASE_RUNS)/stage1 $(STAGE1_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/chest_xray\n,\
+$(RELEASE_RUNS)/unet $(UNET_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/lung-masks\n\
+$(RELEASE_RUNS)/stage2 $(STAGE2_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/covid-chestxray-dataset --unet $(RELEASE_RUNS)/unet\n)
+STAGE1_EXP_RELEASE ?= release_stage1_224
+UNET_EXP_RELEASE ?= release_unet_256
+STAGE2_EXP_RELEASE ?= release_stage2_224
+
+# The stage 1 recipe study (experiments/study_stage1_*.py; write-up experiments/results/study-stage1/):
+# four arms x two seeds at 128 px, trained on Kermany's official *train* split only (validation
+# and the runs' own held-out split come from it), so the official test films stay unseen until
+# the chosen recipe is tested once. Same background queues as train-release.
+STUDY_RUNS ?= $(RUNS_ROOT)/study-stage1
+STUDY_ARMS ?= paper clahe_all balanced geometric
+STUDY_SEEDS ?= 0 1
+STUDY_MANIFEST = $(STUDY_RUNS)/kermany-official-train.csv
+study-stage1: $(STAMP)
+	mkdir -p $(STUDY_RUNS)
+	test -f $(STUDY_MANIFEST) || { $(CLI) data index $(SHARED_DATA)/chest_xray --format kermany --out $(STUDY_RUNS)/kermany-all.csv && \
+	  $(BIN)/python -c "import csv, sys; rows = list(csv.DictReader(open(sys.argv[1]))); \
+	  w = csv.DictWriter(open(sys.argv[2], 'w', newline=''), fieldnames=list(rows[0])); w.writeheader(); \
+	  w.writerows(r for r in rows if r['split'] != 'test')" $(STUDY_RUNS)/kermany-all.csv $(STUDY_MANIFEST); }
+	$(call run_two_queues,$(STUDY_RUNS),\
+$(foreach s,$(STUDY_SEEDS),$(foreach a,$(wordlist 1,2,$(STUDY_ARMS)),$(STUDY_RUNS)/$(a)-seed$(s) study_stage1_$(a) --data $(STUDY_MANIFEST) --set seed=$(s) --set test_fraction=0\n)),\
+$(foreach s,$(STUDY_SEEDS),$(foreach a,$(wordlist 3,4,$(STUDY_ARMS)),$(STUDY_RUNS)/$(a)-seed$(s) study_stage1_$(a) --data $(STUDY_MANIFEST) --set seed=$(s) --set test_fraction=0\n)))
 
 release: $(STAMP)
 	$(CLI) evaluate $(RELEASE_RUNS)/unet

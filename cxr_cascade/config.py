@@ -584,6 +584,9 @@ def load_experiment(spec: str, overrides: list[str] | None = None) -> Experiment
             f"experiment {spec!r} must define CONFIG as a dict. "
             f"Received: CONFIG={type(raw).__name__}"
         )
+    if "description" not in raw and module.__doc__:
+        # The experiment file's docstring is its description: written once.
+        raw = {**raw, "description": module.__doc__.strip().split("\n\n")[0].replace("\n", " ")}
     config = from_dict(raw, name=default_name)
     return apply_overrides(config, overrides)
 

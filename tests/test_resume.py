@@ -275,3 +275,59 @@ def test_sigkill_and_sigterm_inside_epochs_then_resume_equals_uninterrupted(
                    tmp_path / "final.log")
     assert final.wait(timeout=240) == 0, (tmp_path / "final.log").read_text()[-3000:]
     _assert_same_run(standin, tiny_config(extra=["epochs=3"]), straight, run, epochs=3)
+
+
+@pytest.mark.parametrize("text, seconds", [("150m", 9000.0), ("2.5h", 9000.0), ("90s", 90.0),
+                                           ("42", 42.0), (" 1.5 m ", 90.0), (7, 7.0)])
+def test_parse_duration(text, seconds):
+    from cxr_cascade.training.budget import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "10d", "-5m", "0", "1e3", "ten minutes", True])
+def test_parse_duration_refuses_bad_values(text):
+    from cxr_cascade.training.budget import parse_duration
+
+    with pytest.raises(ValueError, match=r"`--time-budget` must be .*Received: --time-budget="):
+        parse_duration(text, "--time-budget")
+
+
+def test_step_budget_never_stops_on_an_epoch_s_last_step():
+    from cxr_cascade.training.budget import BudgetStop, StepBudget
+
+    budget = StepBudget(first_step=0, epoch_steps=3, deadline=0.0)  # long spent
+    budget.set_model(None)
+    with pytest.raises(BudgetStop) as stop:
+        budget.on_train_batch_end(0)
+    assert (stop.value.step, stop.value.reason) == (1, "time budget")
+    last = StepBudget(first_step=2, epoch_steps=3, deadline=0.0)
+    last.on_train_batch_end(2)  # the epoch's last step: the epoch-end checkpoint follows instead
+    assert last.step == 3
+
+
+def test_cli_time_budget_exits_75_and_names_the_resume_command(phantom_root, tmp_path, capsys):
+    from cxr_cascade.cli import main
+
+    run = tmp_path / "run"
+    sets = [a for item in TINY + ["epochs=2"] for a in ("--set", item)]
+    argv = ["train", "table4_resnet50_seme", "--data", str(phantom_root / "chest_xray"),
+            "--run-dir", str(run), "--quiet", *sets]
+    assert main(argv + ["--time-budget", "1ms"]) == 2
+    assert "--time-budget" in capsys.readouterr().err
+    assert not run.exists()
+    assert main(argv + ["--time-budget", "0.001s"]) == 75
+    out = capsys.readouterr().out
+    assert f"cxr-cascade train --resume {run}" in out
+    assert json.loads((run / "state.json").read_text())["stopped"] == "time budget: after epoch 0"
+    assert "--time-budget 0.001s" in (run / "command.txt").read_text()
+
+
+def test_runs_default_outside_the_work_tree(monkeypatch, tmp_path):
+    from cxr_cascade.training.run_dir import default_runs_root
+
+    monkeypatch.delenv("CXR_CASCADE_RUNS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_runs_root() == tmp_path / "cache" / "cxr-cascade" / "runs"
+    monkeypatch.setenv("CXR_CASCADE_RUNS", str(tmp_path / "mine"))
+    assert default_runs_root() == tmp_path / "mine"

@@ -7,6 +7,7 @@ Examples:
     cxr-cascade train unet_lungs --data /data/lung-masks --run-dir runs/unet
     cxr-cascade train table5_seme_densenet169 --data /data/covid-chestxray-dataset --unet runs/unet
     cxr-cascade train --resume runs/unet            # after Ctrl-C, a crash or power loss
+    cxr-cascade train release_stage1_224 --data /data/chest_xray --time-budget 150m --save-every 10m
     cxr-cascade train table4_resnet50_seme --backend jax --data split.csv   # no TensorFlow needed
 """
 
@@ -16,6 +17,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+
+# Stopped early (time budget, SIGTERM) and resumable: sysexits' EX_TEMPFAIL, "try again later".
+# Not 0, so that a chain such as U-Net -> stage 2 does not go on with an unfinished U-Net.
+EXIT_STOPPED = 75
 
 
 def register(subparsers) -> None:
@@ -43,7 +49,22 @@ def register(subparsers) -> None:
              "--set preprocess.clip_limit=3 --set augment.zoom=0.1 (repeatable)",
     )
     parser.add_argument("--run-dir", help="run directory (default: RUNS/<experiment>-<UTC time>)")
-    parser.add_argument("--runs", default="runs", help="parent of default run directories (default: runs)")
+    parser.add_argument(
+        "--runs", default=None,
+        help="parent of default run directories (default: $CXR_CASCADE_RUNS, else "
+             "~/.cache/cxr-cascade/runs)",
+    )
+    parser.add_argument(
+        "--time-budget", metavar="DURATION",
+        help="stop between two training steps once this much time has passed since the start "
+             "(e.g. 150m, 2.5h, 900s), with a step-exact checkpoint; --resume continues to the "
+             "same weights as a run straight through. Exit status 75 when stopped early",
+    )
+    parser.add_argument(
+        "--save-every", metavar="DURATION",
+        help="also write a step-exact checkpoint every DURATION inside epochs (e.g. 10m), so a "
+             "killed run loses at most that much training (default: at epoch ends only)",
+    )
     parser.add_argument(
         "--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
         help="continue an interrupted run from its last completed epoch (RUN_DIR or --run-dir)",
@@ -108,6 +129,10 @@ def _command_line(args: argparse.Namespace) -> list[str]:
         argv.append("--skip-bad")
     if args.cache:
         argv += ["--cache", args.cache]
+    if args.time_budget:
+        argv += ["--time-budget", args.time_budget]
+    if args.save_every:
+        argv += ["--save-every", args.save_every]
     return argv
 
 
@@ -169,12 +194,19 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("name an experiment (see `cxr-cascade train --list`) or --resume RUN_DIR")
         config = load_experiment(args.experiment, overrides)
         if run_dir is None:
-            from cxr_cascade.training.run_dir import default_run_dir
+            from cxr_cascade.training.run_dir import default_run_dir, default_runs_root
 
-            run_dir = default_run_dir(args.runs, config.name)
+            run_dir = default_run_dir(args.runs or default_runs_root(), config.name)
 
+    from cxr_cascade.training.budget import parse_duration
     from cxr_cascade.training.callbacks import TrainingDiverged
     from cxr_cascade.training.runner import train
+
+    try:
+        time_budget = parse_duration(args.time_budget, "--time-budget") if args.time_budget else None
+        save_every = parse_duration(args.save_every, "--save-every") if args.save_every else None
+    except ValueError as error:
+        raise CLIError(str(error)) from None
 
     verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
     print(f"{config.name}: {config.paper or config.description}", flush=True)
@@ -190,9 +222,13 @@ def run(args: argparse.Namespace) -> int:
             argv=_command_line(args),
             skip_bad=args.skip_bad,
             cache_dir=args.cache,
+            time_budget=time_budget,
+            save_every=save_every,
         )
     except TrainingDiverged as error:
         raise CLIError(str(error)) from None
+    if result.stopped is not None:
+        return EXIT_STOPPED
     if result.results is not None:
         print(f"results: {result.run_dir / 'results.json'}")
     return 0

@@ -345,6 +345,20 @@ def _shell_quote(text: str) -> str:
     return shlex.quote(text)
 
 
+RUNS_ENV = "CXR_CASCADE_RUNS"
+
+
+def default_runs_root() -> Path:
+    """Where run directories go when none is named: `$CXR_CASCADE_RUNS`, else
+    `$XDG_CACHE_HOME/cxr-cascade/runs` (`~/.cache/cxr-cascade/runs`). Outside any work tree, so a
+    fresh checkout or `git clean` never takes a week of training with it, and later work on the
+    same machine finds the runs."""
+    if os.environ.get(RUNS_ENV):
+        return Path(os.environ[RUNS_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "cxr-cascade" / "runs"
+
+
 def default_run_dir(runs_root: str | Path, name: str) -> Path:
     """`runs/<experiment>-<UTC timestamp>`: a fresh directory for a new run."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

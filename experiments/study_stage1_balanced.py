@@ -1,0 +1,10 @@
+"""Stage 1 recipe study, arm "balanced": classes weighted to equal total weight in the loss (balance=sample_weight), else as the paper arm.
+
+Hypothesis: bacterial films are 49 % of the training split; a loss that weights each class
+equally stops the network from defaulting to "bacterial" for films it is unsure of.
+"""
+
+from experiments.base import derive
+from experiments.study_stage1_paper import CONFIG as PAPER_ARM
+
+CONFIG = derive(PAPER_ARM, balance="sample_weight")
