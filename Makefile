@@ -179,6 +179,15 @@ bench-models: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py --models $(BENCH_MODELS) --precisions float32 bfloat16 \
 		--json-out $(BENCH_DIR)/models.json $(BENCH_MODELS_ARGS)
 
+# Training img/s of the release's stage-1 network (SEME-ResNet50, 224 px): TensorFlow, TensorFlow
+# + XLA and Keras on JAX, float32 and bfloat16, one process with every core against one pinned
+# one-thread process per core, beside the matmul GFLOP/s of the same run (~25 min on 2 cores;
+# nothing else may run meanwhile). BENCH_TRAIN_ARGS=--quick: a smoke run.
+BENCH_TRAIN_ARGS ?=
+.PHONY: bench-train
+bench-train: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py --json-out $(BENCH_DIR)/train.json $(BENCH_TRAIN_ARGS)
+
 # The shortcut audit proving itself on phantoms: marker (flagged), clean control and lung-masked
 # models (not flagged), DIR/summary.json; 83-156 s per seed with AUDIT_DEMO_ARGS=--power on 2
 # shared cores (experiments/results/audit-demo/), about half that without.

@@ -12,6 +12,10 @@
 # Exit status: 0 when every run finished, 75 when one stopped at its budget (the queue stops
 # there: later runs may need it, e.g. stage 2 needs the U-Net), else the failing run's status.
 set -u
+# Started with setsid, the queue is its own autogroup, and the scheduler weighs autogroups
+# against each other before `nice` counts: give the whole group the lowest weight, so that the
+# training really yields to interactive work (Linux autogroup; harmless where absent).
+echo 19 > /proc/self/autogroup 2>/dev/null || true
 queue=${1:?usage: tools/train_queue.sh QUEUE_FILE}
 CLI=${CLI:-cxr-cascade}
 PYTHON=${PYTHON:-python3}
