@@ -48,6 +48,11 @@ MIXED_PRECISION = ("off", "float16", "bfloat16", "auto")
 # Stage 2's negative class: ieee8023 non-COVID viral images only, or those plus Kermany's
 # viral images (closest to the paper's counts, but confounded by age and source).
 STAGE2_NEGATIVES = ("ieee8023_viral", "ieee8023_plus_kermany_viral")
+# The cascade's decision rules (`cxr_cascade.models.cascade`): the paper's hard gate, the argmax of
+# the products p1 * p2, and the pneumonia route (stage 2 sees every film stage 1 calls bacterial
+# or viral). Kept here, free of Keras, so the CLI's --rule choices read the one registry.
+CASCADE_RULES = ("gate", "soft", "pneumonia")
+DEFAULT_CASCADE_RULE = "gate"
 MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_loss", "val_mean_iou")
 
 

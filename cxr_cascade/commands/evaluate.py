@@ -13,7 +13,9 @@ and a data section (sources, split sizes, patients per split, disjointness, dupl
 --stage2 the cascade's 4-class output (Lv et al. 2020) is evaluated end to end on a test set with
 4-class truth (default: the union of both runs' test splits), besides each stage alone. The cascade's
 decision is the paper's hard gate (stage 2 decides the films stage 1 calls viral; --rule soft: the
-argmax of the products p1 * p2); the report shows both rules, and the products score the ROC AUCs.
+argmax of the products p1 * p2; --rule pneumonia: stage 2 decides every film stage 1 calls bacterial
+or viral, its COVID-19 overriding stage 1's call); the report shows every rule, the chosen one as
+"cascade", and the products (the pneumonia route's distribution for that rule) score the ROC AUCs.
 Its stage-2 section is computed on the paper's Table 5 population: ieee8023 films whose truth is a
 stage-2 class (not Kermany's pediatric viral films). --by source adds per-source figures.
 Several runs of one task are evaluated on the first run's test set (or --data) and compared in
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from cxr_cascade.config import CASCADE_RULES, DEFAULT_CASCADE_RULE
 
 
 def register(subparsers) -> None:
@@ -47,9 +51,10 @@ def register(subparsers) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="inference batch size (default: 16)")
-    parser.add_argument("--rule", choices=("gate", "soft"), default="gate",
-                        help="cascade decision: gate (the paper's, default) or soft (argmax of p1 * p2); "
-                             "the report shows the other rule too")
+    parser.add_argument("--rule", choices=CASCADE_RULES, default=DEFAULT_CASCADE_RULE,
+                        help="cascade decision: gate (the paper's, default), soft (argmax of p1 * p2) "
+                             "or pneumonia (stage 2 decides every film stage 1 calls bacterial or "
+                             "viral); the report shows the other rules too")
     parser.add_argument("--by", choices=("source",), help="also report per-group metrics (source)")
     parser.set_defaults(func=run)
 
@@ -121,6 +126,17 @@ def run(args: argparse.Namespace) -> int:
         if (Path(args.stage2) / "splits.csv").is_file():
             manifests.append(R.manifest_records(args.stage2))
         names = cascade.cascade_class_names(stage1.class_names, stage2.class_names, cascade.REFINED_CLASS)
+        rules, routes = [], {}
+        for rule in [args.rule] + [r for r in cascade.RULES if r != args.rule]:
+            try:
+                routes[rule] = cascade.route_indices(
+                    stage1.class_names, stage2.class_names, cascade.REFINED_CLASS, rule)
+            except ValueError as error:
+                if rule == args.rule:
+                    raise CLIError(f"--rule {rule}: {error}") from None
+                extra[f"cascade_{rule}_section"] = f"left out: {error}"
+                continue
+            rules.append(("cascade" if rule == args.rule else f"cascade_{rule}", rule))
         if args.data:
             from cxr_cascade.training.data import read_sources
 
@@ -142,15 +158,14 @@ def run(args: argparse.Namespace) -> int:
         mask_fn2 = R.unet_mask_fn(args.unet, stage2.preprocess.image_size) if stage2.segment else None
         p1 = _predict(stage1.model, R.load_images(records, stage1.preprocess, stage1.segment, mask_fn1), args.batch_size)
         p2 = _predict(stage2.model, R.load_images(records, stage2.preprocess, stage2.segment, mask_fn2), args.batch_size)
-        refined = list(stage1.class_names).index(cascade.REFINED_CLASS)
-        probs = cascade.combine_probabilities(p1, p2, refined)
         y = cascade.cascade_labels([r.label for r in records], names)
         pids = [r.patient_key for r in records]
         sources = [r.source for r in records]
-        other = "soft" if args.rule == "gate" else "gate"
         sections = {}
-        for key, rule in (("cascade", args.rule), (f"cascade_{other}", other)):
-            decision = cascade.cascade_decision(p1, p2, refined, rule)
+        for key, rule in rules:
+            route = routes[rule]
+            probs = cascade.combine_probabilities(p1, p2, rule=rule, **route)
+            decision = cascade.cascade_decision(p1, p2, rule=rule, **route)
             sections[key] = report.evaluate_predictions(
                 y, probs, pids, names, out, name=key, y_pred=decision, rule=rule, **common)
             if args.by:
