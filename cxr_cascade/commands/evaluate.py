@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             records = R.test_records(manifests[0], args.split)
         else:
             raise CLIError(f"{args.run}: no splits.csv; pass --data")
-        records, dropped = R.keep_classes(records, stage1.class_names)
+        records, dropped = R.keep_classes(R.as_trained(args.run, records), stage1.class_names)
         if not records:
             raise CLIError(f"no test images with labels in {list(stage1.class_names)}")
         y = R.label_indices(records, stage1.class_names)
