@@ -20,6 +20,10 @@ Its stage-2 section is computed on the paper's Table 5 population: ieee8023 film
 stage-2 class (not Kermany's pediatric viral films). --by source adds per-source figures.
 Several runs of one task are evaluated on the first run's test set (or --data) and compared in
 one ROC figure and one row of confusion matrices, as the paper's Figures 12, 13, 18 and 19.
+--ood ieee8023 (with --data PATH/covid-chestxray-dataset) checks a stage 1 out of distribution:
+ieee8023's adult "No Finding" and bacterial / fungal frontal films, normal vs pneumonia collapsed
+(score p(bacterial) + p(viral), call: argmax not normal), accuracy, sensitivity, specificity and
+ROC AUC with patient-bootstrap CIs (default --out RUN/evaluation-ood-ieee8023).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 from pathlib import Path
 
 from cxr_cascade.config import CASCADE_RULES, DEFAULT_CASCADE_RULE
+from cxr_cascade.evaluation.ood import OOD_SETS
 
 
 def register(subparsers) -> None:
@@ -56,6 +61,9 @@ def register(subparsers) -> None:
                              "or pneumonia (stage 2 decides every film stage 1 calls bacterial or "
                              "viral); the report shows the other rules too")
     parser.add_argument("--by", choices=("source",), help="also report per-group metrics (source)")
+    parser.add_argument("--ood", choices=tuple(OOD_SETS), metavar="SET",
+                        help="out-of-distribution check of a stage 1 on SET's adult normal and "
+                             "pneumonia films (ieee8023; pass its folder with --data)")
     parser.set_defaults(func=run)
 
 
@@ -78,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from cxr_cascade.runs import load_stage as load_any
 
     stage1 = load_any(args.run)
+    if args.ood:
+        return _evaluate_ood(args, stage1)
     if stage1.task == "unet":
         return _evaluate_unet(args, stage1, out, common)
     stage1 = R.load_stage(args.run) if not stage1.class_names else stage1
@@ -247,4 +257,45 @@ def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
         print(f"unet: n={metrics['n']} {key} {ci[key]['value']:.4f} ({ci[key]['low']:.4f}-{ci[key]['high']:.4f})")
     report.write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return 0
+
+
+def _evaluate_ood(args, stage) -> int:
+    """A stage 1 (run or release) on an out-of-distribution set: `cxr_cascade.evaluation.ood`."""
+    from cxr_cascade.cli import CLIError
+    from cxr_cascade.evaluation import ood, report
+    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.training.data import read_sources
+
+    if args.stage2 or len(args.runs) > 1:
+        raise CLIError(f"--ood checks one stage 1 alone (no --stage2, one RUN). Received: {len(args.runs)} "
+                       f"run(s){', --stage2' if args.stage2 else ''}")
+    if stage.task != "stage1" or ood.NORMAL_CLASS not in stage.class_names:
+        raise CLIError(f"{args.run}: --ood checks a stage 1 model (classes with 'normal'); this is a "
+                       f"{stage.task} model with classes {list(stage.class_names)}")
+    if not args.data:
+        raise CLIError(f"--ood {args.ood} needs the data set: pass --data PATH (its folder)")
+    try:
+        records, y = ood.ood_records(read_sources(list(args.data)), args.ood)
+    except ValueError as error:
+        raise CLIError(f"--data {' '.join(args.data)}: {error}") from None
+    out = Path(args.out) if args.out else Path(args.run) / f"evaluation-ood-{args.ood}"
+    probs = _predict(stage.model, R.load_images(records, stage.preprocess), args.batch_size)
+    metrics = ood.ood_metrics(y, probs, [r.patient_key for r in records], stage.class_names,
+                              [r.label for r in records], n_boot=args.n_boot, seed=args.seed)
+    header = [f"model: `{args.run}` ({stage.preprocess.image_size} px)", f"data: `{' '.join(args.data)}`",
+              f"set: {args.ood} frontal films, normal labels {list(ood.OOD_SETS[args.ood][0])}, "
+              f"pneumonia labels {list(ood.OOD_SETS[args.ood][1])}"]
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json_atomic(out / "metrics.json", {
+        "run": str(args.run), "ood": args.ood, "data": list(args.data),
+        "class_names": list(stage.class_names), "models": {"stage1": metrics}})
+    report.write_text_atomic(out / "report.md", ood.ood_markdown(
+        metrics, f"Stage 1 out of distribution: {args.ood}", header))
+    report.write_text_atomic(out / "predictions.csv", ood.predictions_csv(records, probs, stage.class_names))
+    ci = metrics["confidence_intervals"]
+    print(f"stage1 on {args.ood}: n={metrics['n']} ({metrics['n_normal']} normal, {metrics['n_pneumonia']} "
+          "pneumonia) " + ", ".join(
+              f"{k} {'n/a' if ci[k]['value'] is None else format(ci[k]['value'], '.3f')}" for k in ood.METRICS))
+    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {out / 'predictions.csv'}")
     return 0
