@@ -45,9 +45,26 @@ OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multiworker")
 MIXED_PRECISION = ("off", "float16", "bfloat16", "auto")
-# Stage 2's negative class: ieee8023 non-COVID viral images only, or those plus Kermany's
-# viral images (closest to the paper's counts, but confounded by age and source).
-STAGE2_NEGATIVES = ("ieee8023_viral", "ieee8023_plus_kermany_viral")
+# Stage 2's negative class (one registry): the record labels that train as stage 2's "viral"
+# class, which the cascade reads as "not COVID-19: keep stage 1's call". ieee8023 non-COVID viral
+# films only; those plus Kermany's viral films (closest to the paper's counts, but confounded by
+# age and source); or every non-COVID pneumonia in ieee8023 (viral, bacterial, fungal, and the
+# films whose cause it does not state: "Pneumonia", "ARDS", "Lipoid"; "No Finding" and
+# tuberculosis stay out), the negative class of the cascade's pneumonia rule, where stage 2 sees
+# every film stage 1 calls bacterial or viral. Labels other than "viral" are taken from ieee8023
+# only (frontal views, as its reader keeps), and keep their own label in the run's splits.csv.
+STAGE2_NEGATIVE_LABELS: dict[str, tuple[str, ...]] = {
+    "ieee8023_viral": ("viral",),
+    "ieee8023_plus_kermany_viral": ("viral",),
+    "ieee8023_other_pneumonia": ("viral", "bacterial", "fungal", "unknown"),
+}
+STAGE2_NEGATIVES = tuple(STAGE2_NEGATIVE_LABELS)
+STAGE2_NEGATIVE_CLASS = "viral"
+# The cascade's decision rules (`cxr_cascade.models.cascade`): the paper's hard gate, the argmax of
+# the products p1 * p2, and the pneumonia route (stage 2 sees every film stage 1 calls bacterial
+# or viral). Kept here, free of Keras, so the CLI's --rule choices read the one registry.
+CASCADE_RULES = ("gate", "soft", "pneumonia")
+DEFAULT_CASCADE_RULE = "gate"
 MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_loss", "val_mean_iou")
 
 
@@ -129,6 +146,14 @@ class ExperimentConfig:
     @property
     def is_classifier(self) -> bool:
         return self.task in ("stage1", "stage2")
+
+    def trained_label(self, label: str) -> str:
+        """The class a record labelled `label` trains as: `label` itself, except stage 2's
+        negative labels (`STAGE2_NEGATIVE_LABELS[stage2_negative]`), which train as
+        `STAGE2_NEGATIVE_CLASS` ("bacterial" -> "viral" under "ieee8023_other_pneumonia")."""
+        if self.task == "stage2" and label in STAGE2_NEGATIVE_LABELS.get(self.stage2_negative, ()):
+            return STAGE2_NEGATIVE_CLASS
+        return label
 
     @property
     def monitor_mode(self) -> str:

@@ -113,9 +113,11 @@ class Predictor:
     Args:
         models_dir: the export folder (``MODELS_DIR`` of `cxr-cascade export`).
         name: which model: "cascade" (default), "stage1" or "stage2".
-        rule: the cascade's decision, "gate" or "soft"; None keeps the export's own (its
-            ``decision_rule``, "gate" by default). Another rule is computed from the stage
-            probabilities by `cxr_cascade.evaluation.cascade.cascade_decision`.
+        rule: the cascade's decision, one of `cxr_cascade.config.CASCADE_RULES` ("gate", "soft",
+            "pneumonia"); None keeps the export's own (its ``decision_rule``, "gate" by default).
+            Another rule is computed from the stage probabilities by
+            `cxr_cascade.models.cascade.cascade_decision` (and, to or from "pneumonia", whose
+            scores differ, its probabilities by `combine_probabilities`).
     """
 
     def __init__(self, models_dir: PathLike, name: str = "cascade", rule: Optional[str] = None):
@@ -160,12 +162,17 @@ class Predictor:
             p2 = out["stage2_probabilities"].numpy()[0]
             result.stage1 = {n: float(p) for n, p in zip(self._names("stage1", len(p1)), p1)}
             result.stage2 = {n: float(p) for n, p in zip(self._names("stage2", len(p2)), p2)}
-            if self.rule is not None and self.rule != self.info.get("decision_rule", "soft"):
-                from cxr_cascade.models.cascade import cascade_decision
+            exported = self.info.get("decision_rule", "soft")
+            if self.rule is not None and self.rule != exported:
+                from cxr_cascade.models.cascade import cascade_decision, combine_probabilities, route_indices
 
-                refined = self._names("stage1", len(p1)).index(self.info.get("refined_class", "viral"))
-                index = int(cascade_decision(p1[None], p2[None], refined, self.rule)[0])
+                route = route_indices(self._names("stage1", len(p1)), self._names("stage2", len(p2)),
+                                      self.info.get("refined_class", "viral"), self.rule)
+                index = int(cascade_decision(p1[None], p2[None], rule=self.rule, **route)[0])
                 result.class_index, result.class_name = index, names[index]
+                if "pneumonia" in (self.rule, exported):  # that rule has its own scores
+                    probs = combine_probabilities(p1[None], p2[None], rule=self.rule, **route)[0]
+                    result.probabilities = {n: float(p) for n, p in zip(names, probs)}
         return result
 
     def heatmap(self, data: bytes, prediction: Prediction, out_path: Path) -> Path:

@@ -409,15 +409,25 @@ def test_evaluate_cascade_command(phantom_audits, tmp_path):
     models = metrics["models"]
     assert models["cascade"]["class_names"] == ["normal", "bacterial", "covid19", "viral"]
     assert models["cascade"]["n"] == 24
-    assert set(models) == {"cascade", "cascade_soft", "stage1", "stage2"}
-    assert (models["cascade"]["decision_rule"], models["cascade_soft"]["decision_rule"]) == ("gate", "soft")
+    assert set(models) == {"cascade", "cascade_soft", "cascade_pneumonia", "stage1", "stage2"}
+    assert [models[k]["decision_rule"] for k in ("cascade", "cascade_soft", "cascade_pneumonia")] == [
+        "gate", "soft", "pneumonia"]
     assert metrics["decision_rule"] == "gate"
+    # the gate's and the pneumonia route's scores differ only in the classes stage 2 can change
+    gate_auc = models["cascade"]["per_class"]["normal"]["auc"]
+    assert models["cascade_pneumonia"]["per_class"]["normal"]["auc"] == gate_auc
     ieee = [r for r in test if r.source.startswith("ieee8023")]
     assert models["stage2"]["n"] == len(ieee) == 6
     assert set(models["cascade"]["by_source"]) == {"kermany", "ieee8023/site"}
     assert sum(g["n"] for g in models["cascade"]["by_source"].values()) == 24
     report_md = (out / "report.md").read_text()
     assert "## cascade" in report_md and "## cascade_soft" in report_md and "by source" in report_md
+    assert "## cascade_pneumonia" in report_md and "Decision rule: **pneumonia**" in report_md
+    # the chosen rule leads, the paper's gate stays beside it
+    assert main(["evaluate", str(run1), "--stage2", str(run2), "--data", str(tmp_path / "test4.csv"),
+                 "--out", str(tmp_path / "pneumonia_eval"), "--n-boot", "5", "--rule", "pneumonia"]) == 0
+    models = json.loads((tmp_path / "pneumonia_eval" / "metrics.json").read_text())["models"]
+    assert models["cascade"]["decision_rule"] == "pneumonia" and models["cascade_gate"]["decision_rule"] == "gate"
 
 
 def test_commands_report_bad_input_in_one_line(tmp_path, capsys):

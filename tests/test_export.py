@@ -423,3 +423,41 @@ def test_publish_rejects_bad_name_and_version(tmp_path, name, version, match):
     with pytest.raises(ValueError, match=match):
         publish_savedmodel(tmp_path, name, version, {"serving_default": (None, [])})
     assert not any(tmp_path.iterdir())
+
+
+def _constant_stage(values, size, name):
+    """A classifier whose softmax is `values` for every image (planted stage outputs)."""
+    inputs = keras.Input((size, size, 1), name="image")
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Activation("linear", name="cam_features")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dense(len(values), kernel_initializer="zeros", name="logits",
+                           bias_initializer=keras.initializers.Constant(np.log(values)))(x)
+    return keras.Model(inputs, keras.layers.Activation("softmax", name="probabilities")(x), name=name)
+
+
+def test_exported_pneumonia_rule_round_trip(tmp_path):
+    """A film stage 1 calls bacterial and stage 2 calls COVID-19: only the pneumonia rule says
+    covid19. The export carries the rule (info file and graph); predict --rule reads either way."""
+    from cxr_cascade.predict import Predictor
+
+    s1 = ExportStage("stage1", _constant_stage([0.2, 0.5, 0.3], 16, "c1"), STAGE1,
+                     PreprocessConfig(image_size=16), source="s1")
+    s2 = ExportStage("stage2", _constant_stage([0.7, 0.3], 16, "c2"), STAGE2,
+                     PreprocessConfig(image_size=16), source="s2")
+    models = tmp_path / "models"
+    written = export_models(models, stage1=s1, stage2=s2, only=("cascade",), rule="pneumonia")
+    info = json.loads((written["cascade"] / "assets.extra" / "cxr_cascade.json").read_text())
+    assert info["decision_rule"] == "pneumonia"
+    loaded = tf.saved_model.load(str(written["cascade"]))
+    x = tf.zeros([3, 16, 16, 1])
+    out = loaded.signatures["serving_images"](stage1_images=x, stage2_images=x)
+    assert [n.decode() for n in out["class_name"].numpy()] == ["covid19"] * 3
+    np.testing.assert_allclose(out["probabilities"].numpy()[0], [0.2, 0.15, 0.56, 0.09], atol=1e-5)
+    image = write_images(tmp_path / "img")[0].read_bytes()
+    own = Predictor(models).predict_bytes(image)
+    gate = Predictor(models, rule="gate").predict_bytes(image)
+    assert (own.class_name, gate.class_name) == ("covid19", "bacterial")
+    # back to the gate: its scores are the products again
+    assert gate.probabilities["covid19"] == pytest.approx(0.3 * 0.7, abs=1e-5)
+    assert own.probabilities["covid19"] == pytest.approx(0.8 * 0.7, abs=1e-5)

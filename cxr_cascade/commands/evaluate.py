@@ -13,17 +13,26 @@ and a data section (sources, split sizes, patients per split, disjointness, dupl
 --stage2 the cascade's 4-class output (Lv et al. 2020) is evaluated end to end on a test set with
 4-class truth (default: the union of both runs' test splits), besides each stage alone. The cascade's
 decision is the paper's hard gate (stage 2 decides the films stage 1 calls viral; --rule soft: the
-argmax of the products p1 * p2); the report shows both rules, and the products score the ROC AUCs.
+argmax of the products p1 * p2; --rule pneumonia: stage 2 decides every film stage 1 calls bacterial
+or viral, its COVID-19 overriding stage 1's call); the report shows every rule, the chosen one as
+"cascade", and the products (the pneumonia route's distribution for that rule) score the ROC AUCs.
 Its stage-2 section is computed on the paper's Table 5 population: ieee8023 films whose truth is a
 stage-2 class (not Kermany's pediatric viral films). --by source adds per-source figures.
 Several runs of one task are evaluated on the first run's test set (or --data) and compared in
 one ROC figure and one row of confusion matrices, as the paper's Figures 12, 13, 18 and 19.
+--ood ieee8023 (with --data PATH/covid-chestxray-dataset) checks a stage 1 out of distribution:
+ieee8023's adult "No Finding" and bacterial / fungal frontal films, normal vs pneumonia collapsed
+(score p(bacterial) + p(viral), call: argmax not normal), accuracy, sensitivity, specificity and
+ROC AUC with patient-bootstrap CIs (default --out RUN/evaluation-ood-ieee8023).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from cxr_cascade.config import CASCADE_RULES, DEFAULT_CASCADE_RULE
+from cxr_cascade.evaluation.ood import OOD_SETS
 
 
 def register(subparsers) -> None:
@@ -47,10 +56,14 @@ def register(subparsers) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="inference batch size (default: 16)")
-    parser.add_argument("--rule", choices=("gate", "soft"), default="gate",
-                        help="cascade decision: gate (the paper's, default) or soft (argmax of p1 * p2); "
-                             "the report shows the other rule too")
+    parser.add_argument("--rule", choices=CASCADE_RULES, default=DEFAULT_CASCADE_RULE,
+                        help="cascade decision: gate (the paper's, default), soft (argmax of p1 * p2) "
+                             "or pneumonia (stage 2 decides every film stage 1 calls bacterial or "
+                             "viral); the report shows the other rules too")
     parser.add_argument("--by", choices=("source",), help="also report per-group metrics (source)")
+    parser.add_argument("--ood", choices=tuple(OOD_SETS), metavar="SET",
+                        help="out-of-distribution check of a stage 1 on SET's adult normal and "
+                             "pneumonia films (ieee8023; pass its folder with --data)")
     parser.set_defaults(func=run)
 
 
@@ -73,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from cxr_cascade.runs import load_stage as load_any
 
     stage1 = load_any(args.run)
+    if args.ood:
+        return _evaluate_ood(args, stage1)
     if stage1.task == "unet":
         return _evaluate_unet(args, stage1, out, common)
     stage1 = R.load_stage(args.run) if not stage1.class_names else stage1
@@ -87,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             records = R.test_records(manifests[0], args.split)
         else:
             raise CLIError(f"{args.run}: no splits.csv; pass --data")
-        records, dropped = R.keep_classes(records, stage1.class_names)
+        records, dropped = R.keep_classes(R.as_trained(args.run, records), stage1.class_names)
         if not records:
             raise CLIError(f"no test images with labels in {list(stage1.class_names)}")
         y = R.label_indices(records, stage1.class_names)
@@ -121,6 +136,17 @@ def run(args: argparse.Namespace) -> int:
         if (Path(args.stage2) / "splits.csv").is_file():
             manifests.append(R.manifest_records(args.stage2))
         names = cascade.cascade_class_names(stage1.class_names, stage2.class_names, cascade.REFINED_CLASS)
+        rules, routes = [], {}
+        for rule in [args.rule] + [r for r in cascade.RULES if r != args.rule]:
+            try:
+                routes[rule] = cascade.route_indices(
+                    stage1.class_names, stage2.class_names, cascade.REFINED_CLASS, rule)
+            except ValueError as error:
+                if rule == args.rule:
+                    raise CLIError(f"--rule {rule}: {error}") from None
+                extra[f"cascade_{rule}_section"] = f"left out: {error}"
+                continue
+            rules.append(("cascade" if rule == args.rule else f"cascade_{rule}", rule))
         if args.data:
             from cxr_cascade.training.data import read_sources
 
@@ -142,15 +168,14 @@ def run(args: argparse.Namespace) -> int:
         mask_fn2 = R.unet_mask_fn(args.unet, stage2.preprocess.image_size) if stage2.segment else None
         p1 = _predict(stage1.model, R.load_images(records, stage1.preprocess, stage1.segment, mask_fn1), args.batch_size)
         p2 = _predict(stage2.model, R.load_images(records, stage2.preprocess, stage2.segment, mask_fn2), args.batch_size)
-        refined = list(stage1.class_names).index(cascade.REFINED_CLASS)
-        probs = cascade.combine_probabilities(p1, p2, refined)
         y = cascade.cascade_labels([r.label for r in records], names)
         pids = [r.patient_key for r in records]
         sources = [r.source for r in records]
-        other = "soft" if args.rule == "gate" else "gate"
         sections = {}
-        for key, rule in (("cascade", args.rule), (f"cascade_{other}", other)):
-            decision = cascade.cascade_decision(p1, p2, refined, rule)
+        for key, rule in rules:
+            route = routes[rule]
+            probs = cascade.combine_probabilities(p1, p2, rule=rule, **route)
+            decision = cascade.cascade_decision(p1, p2, rule=rule, **route)
             sections[key] = report.evaluate_predictions(
                 y, probs, pids, names, out, name=key, y_pred=decision, rule=rule, **common)
             if args.by:
@@ -232,4 +257,45 @@ def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
         print(f"unet: n={metrics['n']} {key} {ci[key]['value']:.4f} ({ci[key]['low']:.4f}-{ci[key]['high']:.4f})")
     report.write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return 0
+
+
+def _evaluate_ood(args, stage) -> int:
+    """A stage 1 (run or release) on an out-of-distribution set: `cxr_cascade.evaluation.ood`."""
+    from cxr_cascade.cli import CLIError
+    from cxr_cascade.evaluation import ood, report
+    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.training.data import read_sources
+
+    if args.stage2 or len(args.runs) > 1:
+        raise CLIError(f"--ood checks one stage 1 alone (no --stage2, one RUN). Received: {len(args.runs)} "
+                       f"run(s){', --stage2' if args.stage2 else ''}")
+    if stage.task != "stage1" or ood.NORMAL_CLASS not in stage.class_names:
+        raise CLIError(f"{args.run}: --ood checks a stage 1 model (classes with 'normal'); this is a "
+                       f"{stage.task} model with classes {list(stage.class_names)}")
+    if not args.data:
+        raise CLIError(f"--ood {args.ood} needs the data set: pass --data PATH (its folder)")
+    try:
+        records, y = ood.ood_records(read_sources(list(args.data)), args.ood)
+    except ValueError as error:
+        raise CLIError(f"--data {' '.join(args.data)}: {error}") from None
+    out = Path(args.out) if args.out else Path(args.run) / f"evaluation-ood-{args.ood}"
+    probs = _predict(stage.model, R.load_images(records, stage.preprocess), args.batch_size)
+    metrics = ood.ood_metrics(y, probs, [r.patient_key for r in records], stage.class_names,
+                              [r.label for r in records], n_boot=args.n_boot, seed=args.seed)
+    header = [f"model: `{args.run}` ({stage.preprocess.image_size} px)", f"data: `{' '.join(args.data)}`",
+              f"set: {args.ood} frontal films, normal labels {list(ood.OOD_SETS[args.ood][0])}, "
+              f"pneumonia labels {list(ood.OOD_SETS[args.ood][1])}"]
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json_atomic(out / "metrics.json", {
+        "run": str(args.run), "ood": args.ood, "data": list(args.data),
+        "class_names": list(stage.class_names), "models": {"stage1": metrics}})
+    report.write_text_atomic(out / "report.md", ood.ood_markdown(
+        metrics, f"Stage 1 out of distribution: {args.ood}", header))
+    report.write_text_atomic(out / "predictions.csv", ood.predictions_csv(records, probs, stage.class_names))
+    ci = metrics["confidence_intervals"]
+    print(f"stage1 on {args.ood}: n={metrics['n']} ({metrics['n_normal']} normal, {metrics['n_pneumonia']} "
+          "pneumonia) " + ", ".join(
+              f"{k} {'n/a' if ci[k]['value'] is None else format(ci[k]['value'], '.3f')}" for k in ood.METRICS))
+    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {out / 'predictions.csv'}")
     return 0

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxr_cascade.config import CASCADE_RULES, DEFAULT_CASCADE_RULE
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -47,9 +49,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--no-cascade", action="store_true", help="do not write the cascade model")
     parser.add_argument(
-        "--rule", choices=("gate", "soft"), default="gate",
+        "--rule", choices=CASCADE_RULES, default=DEFAULT_CASCADE_RULE,
         help="the cascade's decision: gate (the paper's: stage 2 decides the films stage 1 calls "
-             "viral, default) or soft (argmax of the products p1 * p2, which stay the scores)",
+             "viral, default), soft (argmax of the products p1 * p2, which stay the scores) or "
+             "pneumonia (stage 2 decides every film stage 1 calls bacterial or viral)",
     )
     parser.set_defaults(func=run)
 

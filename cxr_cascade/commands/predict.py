@@ -18,6 +18,8 @@ import json
 import os
 import sys
 
+from cxr_cascade.config import CASCADE_RULES
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -44,8 +46,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
-        "--rule", choices=("gate", "soft"), default=None,
-        help="the cascade's decision: gate (the paper's) or soft (argmax of p1 * p2); "
+        "--rule", choices=CASCADE_RULES, default=None,
+        help="the cascade's decision: gate (the paper's), soft (argmax of p1 * p2) or pneumonia "
+             "(stage 2 decides every film stage 1 calls bacterial or viral); "
              "default: the rule the cascade was exported with",
     )
     parser.set_defaults(func=run)

@@ -19,6 +19,9 @@ refined class, stage 2's argmax among stage 2's classes. ``rule="soft"`` is the 
 products above, which disagrees with the gate on some films: p1 = (.35, .25, .40), p2 = (.55, .45)
 gives products (.35, .25, .22, .18), "normal", while the gate says "covid19". The gate is computed
 with ``where`` on the stage-1 argmax (``CascadeDecision``), so it too is one static graph.
+``rule="pneumonia"`` sends every film stage 1 calls bacterial or viral to stage 2: stage 2's
+COVID-19 overrides stage 1's call, stage 2's negative keeps it; its scores are the pneumonia
+route's distribution (`cxr_cascade.models.cascade`), not the products.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import keras
 
 from cxr_cascade.models.cascade import (  # noqa: F401  (re-exported: they live with the models)
     DEFAULT_RULE,
+    NORMAL_CLASS,
     REFINED_CLASS,
     RULES,
     STAGE1_CLASSES,
@@ -41,6 +45,7 @@ from cxr_cascade.models.cascade import (  # noqa: F401  (re-exported: they live 
     cascade_decision,
     check_rule,
     combine_probabilities,
+    route_indices,
 )
 
 STAGE2_DATASET = "ieee8023"  # the population of the paper's Table 5 (stage 2 alone)
@@ -52,6 +57,8 @@ def build_cascade_model(
     refined_index: int = 2,
     name: str = "cascade",
     rule: str = DEFAULT_RULE,
+    normal_index: int = 0,
+    negative_index: int = 1,
 ) -> keras.Model:
     """One-input functional model: both stages on the same image, combined by ``CascadeCombine``.
 
@@ -62,7 +69,9 @@ def build_cascade_model(
     Returns:
         ``keras.Model(image -> {"probabilities", "class_index", "stage1_probabilities",
         "stage2_probabilities"})`` with the cascade distribution (the scores) in
-        ``cascade_class_names`` order and the decision of `rule` (``CascadeDecision``).
+        ``cascade_class_names`` order and the decision of `rule` (``CascadeDecision``); under
+        rule "pneumonia" the scores are that route's distribution (``normal_index``: stage 1's
+        normal class, ``negative_index``: stage 2's class that keeps stage 1's call).
     """
     check_rule(rule)
     shape1 = tuple(stage1.inputs[0].shape[1:])
@@ -80,8 +89,9 @@ def build_cascade_model(
     p2 = stage2(x2, training=False)
     p1 = keras.layers.Identity(name="stage1_probabilities")(p1)
     p2 = keras.layers.Identity(name="stage2_probabilities")(p2)
-    probs = CascadeCombine(refined_index, name="probabilities")([p1, p2])
-    index = CascadeDecision(refined_index, rule, name="class_index")([p1, p2])
+    route = dict(rule=rule, normal_index=normal_index, negative_index=negative_index)
+    probs = CascadeCombine(refined_index, name="probabilities", **route)([p1, p2])
+    index = CascadeDecision(refined_index, name="class_index", **route)([p1, p2])
     return keras.Model(
         image,
         {"probabilities": probs, "class_index": index,

@@ -187,7 +187,10 @@ def group_markdown(title: str, groups: dict) -> str:
 RULE_TEXT = {
     "gate": "the paper's hard gate: stage 2 decides the films stage 1 calls viral",
     "soft": "argmax of the products p1 * p2",
+    "pneumonia": "stage 2 decides the films stage 1 calls bacterial or viral: its COVID-19 "
+                 "overrides stage 1, its negative keeps stage 1's call",
 }
+RULE_SCORES = {"pneumonia": "the pneumonia route's distribution, p(covid19) = (1 - p1(normal)) p2(covid19)"}
 
 
 def _fmt(entry: dict | None) -> str:
@@ -209,7 +212,7 @@ def metrics_markdown(name: str, metrics: dict) -> str:
         + f"{metrics['n']} images of {metrics['n_patients']} patients. Values with 95 % CIs from "
         f"{metrics['bootstrap']['n_boot']} patient-level bootstrap replicates."
         + (f" Decision rule: **{metrics['decision_rule']}** ({RULE_TEXT.get(metrics['decision_rule'], '')}); "
-           "ROC AUCs and calibration score the products p1 * p2."
+           f"ROC AUCs and calibration score {RULE_SCORES.get(metrics['decision_rule'], 'the products p1 * p2')}."
            if metrics.get("decision_rule") else ""),
         "",
         "| metric | value (95 % CI) |",

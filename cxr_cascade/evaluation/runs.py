@@ -61,6 +61,17 @@ def test_records(records: list, split: str = "test") -> list:
     return chosen
 
 
+def as_trained(run_dir, records: list) -> list:
+    """``records`` labelled as the run trained them (``ExperimentConfig.trained_label``: a stage 2
+    with ``stage2_negative="ieee8023_other_pneumonia"`` reads its bacterial films as its negative
+    class); unchanged when the run has no config.json."""
+    if not (Path(run_dir) / "config.json").is_file():
+        return list(records)
+    from cxr_cascade.training.data import trained_records
+
+    return trained_records(run_config(run_dir), records)
+
+
 def keep_classes(records: list, class_names: Sequence[str]) -> tuple[list, int]:
     """Records whose label is one of ``class_names`` and how many were dropped."""
     kept = [r for r in records if r.label in class_names]

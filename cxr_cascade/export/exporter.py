@@ -86,8 +86,9 @@ def export_models(
         base_path: where the server sees `models_dir` (``/models`` in the docker image).
         cascade: also write the cascade when both stages are given.
         only: write just these of `MODEL_NAMES` (e.g. ``("cascade",)``); default all possible.
-        rule: the cascade's decision, "gate" (the paper's, default) or "soft" (argmax of p1 * p2);
-            recorded as ``decision_rule`` in its info file.
+        rule: the cascade's decision, "gate" (the paper's, default), "soft" (argmax of p1 * p2) or
+            "pneumonia" (stage 2 decides every film stage 1 calls bacterial or viral); recorded as
+            ``decision_rule`` in its info file.
 
     Returns:
         {model name: version folder}.

@@ -13,9 +13,10 @@ Each model gets two endpoints (see `cxr_cascade.export.archive`, which writes th
   - classifiers: ``probabilities`` float32 ``[N, C]``, ``class_index`` int64 ``[N]``,
     ``class_name`` tf.string ``[N]``; the cascade adds ``stage1_probabilities`` ``[N, C1]`` and
     ``stage2_probabilities`` ``[N, C2]`` (stage 2 conditional on the refined stage-1 class), its
-    ``probabilities`` are the products p1 * p2 (the scores) and its ``class_index`` is the decision
-    of the export's rule (default the paper's hard gate, `CascadeDecision`: a `where` on the
-    stage-1 argmax, no Python control flow);
+    ``probabilities`` are the products p1 * p2 (the scores; under rule "pneumonia" the pneumonia
+    route's distribution) and its ``class_index`` is the decision of the export's rule (default
+    the paper's hard gate, `CascadeDecision`: a `where` on the stage-1 argmax, no Python control
+    flow);
   - the lung U-Net: ``mask_probabilities`` float32 ``[N, S, S, 1]`` and ``mask`` uint8 (0/1).
 * ``serving_images(images)``: the same outputs from already preprocessed float32 images
   ``[N, S, S, 1]``, exactly the tensors the evaluation pipeline feeds the Keras model (the cascade
@@ -438,12 +439,15 @@ def cascade_class_names(
     return names(stage1_names, stage2_names, refined)
 
 
-def cascade_probabilities(p1: tf.Tensor, p2: tf.Tensor, refined_index: int) -> tf.Tensor:
+def cascade_probabilities(p1: tf.Tensor, p2: tf.Tensor, refined_index: int, rule: str = "gate",
+                          normal_index: int = 0, negative_index: int = 1) -> tf.Tensor:
     """The cascade's distribution (Lv et al. 2020, Fig. 1) by evaluation's own `CascadeCombine`:
-    p(c2) = p1(refined) * p2(c2 | refined); the other stage-1 classes keep their probability."""
+    p(c2) = p1(refined) * p2(c2 | refined); the other stage-1 classes keep their probability.
+    Rule "pneumonia": that route's distribution (`cxr_cascade.models.cascade`)."""
     from cxr_cascade.models.cascade import CascadeCombine
 
-    return CascadeCombine(refined_index)([tf.cast(p1, tf.float32), tf.cast(p2, tf.float32)])
+    layer = CascadeCombine(refined_index, rule, normal_index, negative_index)
+    return layer([tf.cast(p1, tf.float32), tf.cast(p2, tf.float32)])
 
 
 def cascade_endpoints(
@@ -470,10 +474,12 @@ def cascade_endpoints(
         combine: ``(p1, p2) -> probabilities`` in `cascade_class_names` order; default
             `cascade_probabilities`. These are the scores; the decision does not read them.
         rule: the decision, ``class_index`` / ``class_name``: "gate" (the paper's section 3:
-            stage 2 decides where stage 1's argmax is `refined_class`) or "soft" (argmax of the
-            products), by evaluation's own `CascadeDecision`.
+            stage 2 decides where stage 1's argmax is `refined_class`), "soft" (argmax of the
+            products) or "pneumonia" (stage 2 decides where stage 1's argmax is any class but
+            normal; its negative keeps stage 1's call), by evaluation's own `CascadeDecision`.
+            Under "pneumonia" the default `combine` is that route's distribution too.
     """
-    from cxr_cascade.models.cascade import CascadeDecision, check_rule
+    from cxr_cascade.models.cascade import CascadeDecision, check_rule, route_indices
 
     check_rule(rule)
     stage1, tensors1 = _rebuild(stage1)
@@ -483,16 +489,17 @@ def cascade_endpoints(
     _check_size(stage1, stage1_prep.image_size, "stage1_prep.image_size")
     _check_size(stage2, stage2_prep.image_size, "stage2_prep.image_size")
     names = cascade_class_names(c1, c2, refined_class)
-    refined_index = c1.index(refined_class)
+    route = route_indices(c1, c2, refined_class, rule)
+    refined_index = route.pop("refined_index")
     if combine is None:
-        combine = lambda p1, p2: cascade_probabilities(p1, p2, refined_index)  # noqa: E731
+        combine = lambda p1, p2: cascade_probabilities(p1, p2, refined_index, rule, **route)  # noqa: E731
     share = bool(stage1_prep.key) and stage1_prep.key == stage2_prep.key
 
     def run(images1, images2):
         p1 = tf.cast(stage1(images1, training=False), tf.float32)
         p2 = tf.cast(stage2(images2, training=False), tf.float32)
         outputs = _class_outputs(combine(p1, p2), names)
-        index = tf.cast(CascadeDecision(refined_index, rule)([p1, p2]), tf.int64)
+        index = tf.cast(CascadeDecision(refined_index, rule, **route)([p1, p2]), tf.int64)
         outputs["class_index"] = index
         outputs["class_name"] = tf.gather(tf.constant(names, dtype=tf.string), index)
         outputs["stage1_probabilities"] = p1

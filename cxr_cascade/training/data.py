@@ -5,8 +5,10 @@ Steps (each one fails with one line naming the path and the problem):
 1. Read every `--data` path with `pipelines.readers.read_dataset` (layout detected, or named as
    `FORMAT=PATH`); reader problems (unreadable rows, odd names) are reported, not fatal.
 2. Select the task's images: stage 1 the Kermany classes normal / bacterial / viral; stage 2
-   COVID-19 vs the configured negative class (`stage2_negative`); the U-Net every image with a mask.
-   A class with no image is an error naming the class and what was found.
+   COVID-19 vs the configured negative class (`stage2_negative`, `config.STAGE2_NEGATIVE_LABELS`);
+   the U-Net every image with a mask. A class with no image is an error naming the class and what
+   was found. Records keep their own label (splits.csv says "bacterial" for a Streptococcus film);
+   the pipelines read `config.trained_label` (that film trains as stage 2's negative class).
 3. Split by patient (`pipelines.splits.split_records`, official test splits kept, exact duplicate
    images kept in one split) unless the records already carry a complete split (a manifest from
    `cxr-cascade data split`). On `--resume` the split is re-read from the run's `splits.csv`
@@ -30,7 +32,7 @@ import numpy as np
 if TYPE_CHECKING:  # TensorFlow is imported lazily: the JAX/Torch path never loads it
     import tensorflow as tf
 
-from cxr_cascade.config import ExperimentConfig
+from cxr_cascade.config import STAGE2_NEGATIVE_LABELS, ExperimentConfig
 from cxr_cascade.training.run_dir import RunDir, atomic_write_text, sha256_file
 
 # The data-set layouts `--data FORMAT=PATH` may name: the reader registry's (pipelines.readers).
@@ -119,8 +121,10 @@ def select_records(config: ExperimentConfig, records: list, data_paths: Sequence
         return chosen
     classes = set(config.classes)
     if config.task == "stage2":
+        negative = set(STAGE2_NEGATIVE_LABELS[config.stage2_negative]) - classes
         kermany_viral = [r for r in records if r.source == "kermany" and r.label in classes]
-        others = [r for r in records if r.source != "kermany" and r.label in classes]
+        others = [r for r in records if r.source != "kermany" and r.label in classes
+                  or r.dataset == "ieee8023" and r.label in negative]
         if config.stage2_negative == "ieee8023_plus_kermany_viral":
             if not kermany_viral:
                 raise ValueError(
@@ -132,7 +136,7 @@ def select_records(config: ExperimentConfig, records: list, data_paths: Sequence
             chosen = others
     else:
         chosen = [r for r in records if r.label in classes]
-    found = Counter(r.label for r in chosen)
+    found = Counter(config.trained_label(r.label) for r in chosen)
     missing = [c for c in config.classes if not found.get(c)]
     if missing:
         raise ValueError(
@@ -141,6 +145,12 @@ def select_records(config: ExperimentConfig, records: list, data_paths: Sequence
             f"{', '.join(config.classes)}"
         )
     return chosen
+
+
+def trained_records(config: ExperimentConfig, records: list) -> list:
+    """`records` with the label each trains as (`ExperimentConfig.trained_label`), for the pipelines."""
+    return [r if config.trained_label(r.label) == r.label
+            else dataclasses.replace(r, label=config.trained_label(r.label)) for r in records]
 
 
 # ---------------------------------------------------------------------------- splitting
@@ -223,7 +233,7 @@ def split(config: ExperimentConfig, records: list) -> list:
                 f"({len(result)} images in all); use more data or change val_fraction/test_fraction"
             )
         if config.is_classifier and name == "train":
-            found = Counter(r.label for r in part)
+            found = Counter(config.trained_label(r.label) for r in part)
             missing = [c for c in config.classes if not found.get(c)]
             if missing:
                 raise ValueError(
@@ -302,9 +312,10 @@ def prepare_data(
     if records is None:
         records = select_records(config, read_sources(data_paths), data_paths)
         records = split(config, records)
-    train_records = [r for r in records if r.split == "train"]
-    val_records = [r for r in records if r.split == "val"]
-    test_records = [r for r in records if r.split == "test"]
+    trained = trained_records(config, records)
+    train_records = [r for r in trained if r.split == "train"]
+    val_records = [r for r in trained if r.split == "val"]
+    test_records = [r for r in trained if r.split == "test"]
     batch = config.batch_size
     if batch % num_replicas:
         raise ValueError(
@@ -316,7 +327,9 @@ def prepare_data(
     if not is_tensorflow():
         from cxr_cascade.training.arrays import build_bundle
 
-        return build_bundle(config, records)
+        bundle = build_bundle(config, trained)
+        bundle.records = records  # splits.csv keeps each film's own label
+        return bundle
     from pipelines.datasets import build_dataset, build_segmentation_dataset
 
     drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
