@@ -42,8 +42,9 @@ def _row(run: Path) -> dict | None:
         if r.get("evaluated_split") != "val":
             raise SystemExit(f"{results}: evaluated on {r.get('evaluated_split')!r}, not 'val': "
                              "a study run must not see a test split")
+        recall = {k: v["recall"] for k, v in r["per_class"].items()}
         row.update(n=r["n"], accuracy=r["accuracy"], macro_f1=r["macro_f1"], macro_auc=r["macro_auc"],
-                   recall={k: v["recall"] for k, v in r["per_class"].items()})
+                   balanced_accuracy=float(np.mean(list(recall.values()))), recall=recall)
     return row
 
 
@@ -56,27 +57,28 @@ def main(argv=None) -> int:
                   key=lambda r: (r["arm"], r["seed"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["| arm | seed | epochs | val n | val accuracy | macro F1 | macro AUC | recall normal / bacterial / viral |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | seed | epochs | val n | val accuracy | balanced accuracy | macro F1 | macro AUC | "
+             "recall normal / bacterial / viral |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "accuracy" in r:
             rec = " / ".join(f"{r['recall'][c]:.3f}" for c in ("normal", "bacterial", "viral"))
             lines.append(f"| {r['arm']} | {r['seed']} | {r['epochs']}/{r['of']} | {r['n']} | {r['accuracy']:.3f} | "
-                         f"{r['macro_f1']:.3f} | {r['macro_auc']:.3f} | {rec} |")
+                         f"{r['balanced_accuracy']:.3f} | {r['macro_f1']:.3f} | {r['macro_auc']:.3f} | {rec} |")
         else:
-            lines.append(f"| {r['arm']} | {r['seed']} | {r['epochs']}/{r['of']} (unfinished) | | | | | |")
+            lines.append(f"| {r['arm']} | {r['seed']} | {r['epochs']}/{r['of']} (unfinished) | | | | | | |")
     means = {}
     for arm in sorted({r["arm"] for r in rows}):
         done = [r for r in rows if r["arm"] == arm and "accuracy" in r]
         if done:
-            means[arm] = {k: float(np.mean([r[k] for r in done])) for k in ("accuracy", "macro_f1", "macro_auc")}
+            means[arm] = {k: float(np.mean([r[k] for r in done]))
+                          for k in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")}
             means[arm]["normal_recall"] = float(np.mean([r["recall"]["normal"] for r in done]))
             means[arm]["seeds"] = len(done)
-    lines += ["", "| arm | finished seeds | mean val accuracy | mean macro F1 | mean macro AUC | mean normal recall |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| arm | finished seeds | mean val accuracy | mean balanced accuracy | mean macro F1 | "
+              "mean macro AUC | mean normal recall |", "|---|---|---|---|---|---|---|"]
     for arm, m in means.items():
-        lines.append(f"| {arm} | {m['seeds']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
-                     f"{m['macro_auc']:.3f} | {m['normal_recall']:.3f} |")
+        lines.append(f"| {arm} | {m['seeds']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | "
+                     f"{m['macro_f1']:.3f} | {m['macro_auc']:.3f} | {m['normal_recall']:.3f} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps({"runs": rows, "means": means}, indent=2) + "\n")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
