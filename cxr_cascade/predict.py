@@ -37,7 +37,10 @@ class Prediction:
         probabilities: {class name: probability} over the model's classes.
         stage1, stage2: the cascade's per-stage probabilities (stage 2 conditional on the refined
             class), or None for a single classifier.
-        heatmap: path of the Grad-CAM overlay, when requested.
+        heatmap: path of the Grad-CAM overlay, when requested and written.
+        heatmap_error: ``PATH: reason`` when the overlay could not be written (the diagnosis
+            stands; the command reports the line and exits 1).
+        notes: one-line remarks on the input (EXIF orientation applied, an unusual shape).
     """
 
     file: str
@@ -47,6 +50,8 @@ class Prediction:
     stage1: Optional[dict] = None
     stage2: Optional[dict] = None
     heatmap: Optional[str] = None
+    heatmap_error: Optional[str] = None
+    notes: list = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         data = {
@@ -60,6 +65,10 @@ class Prediction:
             data["stage2_probabilities"] = self.stage2
         if self.heatmap is not None:
             data["heatmap"] = self.heatmap
+        if self.heatmap_error is not None:
+            data["heatmap_error"] = self.heatmap_error
+        if self.notes:
+            data["notes"] = list(self.notes)
         return data
 
 
@@ -234,7 +243,11 @@ class Predictor:
                     i += 1
                     name = f"{stem}_{i}_gradcam.png"
                 used.add(name)
-                prediction.heatmap = str(self.heatmap(data, prediction, Path(heatmap_dir) / name))
+                try:
+                    prediction.heatmap = str(self.heatmap(data, prediction, Path(heatmap_dir) / name))
+                except OSError as error:  # the diagnosis stands; the write is reported
+                    where = error.filename if error.filename is not None else Path(heatmap_dir) / name
+                    prediction.heatmap_error = f"{where}: {error.strerror or error}"
             yield prediction
 
 

@@ -77,23 +77,40 @@ def run(args: argparse.Namespace) -> int:
                           f"({m['chance_level']}); see its MODEL_CARD.md", file=sys.stderr, flush=True)
     predictor = Predictor(models, args.model, rule=args.rule)
     results = []
-    failed = 0
-    for result in predictor.predict_files(args.images, heatmap_dir=args.heatmap):
-        if isinstance(result, Failure):
-            failed += 1
-            print(f"cxr-cascade predict: {result}", file=sys.stderr, flush=True)
-        if args.json:
-            print(json.dumps(result.to_json()), flush=True)
-        results.append(result)
+    failed = unwritten = 0
+    interrupted = False
+    try:
+        for result in predictor.predict_files(args.images, heatmap_dir=args.heatmap):
+            if isinstance(result, Failure):
+                failed += 1
+                print(f"cxr-cascade predict: {result}", file=sys.stderr, flush=True)
+            else:
+                for note in result.notes:
+                    print(f"note: {result.file}: {note}", file=sys.stderr, flush=True)
+                if result.heatmap_error:
+                    unwritten += 1
+                    print(f"cxr-cascade predict: {result.heatmap_error}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps(result.to_json()), flush=True)
+            results.append(result)
+    except KeyboardInterrupt:
+        # The diagnoses computed so far are printed (the table is written at the end).
+        interrupted = True
     if not args.json:
         table = format_table(results, predictor.class_names)
         if table:
-            print(table)
+            print(table, flush=True)
         for r in results:
             if getattr(r, "heatmap", None):
                 print(f"heatmap: {r.heatmap}")
+    if interrupted:
+        print(f"cxr-cascade predict: interrupted after {len(results)} of {len(args.images)} "
+              "file(s); the rows above are complete", file=sys.stderr)
+        return 130
     if failed:
         print(
             f"cxr-cascade predict: {failed} of {len(results)} file(s) failed", file=sys.stderr
         )
-    return 1 if failed else 0
+    if unwritten:
+        print(f"cxr-cascade predict: {unwritten} heatmap(s) not written", file=sys.stderr)
+    return 1 if failed or unwritten else 0
