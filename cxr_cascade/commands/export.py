@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         for base in (Path("releases"), REPO_ROOT / "releases"):  # a name: releases/NAME
             if not release.exists() and (base / args.release).exists():
                 release = base / args.release
-        folder, data = read_release(release)
+        folder, data = read_release(release, checked=True)
         runs = [str(folder / role) for role in data.get("models") or {}]
         print(f"release {folder}: {', '.join(data.get('models') or {})}")
     roles = {"stage1": "stage1", "stage2": "stage2", "unet": "lung_unet"}
