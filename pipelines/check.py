@@ -57,6 +57,7 @@ class ImageInfo:
     format: Optional[str] = None
     mode: Optional[str] = None
     bits: Optional[int] = None
+    read_bits: Optional[str] = None  # a 16-bit PNG's real depth and why: "12 (sBIT)", "12 (max 4095)"
     width: Optional[int] = None
     height: Optional[int] = None
     colour: Optional[bool] = None  # RGB(A) whose channels differ somewhere
@@ -76,6 +77,26 @@ def _png_bit_depth(path: str) -> Optional[int]:
     if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
     return struct.unpack(">B", head[24:25])[0]
+
+
+def _png16_read_bits(path: str) -> str:
+    """The bit depth every reader uses for a 16-bit PNG (`pipelines.image_policy.png_sample_bits`)
+    and its ground: "12-bit (sBIT 12)" or "12-bit (largest value 4095, no sBIT)"."""
+    import cv2  # local: the largest sample of 16-bit colour too (Pillow reduces RGB48 to 8 bits)
+
+    from pipelines.image_policy import png_sample_bits, png_sbit
+
+    data = np.fromfile(path, dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        return "unknown"
+    colour = pixels if pixels.ndim == 2 else pixels[..., : 3 if pixels.shape[-1] >= 3 else 1]
+    largest = int(colour.max())
+    sbit = png_sbit(data[:1 << 16].tobytes())
+    bits = png_sample_bits(largest, sbit)
+    ground = (f"sBIT {sbit}" + (", samples above it: scaled to 16 bits" if bits == 16 and sbit < 16 else "")
+              if sbit else f"largest value {largest}, no sBIT")
+    return f"{bits}-bit ({ground})"
 
 
 def inspect_image(path: PathLike) -> ImageInfo:
@@ -154,7 +175,11 @@ def inspect_image(path: PathLike) -> ImageInfo:
     expected = _EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower())
     if expected and fmt and expected != fmt:
         warn(f"extension says {expected} but the content is {fmt}")
-    if info.bits and info.bits > 8:
+    if fmt == "PNG" and info.bits == 16:
+        info.read_bits = _png16_read_bits(path)
+        warn(f"16-bit PNG ({mode}) holding {info.read_bits} data: every command reads v / "
+             f"(2**{info.read_bits.split()[0]} - 1)")
+    elif info.bits and info.bits > 8:
         warn(f"{info.bits}-bit image ({mode}): decode as uint{16 if info.bits <= 16 else 32} and rescale")
     if mode in ("RGBA", "LA", "PA"):
         warn(
@@ -334,7 +359,7 @@ def check_records(
         readable += 1 if info.ok else 0
         formats[info.format] += 1
         modes[info.mode] += 1
-        bits[str(info.bits)] += 1
+        bits[str(info.bits) + (f" read as {info.read_bits.split()[0]}" if info.read_bits else "")] += 1
         colour += bool(info.colour)
         widths.append(info.width)
         heights.append(info.height)

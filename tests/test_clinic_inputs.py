@@ -44,13 +44,17 @@ def clinic(tmp_path_factory):
                            "monitor": "val_loss"},
                           build_unet((32, 32, 1), filters=(4, 8))),
     }
-    release = root / "releases" / "v1"
-    build_release(release, {k: str(v) for k, v in runs.items()})
     films = root / "films"
     films.mkdir()
     yy, xx = np.mgrid[0:48, 0:40]
     film = (127 + 100 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.uint8)  # not symmetric
     cv2.imwrite(str(films / "x.png"), film)
+    for run in runs.values():  # each run's split manifest, which the release copies
+        rows = [f"{films / 'x.png'},normal,p{i},kermany,{split}\n"
+                for i, split in enumerate(("train", "val", "test", "test"))]
+        (run / "splits.csv").write_text("path,label,patient_id,source,split\n" + "".join(rows))
+    release = root / "releases" / "v1"
+    build_release(release, {k: str(v) for k, v in runs.items()})
     return {"root": root, "runs": runs, "release": release, "films": films, "film": film}
 
 
@@ -147,3 +151,173 @@ def test_ctrl_c_during_predict_keeps_the_rows_computed(clinic, models, tmp_path,
     rows = _lines(captured.out)
     assert len(rows) == 3 and str(films[0]) in rows[1] and str(films[1]) in rows[2]
     assert "interrupted after 2 of 3" in captured.err
+
+
+# ------------------------------------------------------------ 5. a release is verified whole
+def _copy(clinic, tmp_path) -> Path:
+    copy = tmp_path / "v1"
+    shutil.copytree(clinic["release"], copy)
+    return copy
+
+
+def test_release_build_writes_sha256sums_over_every_file(clinic):
+    from cxr_cascade.release import sha256_file
+
+    release = clinic["release"]
+    lines = (release / "SHA256SUMS").read_text().splitlines()
+    listed = {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
+    files = {p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file()}
+    assert set(listed) == files - {"SHA256SUMS"}
+    assert {"release.json", "MODEL_CARD.md", "stage1/splits.csv", "unet/weights.npz"} <= set(listed)
+    assert all(sha256_file(release / name) == digest for name, digest in listed.items())
+
+
+@pytest.mark.parametrize("damage", ["splits edited", "splits deleted", "chance flag removed",
+                                    "card edited", "sums deleted"])
+def test_release_verify_catches_every_file(clinic, tmp_path, capsys, damage):
+    from cxr_cascade.release import ReleaseError, load_release
+
+    copy = _copy(clinic, tmp_path)
+    splits = copy / "stage1" / "splits.csv"
+    assert main(["release", "verify", str(copy)]) == 0  # the clean control
+    capsys.readouterr()
+    if damage == "splits edited":
+        splits.write_text(splits.read_text().replace(",test", ",train"))
+        named = splits
+    elif damage == "splits deleted":
+        splits.unlink()
+        named = splits
+    elif damage == "chance flag removed":
+        data = json.loads((copy / "release.json").read_text())
+        data["models"]["stage1"].pop("chance_level", None)
+        data["models"]["stage1"]["note"] = "edited"
+        (copy / "release.json").write_text(json.dumps(data))
+        named = copy / "release.json"
+    elif damage == "card edited":
+        (copy / "MODEL_CARD.md").write_text("all fine\n")
+        named = copy / "MODEL_CARD.md"
+    else:
+        (copy / "SHA256SUMS").unlink()
+        named = copy / "SHA256SUMS"
+    assert main(["release", "verify", str(copy)]) == 2
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and str(named) in err[0], err
+    if damage != "card edited":  # a loader reads release.json and the model's files, not the card
+        with pytest.raises(ReleaseError, match=str(named)):
+            load_release(copy, "stage1")
+
+
+# ------------------------------------------------- 6. predict's cache follows the release's digests
+def test_predict_cache_never_answers_for_a_changed_release(clinic, tmp_path, monkeypatch, capsys):
+    import keras
+
+    from cxr_cascade.release import build_release
+    from pipelines.datasets import build_dataset
+
+    copy = _copy(clinic, tmp_path)
+    monkeypatch.delenv("CXR_CASCADE_MODELS", raising=False)
+    monkeypatch.setenv("CXR_CASCADE_RELEASE", str(copy))
+    monkeypatch.setenv("CXR_CASCADE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    film = str(clinic["films"] / "x.png")
+
+    def stage1_answer():
+        assert main(["predict", film, "--json"]) == 0
+        return json.loads(capsys.readouterr().out.splitlines()[-1])["stage1_probabilities"]
+
+    before = stage1_answer()
+    # The release rebuilt with other stage-1 weights: a new export, the new model's answer.
+    keras.utils.set_random_seed(11)
+    other = tiny_classifier(3, "stage1")
+    run = write_run(tmp_path / "other_stage1", {"name": "s1", "task": "stage1", "classes": STAGE1,
+                                                "image_size": 32, "backbone": "resnet50"}, other)
+    build_release(copy, {"stage1": str(run), "stage2": str(clinic["runs"]["stage2"]),
+                         "unet": str(clinic["runs"]["unet"])}, force=True)
+    after = stage1_answer()
+    x = next(iter(build_dataset(([film], ["normal"]), class_names=["normal"], image_size=32,
+                                batch_size=1, training=False)))[0]
+    want = np.asarray(other(x, training=False))[0]
+    np.testing.assert_allclose([after[n] for n in STAGE1], want, atol=2e-3)
+    assert not np.allclose([before[n] for n in STAGE1], want, atol=2e-3)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+    # Weights changed without a rebuild: refused in one line, not answered from the cache.
+    weights = copy / "stage2" / "weights.npz"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert main(["predict", film, "--json"]) == 2
+    err = _lines(capsys.readouterr().err)
+    assert len(err) == 1 and str(weights) in err[0] and "sha256 differs" in err[0], err
+
+
+# --------------------------------------------- 2. 16-bit PNGs read by their real bit depth
+def _with_sbit(png: bytes, bits: int) -> bytes:
+    """The PNG with an sBIT chunk (one byte: gray) right after IHDR."""
+    import struct
+    import zlib
+
+    body = b"sBIT" + bytes([bits])
+    chunk = struct.pack(">I", 1) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+    return png[:33] + chunk + png[33:]
+
+
+def _png16(values: np.ndarray, sbit: int | None = None) -> bytes:
+    ok, encoded = cv2.imencode(".png", values.astype(np.uint16))
+    assert ok
+    return _with_sbit(encoded.tobytes(), sbit) if sbit else encoded.tobytes()
+
+
+@pytest.mark.parametrize("largest,sbit,divisor", [
+    (4095, None, 4095),    # 12-bit data, no sBIT: the largest value's bit length
+    (2000, None, 4095),    # 11 bits rounded up to the even 12
+    (4095, 12, 4095),      # sBIT 12, data in 0-4095
+    (65535, 12, 65535),    # sBIT 12 but samples scaled to 16 bits, as the PNG spec says
+    (1023, 10, 1023),
+    (40000, None, 65535),  # full-range 16-bit
+    (200, None, 255),      # 8-bit data in a 16-bit file
+])
+def test_16bit_png_is_read_by_its_real_bit_depth(tmp_path, largest, sbit, divisor):
+    import tensorflow as tf
+
+    from pipelines.decode import decode_image
+    from pipelines.image_policy import png_sample_bits, png_sbit
+
+    values = np.linspace(0, largest, 6 * 5).reshape(6, 5).round()
+    data = _png16(values, sbit)
+    assert png_sbit(data) == sbit
+    assert (1 << png_sample_bits(int(values.max()), png_sbit(data))) - 1 == divisor
+    got = decode_image(tf.constant(data)).numpy()[..., 0]
+    np.testing.assert_array_equal(got, values.astype(np.float32) * np.float32(1.0 / divisor))
+    # in a traced graph (the SavedModel's path) too
+    traced = tf.function(decode_image, input_signature=[tf.TensorSpec([], tf.string)])
+    np.testing.assert_array_equal(traced(tf.constant(data)).numpy()[..., 0], got)
+
+
+def test_a_12bit_film_reads_as_its_8bit_copy(clinic, tmp_path):
+    """The probe's film: the same picture at 8 bits and as 12-bit data in a 16-bit PNG (with and
+    without sBIT) decodes to the same gray levels (within the 8-bit quantisation)."""
+    import tensorflow as tf
+
+    from pipelines.decode import decode_image
+
+    film8 = clinic["film"]
+    film12 = np.round(film8.astype(np.float64) * 4095 / 255)
+    eight = decode_image(tf.constant(cv2.imencode(".png", film8)[1].tobytes())).numpy()
+    for sbit in (None, 12):
+        twelve = decode_image(tf.constant(_png16(film12, sbit))).numpy()
+        assert np.abs(twelve - eight).max() <= 0.5 / 4095 + 1e-7  # rounding to 12 bits
+
+
+def test_data_check_reports_the_bit_depth_it_reads(tmp_path):
+    from pipelines.check import check_records
+    from pipelines.records import Record
+
+    values = np.linspace(0, 4095, 64).reshape(8, 8).round()
+    (tmp_path / "plain.png").write_bytes(_png16(values))
+    (tmp_path / "sbit.png").write_bytes(_png16(values, 12))
+    records = [Record(str(tmp_path / n), "normal", n, "t") for n in ("plain.png", "sbit.png")]
+    report = check_records(records)
+    assert report.summary["bit_depths"] == {"16 read as 12-bit": 2}
+    warnings = {p.path: p.message for p in report.warnings}
+    assert "12-bit (largest value 4095, no sBIT)" in warnings[str(tmp_path / "plain.png")]
+    assert "12-bit (sBIT 12)" in warnings[str(tmp_path / "sbit.png")]
