@@ -20,7 +20,8 @@ from typing import Iterable, Optional, Sequence, Union
 import tensorflow as tf
 
 from cxr_cascade.export.archive import INFO_FILE, existing_versions
-from pipelines.image_policy import image_bytes_problem
+from pipelines.decode import upright_bytes
+from pipelines.image_policy import ORIENTATIONS, image_bytes_problem, shape_warning
 
 __all__ = ["Failure", "Prediction", "Predictor", "find_model", "format_table"]
 
@@ -226,6 +227,14 @@ class Predictor:
             if problem is not None:
                 yield Failure(file, problem)
                 continue
+            notes = [note for note in (shape_warning(data),) if note]
+            try:  # what a viewer shows; the SavedModel reads stored pixels (see upright_bytes)
+                data, orientation = upright_bytes(data)
+            except tf.errors.InvalidArgumentError:
+                orientation = 1  # predict_bytes reports the corrupt file
+            if orientation != 1:
+                notes.append(f"EXIF orientation {orientation} ({ORIENTATIONS[orientation]} when "
+                             "displayed): read upright, as viewers show it")
             try:
                 prediction = self.predict_bytes(data, file)
             except tf.errors.InvalidArgumentError as err:
@@ -236,6 +245,7 @@ class Predictor:
                     reason = f"corrupt or truncated image ({detail})"
                 yield Failure(file, reason)
                 continue
+            prediction.notes = notes
             if heatmap_dir is not None:
                 stem = Path(file).stem
                 name, i = f"{stem}_gradcam.png", 1

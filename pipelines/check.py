@@ -129,7 +129,8 @@ def inspect_image(path: PathLike) -> ImageInfo:
 
     try:
         with open(path, "rb") as handle:
-            problem = image_bytes_problem(handle.read(1 << 20))
+            head = handle.read(1 << 20)
+        problem = image_bytes_problem(head)
     except OSError as exc:
         return error(f"cannot read file ({exc.strerror or exc})")
     if problem is not None and (" megapixels" in problem or "each side must be" in problem):
@@ -181,6 +182,14 @@ def inspect_image(path: PathLike) -> ImageInfo:
              f"(2**{info.read_bits.split()[0]} - 1)")
     elif info.bits and info.bits > 8:
         warn(f"{info.bits}-bit image ({mode}): decode as uint{16 if info.bits <= 16 else 32} and rescale")
+    from pipelines.image_policy import ORIENTATIONS, exif_orientation, shape_warning
+
+    orientation = exif_orientation(head)
+    if orientation != 1:
+        warn(f"EXIF orientation {orientation} ({ORIENTATIONS[orientation]} when displayed): predict "
+             "and segment read it upright; training and evaluation read the stored pixels")
+    if shape_warning(head):
+        warn(shape_warning(head))
     if mode in ("RGBA", "LA", "PA"):
         warn(
             f"alpha channel ({mode}) is dropped on decode"
@@ -268,7 +277,9 @@ class CheckReport:
         payload["problems"] = [str(p) for p in self.problems]
         return json.dumps(payload, sort_keys=False, default=str)
 
-    def format_text(self) -> str:
+    def format_text(self, problems: bool = True) -> str:
+        """The summary as text; with `problems`, one line per problem after it (`data check`
+        prints those on stderr instead)."""
         s = self.summary
         lines = [f"data check: {s.get('input', '')} ({s.get('format', '')})"]
         lines.append(
@@ -306,7 +317,8 @@ class CheckReport:
                 f"{d['cross_split_groups']} across splits, {d['cross_source_groups']} across sources"
             )
         lines.append(f"  problems: {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
-        lines.extend(str(p) for p in self.problems)
+        if problems:
+            lines.extend(str(p) for p in self.problems)
         return "\n".join(lines)
 
 

@@ -45,6 +45,9 @@ MAX_PIXELS_ENV = "CXR_CASCADE_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 50_000_000
 #: Smallest accepted width and height.
 MIN_SIDE = 2
+#: Longer side over shorter side above which an image is warned about (chest films are near 1:1;
+#: 4:1 leaves room for a lateral or a cropped film).
+MAX_ASPECT = 4.0
 
 
 def _sniff_format(head: bytes) -> Optional[str]:
@@ -218,3 +221,18 @@ def png_sample_bits(max_value: int, sbit: Optional[int] = None) -> int:
         return 16
     bits = max(8, int(max_value).bit_length())
     return min(16, bits + bits % 2)
+
+
+def shape_warning(data: bytes) -> Optional[str]:
+    """A one-line warning for an image whose shape no chest film has (longer side over `MAX_ASPECT`
+    times the shorter: a 2 x 40000 strip), or None. Such files are read (the policy does not
+    refuse them), but a diagnosis of them is a diagnosis of a squeezed strip."""
+    header = read_header(data)
+    if header is None or min(header[1], header[2]) < 1:
+        return None
+    _, width, height, _ = header
+    ratio = max(width, height) / min(width, height)
+    if ratio <= MAX_ASPECT:
+        return None
+    return (f"image is {width}x{height} pixels (aspect {ratio:.0f}:1, over {MAX_ASPECT:g}:1): not the "
+            "shape of a chest film; it is squeezed to a square, so the result is unreliable")

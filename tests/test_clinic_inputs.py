@@ -321,3 +321,75 @@ def test_data_check_reports_the_bit_depth_it_reads(tmp_path):
     warnings = {p.path: p.message for p in report.warnings}
     assert "12-bit (largest value 4095, no sBIT)" in warnings[str(tmp_path / "plain.png")]
     assert "12-bit (sBIT 12)" in warnings[str(tmp_path / "sbit.png")]
+
+
+# --------------------------------------------------- 3. EXIF orientation, as viewers show it
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_bytes_turns_as_pil_exif_transpose(tmp_path, orientation):
+    import io
+
+    import tensorflow as tf
+    from PIL import Image, ImageOps
+
+    from pipelines.decode import decode_image, upright_bytes
+
+    pixels = np.arange(5 * 7, dtype=np.uint8).reshape(5, 7) * 7  # no symmetry
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", exif=exif.tobytes())
+    data, found = upright_bytes(buffer.getvalue())
+    assert found == orientation
+    reference = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    got = decode_image(tf.constant(data)).numpy()[..., 0]
+    np.testing.assert_array_equal(got, reference.astype(np.float32) * np.float32(1 / 255))
+
+
+def _rotated_jpeg(film: np.ndarray, path: Path) -> Path:
+    """The film stored turned 90 degrees counter-clockwise with EXIF orientation 6 ("rotate 90
+    clockwise to display"), as a phone or a film scanner writes it."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(film, 1))).save(path, quality=100, exif=exif.tobytes())
+    return path
+
+
+def test_predict_and_segment_read_an_exif_rotated_film_upright(clinic, models, tmp_path, capsys):
+    from PIL import Image
+
+    film = clinic["film"]
+    upright = tmp_path / "upright.jpg"
+    Image.fromarray(film).save(upright, quality=100)
+    turned = _rotated_jpeg(film, tmp_path / "turned.jpg")
+    assert main(["predict", str(upright), str(turned), "--models", str(models), "--json"]) == 0
+    captured = capsys.readouterr()
+    a, b = (json.loads(line) for line in captured.out.splitlines())
+    np.testing.assert_allclose(list(b["probabilities"].values()), list(a["probabilities"].values()),
+                               atol=0.02)  # the same film, within two JPEG encodings
+    assert "EXIF orientation 6" in " ".join(b["notes"]) and "notes" not in a
+    out = tmp_path / "masks"
+    assert main(["segment", str(upright), str(turned), "--out", str(out),
+                 "--unet", str(clinic["runs"]["unet"])]) == 0
+    lines = _lines(capsys.readouterr().out)
+    assert "EXIF orientation 6 applied" in lines[1]
+    masks = [cv2.imread(str(out / f"{n}_mask.png"), cv2.IMREAD_UNCHANGED) for n in ("upright", "turned")]
+    assert masks[0].shape == masks[1].shape == film.shape  # the displayed size, 48 x 40
+    assert np.mean(masks[0] != masks[1]) < 0.05
+
+
+def test_data_check_warns_on_exif_orientation_elongated_images_on_stderr(clinic, tmp_path, capsys):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    _rotated_jpeg(clinic["film"], folder / "turned.jpg")
+    cv2.imwrite(str(folder / "strip.png"), np.full((2, 400), 128, np.uint8))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    manifest = folder / "m.csv"
+    manifest.write_text("path,label,patient_id,source,split\n" + "".join(
+        f"{name},normal,p{i},kermany,train\n" for i, name in enumerate(("turned.jpg", "strip.png", "broken.png"))))
+    main(["data", "check", str(manifest)])
+    captured = capsys.readouterr()
+    assert "broken.png" not in captured.out and "broken.png" in captured.err  # problems on stderr
+    assert "problems: 1 error(s)" in captured.out
+    assert "EXIF orientation 6" in captured.err and "aspect 200:1" in captured.err

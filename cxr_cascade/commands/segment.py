@@ -7,7 +7,8 @@ Examples:
 
 Writes DIR/<stem>_mask.png per image: 8-bit, 255 = lung, 0 = background, at the input's own
 size (the U-Net's probability at its input size, resized bilinearly, then thresholded at 0.5).
-Two inputs with the same stem (a/x.png, b/x.jpg) get x_mask.png and x_2_mask.png, and the line
+A film whose EXIF orientation says it is displayed turned is read upright (as viewers show it;
+the mask is at the displayed size) and the line printed says so. Two inputs with the same stem (a/x.png, b/x.jpg) get x_mask.png and x_2_mask.png, and the line
 printed for the second says it was renamed. A bad file is reported on one line and does not stop
 the others (exit status 1 when any failed); a mask that cannot be written stops the run with one
 line naming it (exit status 2).
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     from pipelines.atomic import write_png
 
-    from pipelines.decode import decode_image
-    from pipelines.image_policy import image_bytes_problem
+    from pipelines.decode import decode_image, upright_bytes
+    from pipelines.image_policy import image_bytes_problem, shape_warning
     from pipelines.preprocess import preprocess_image
 
     if stage is not None and stage.preprocess.resize_mode != "stretch":
@@ -105,8 +106,13 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         problem = image_bytes_problem(data) if data else "empty file (0 bytes)"
+        notes = []
         if problem is None:
             try:
+                # what a viewer shows: the mask is at the displayed size, over the upright film
+                data, orientation = upright_bytes(data)
+                if orientation != 1:
+                    notes.append(f"EXIF orientation {orientation} applied: the mask is upright")
                 image = decode_image(tf.constant(data))
             except tf.errors.InvalidArgumentError:
                 problem = "corrupt or truncated image"
@@ -129,8 +135,13 @@ def run(args: argparse.Namespace) -> int:
         mask = np.where(prob >= args.threshold, 255, 0).astype(np.uint8)
         target = out / unique_name(Path(file).stem, "_mask.png", used)
         write_png(target, mask)  # raises OSError naming `target`: the CLI's one line, exit 2
-        renamed = "" if target.name == f"{Path(file).stem}_mask.png" else "; renamed: another input has this name"
-        print(f"{file} -> {target} (lung {100 * float(np.mean(mask == 255)):.1f} %{renamed})")
+        if target.name != f"{Path(file).stem}_mask.png":
+            notes.append("renamed: another input has this name")
+        warning = shape_warning(data)
+        if warning:
+            notes.append(warning)
+        print(f"{file} -> {target} (lung {100 * float(np.mean(mask == 255)):.1f} %"
+              + "".join(f"; {note}" for note in notes) + ")")
     if failed:
         print(f"cxr-cascade segment: {failed} of {len(args.images)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
