@@ -148,6 +148,13 @@ class Predictor:
 
             check_rule(rule)
         self.rule = rule if self.is_cascade else None
+        # A release's chance-level marks, carried into the export's info file.
+        self.chance_level = {
+            role: part["chance_level"]
+            for role, part in (("model", self.info), ("stage1", self.info.get("stage1") or {}),
+                               ("stage2", self.info.get("stage2") or {}))
+            if isinstance(part, dict) and part.get("chance_level")
+        }
 
     def _names(self, key: Optional[str], width: int) -> list[str]:
         info = self.info.get(key, {}) if key else self.info

@@ -452,6 +452,7 @@ def export_release(release: PathLike, models_dir: PathLike, **kwargs) -> dict:
     for role, name in (("stage1", "stage1"), ("stage2", "stage2"), ("unet", "lung_unet")):
         if role in present:
             stages[name] = load_release(folder, role)
+    kwargs.setdefault("chance_level", {role: m.get("chance_level") for role, m in present.items()})
     return export_models(models_dir, **stages, **kwargs)
 
 

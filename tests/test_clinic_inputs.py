@@ -393,3 +393,29 @@ def test_data_check_warns_on_exif_orientation_elongated_images_on_stderr(clinic,
     assert "broken.png" not in captured.out and "broken.png" in captured.err  # problems on stderr
     assert "problems: 1 error(s)" in captured.out
     assert "EXIF orientation 6" in captured.err and "aspect 200:1" in captured.err
+
+
+# ------------------------------------------------------------------------------- rough edges
+def test_release_option_and_chance_level_warning_with_models(clinic, tmp_path, monkeypatch, capsys):
+    from cxr_cascade.release import write_checksums
+
+    copy = tmp_path / "v2"
+    shutil.copytree(clinic["release"], copy)
+    data = json.loads((copy / "release.json").read_text())
+    data["models"]["stage2"]["chance_level"] = "test: macro AUC 0.500 reaches 0.5"
+    (copy / "release.json").write_text(json.dumps(data))
+    write_checksums(copy)  # sealed as this (marked) release
+    monkeypatch.setenv("CXR_CASCADE_CACHE", str(tmp_path / "cache"))
+    film = str(clinic["films"] / "x.png")
+    assert main(["predict", film, "--release", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert f"models: release {copy}" in err and "stage2 of this release is no better than chance" in err
+    models = tmp_path / "models"
+    assert main(["export", "--release", str(copy), "--out", str(models)]) == 0
+    capsys.readouterr()
+    assert main(["predict", film, "--models", str(models)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: stage2 of" in err and "no better than chance" in err
+    out = tmp_path / "masks"
+    assert main(["segment", film, "--out", str(out), "--release", str(copy)]) == 0
+    assert f"lung U-Net: release {copy}" in capsys.readouterr().err

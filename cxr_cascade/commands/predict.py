@@ -35,6 +35,11 @@ def register(subparsers) -> None:
              "in releases/, exported once into a cache)",
     )
     parser.add_argument(
+        "--release", metavar="DIR",
+        help="a release folder to use (instead of --models and the default release; also "
+             "CXR_CASCADE_RELEASE=DIR); exported once into a cache",
+    )
+    parser.add_argument(
         "--model", default="cascade", choices=("cascade", "stage1", "stage2"),
         help="which exported model to run (default: cascade)",
     )
@@ -54,14 +59,18 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cxr_cascade.predict import Failure, Predictor, format_table
 
-    models = args.models
+    models = None if args.release else args.models  # --release wins over CXR_CASCADE_MODELS
+    from_release = False
     if models is None:
         models = "models"
-        if not os.path.isdir(models):
+        if args.release or not os.path.isdir(models):
+            from_release = True
             from cxr_cascade.cli import CLIError
             from cxr_cascade.release import NO_RELEASE, find_release, release_models_dir
 
-            release = find_release()
+            from pathlib import Path
+
+            release = Path(args.release) if args.release else find_release()
             if release is None:
                 raise CLIError(NO_RELEASE)
             from cxr_cascade.release import read_release
@@ -76,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
                     print(f"warning: {role} of this release is no better than chance "
                           f"({m['chance_level']}); see its MODEL_CARD.md", file=sys.stderr, flush=True)
     predictor = Predictor(models, args.model, rule=args.rule)
+    if not from_release:  # the release's own marks are printed above
+        for role, reason in predictor.chance_level.items():
+            print(f"warning: {role} of {models} is no better than chance ({reason})",
+                  file=sys.stderr, flush=True)
     results = []
     failed = unwritten = 0
     interrupted = False

@@ -33,6 +33,8 @@ def register(subparsers) -> None:
         help="a U-Net run directory, a release model folder (releases/v1/unet) or an export folder "
              "holding lung_unet/ (default: the release in releases/)",
     )
+    parser.add_argument("--release", metavar="DIR",
+                        help="a release folder whose U-Net to use (also CXR_CASCADE_RELEASE=DIR)")
     parser.add_argument("--threshold", type=float, default=0.5, help="lung if p >= this (default 0.5)")
     parser.set_defaults(func=run)
 
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         stage = load_stage(args.unet)
         used = args.unet
     else:
-        release = find_release()
+        release = Path(args.release) if args.release else find_release()
         if release is None:
             raise CLIError(NO_RELEASE.replace("--models, no ./models and no", "--unet and no"))
         stage = load_release(release, "unet")
