@@ -419,3 +419,13 @@ def test_release_option_and_chance_level_warning_with_models(clinic, tmp_path, m
     out = tmp_path / "masks"
     assert main(["segment", film, "--out", str(out), "--release", str(copy)]) == 0
     assert f"lung U-Net: release {copy}" in capsys.readouterr().err
+
+
+def test_a_repeated_header_line_is_named_as_such(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((8, 8), 100, np.uint8))
+    header = "path,label,patient_id,source,split\n"
+    (tmp_path / "m.csv").write_text(header + header + "a.png,normal,p1,kermany,train\n")
+    main(["data", "check", str(tmp_path / "m.csv")])
+    err = _lines(capsys.readouterr().err)
+    assert err == [f"{tmp_path / 'm.csv'}:2: error: repeats the header line (two files "
+                   "concatenated?); row skipped"]
