@@ -20,7 +20,8 @@ from typing import Iterable, Optional, Sequence, Union
 import tensorflow as tf
 
 from cxr_cascade.export.archive import INFO_FILE, existing_versions
-from pipelines.image_policy import image_bytes_problem
+from pipelines.decode import upright_bytes
+from pipelines.image_policy import ORIENTATIONS, image_bytes_problem, shape_warning
 
 __all__ = ["Failure", "Prediction", "Predictor", "find_model", "format_table"]
 
@@ -37,7 +38,10 @@ class Prediction:
         probabilities: {class name: probability} over the model's classes.
         stage1, stage2: the cascade's per-stage probabilities (stage 2 conditional on the refined
             class), or None for a single classifier.
-        heatmap: path of the Grad-CAM overlay, when requested.
+        heatmap: path of the Grad-CAM overlay, when requested and written.
+        heatmap_error: ``PATH: reason`` when the overlay could not be written (the diagnosis
+            stands; the command reports the line and exits 1).
+        notes: one-line remarks on the input (EXIF orientation applied, an unusual shape).
     """
 
     file: str
@@ -47,6 +51,8 @@ class Prediction:
     stage1: Optional[dict] = None
     stage2: Optional[dict] = None
     heatmap: Optional[str] = None
+    heatmap_error: Optional[str] = None
+    notes: list = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         data = {
@@ -60,6 +66,10 @@ class Prediction:
             data["stage2_probabilities"] = self.stage2
         if self.heatmap is not None:
             data["heatmap"] = self.heatmap
+        if self.heatmap_error is not None:
+            data["heatmap_error"] = self.heatmap_error
+        if self.notes:
+            data["notes"] = list(self.notes)
         return data
 
 
@@ -140,6 +150,13 @@ class Predictor:
 
             check_rule(rule)
         self.rule = rule if self.is_cascade else None
+        # A release's chance-level marks, carried into the export's info file.
+        self.chance_level = {
+            role: part["chance_level"]
+            for role, part in (("model", self.info), ("stage1", self.info.get("stage1") or {}),
+                               ("stage2", self.info.get("stage2") or {}))
+            if isinstance(part, dict) and part.get("chance_level")
+        }
 
     def _names(self, key: Optional[str], width: int) -> list[str]:
         info = self.info.get(key, {}) if key else self.info
@@ -224,6 +241,14 @@ class Predictor:
             if problem is not None:
                 yield Failure(file, problem)
                 continue
+            notes = [note for note in (shape_warning(data),) if note]
+            try:  # what a viewer shows; the SavedModel reads stored pixels (see upright_bytes)
+                data, orientation = upright_bytes(data)
+            except tf.errors.InvalidArgumentError:
+                orientation = 1  # predict_bytes reports the corrupt file
+            if orientation != 1:
+                notes.append(f"EXIF orientation {orientation} ({ORIENTATIONS[orientation]} when "
+                             "displayed): read upright, as viewers show it")
             try:
                 prediction = self.predict_bytes(data, file)
             except tf.errors.InvalidArgumentError as err:
@@ -234,6 +259,7 @@ class Predictor:
                     reason = f"corrupt or truncated image ({detail})"
                 yield Failure(file, reason)
                 continue
+            prediction.notes = notes
             if heatmap_dir is not None:
                 stem = Path(file).stem
                 name, i = f"{stem}_gradcam.png", 1
@@ -241,7 +267,11 @@ class Predictor:
                     i += 1
                     name = f"{stem}_{i}_gradcam.png"
                 used.add(name)
-                prediction.heatmap = str(self.heatmap(data, prediction, Path(heatmap_dir) / name))
+                try:
+                    prediction.heatmap = str(self.heatmap(data, prediction, Path(heatmap_dir) / name))
+                except OSError as error:  # the diagnosis stands; the write is reported
+                    where = error.filename if error.filename is not None else Path(heatmap_dir) / name
+                    prediction.heatmap_error = f"{where}: {error.strerror or error}"
             yield prediction
 
 

@@ -7,6 +7,8 @@ Layout written by `build_release` (``cxr-cascade release build``)::
                              sha256 of every file below, test metrics (with CIs when the run was
                              evaluated), training time and machine
       MODEL_CARD.md          generated from release.json (`render_model_card`)
+      SHA256SUMS             `sha256sum` lines over every other file of the release, release.json
+                             and MODEL_CARD.md included (`sha256sum -c SHA256SUMS` checks it too)
       stage1/ stage2/ unet/  one folder per model:
         config.json          the run's resolved ExperimentConfig (preprocessing included)
         architecture.json    the Keras model's own serialisation (`model.to_json()`)
@@ -18,9 +20,11 @@ Layout written by `build_release` (``cxr-cascade release build``)::
                              of the release on its test split from any clone with the data at
                              the same place beside it); release.json keeps the run's own hash
 
-`load_release(path, model)` checks every file of that model against release.json's sha256 before
-anything is read; `cxr_cascade.runs.load_stage` hands a release model folder to it, so evaluate,
-export, gradcam and audit all take ``releases/v1/stage1`` where they take a run directory.
+`load_release(path, model)` checks release.json against SHA256SUMS and every file release.json
+lists for that model (splits.csv included) against release.json's sha256 before anything is read;
+`cxr_cascade.runs.load_stage` hands a release model folder to it, so evaluate, export, gradcam and
+audit all take ``releases/v1/stage1`` where they take a run directory. `verify_release` checks
+every line of SHA256SUMS and every file release.json lists.
 """
 
 from __future__ import annotations
@@ -35,14 +39,15 @@ from typing import Optional, Union
 import numpy as np
 
 __all__ = [
-    "MODELS", "RELEASE_FILE", "ReleaseError", "build_release", "chance_level", "find_release",
-    "load_release",
+    "MODELS", "RELEASE_FILE", "SUMS_FILE", "ReleaseError", "build_release", "chance_level",
+    "find_release", "load_release", "write_checksums",
     "release_models_dir", "render_model_card", "verify_release",
 ]
 
 PathLike = Union[str, os.PathLike]
 RELEASE_FILE = "release.json"
 CARD_FILE = "MODEL_CARD.md"
+SUMS_FILE = "SHA256SUMS"
 MODELS = ("stage1", "stage2", "unet")
 MODEL_FILES = ("config.json", "architecture.json", "weights.npz")
 OPTIONAL_FILES = ("splits.csv",)
@@ -216,7 +221,73 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
     release["total_bytes"] = sum(sum(m["bytes"].values()) for m in release["models"].values())
     atomic_write_json(out / RELEASE_FILE, release)
     atomic_write_text(out / CARD_FILE, render_model_card(release))
+    write_checksums(out)
     return out / RELEASE_FILE
+
+
+def _release_files(folder: Path) -> list[str]:
+    """Every regular file of a release except SHA256SUMS, as sorted POSIX paths relative to it
+    (dot files, such as an interrupted atomic write's temporary, are not part of a release)."""
+    return sorted(
+        path.relative_to(folder).as_posix() for path in folder.rglob("*")
+        if path.is_file() and path.name != SUMS_FILE
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def write_checksums(path: PathLike) -> Path:
+    """Writes SHA256SUMS over every file of a release (release.json included).
+
+    Every file release.json lists is checked against its digest there first, so a changed file
+    is never sealed as released. Returns the path written.
+
+    Raises:
+        ReleaseError: a listed file that is missing or differs from release.json.
+    """
+    from pipelines.atomic import atomic_write_text
+
+    folder, release = read_release(path)
+    for model in release.get("models") or {}:
+        verify_model(folder, release, model)
+    lines = [f"{sha256_file(folder / name)}  {name}\n" for name in _release_files(folder)]
+    atomic_write_text(folder / SUMS_FILE, "".join(lines))
+    return folder / SUMS_FILE
+
+
+def _read_sums(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of SHA256SUMS (ReleaseError when missing or malformed)."""
+    sums_path = folder / SUMS_FILE
+    try:
+        text = sums_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReleaseError(
+            f"{sums_path}: missing, so release.json's own edits cannot be checked; rebuild the "
+            f"release, or write it with `cxr-cascade release seal {folder}` if every file is as "
+            "released"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReleaseError(f"{sums_path}: unreadable ({error})") from None
+    sums = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition(" ")
+        name = name.lstrip(" *")  # `sha256sum` writes "  name" (text) or " *name" (binary)
+        if len(digest) != 64 or not name or ".." in Path(name).parts or Path(name).is_absolute():
+            raise ReleaseError(f"{sums_path}: line {number} is not `SHA256  FILE`: {line[:80]!r}")
+        sums[name] = digest.lower()
+    if RELEASE_FILE not in sums:
+        raise ReleaseError(f"{sums_path}: does not list {RELEASE_FILE}; not this release's checksums")
+    return sums
+
+
+def _check_sum(folder: Path, name: str, expected: str) -> None:
+    path = folder / name
+    if not path.is_file():
+        raise ReleaseError(f"{path}: listed in {SUMS_FILE} but missing from the release")
+    if sha256_file(path) != expected:
+        raise ReleaseError(f"{path}: sha256 differs from {SUMS_FILE} (edited after the release "
+                           "was built); refusing to load it")
 
 
 def _copy_manifest_relative(source: Path, target: Path) -> None:
@@ -232,10 +303,17 @@ def _copy_manifest_relative(source: Path, target: Path) -> None:
 
 
 # --------------------------------------------------------------------------------- reading
-def read_release(path: PathLike) -> tuple[Path, dict]:
-    """(release folder, release.json) of a release folder or its release.json."""
+def read_release(path: PathLike, *, checked: bool = False) -> tuple[Path, dict]:
+    """(release folder, release.json) of a release folder or its release.json.
+
+    With `checked`, release.json must match its line in SHA256SUMS (ReleaseError else): what
+    every loader uses, so an edited release.json (a chance-level flag removed, a digest
+    replaced) is never believed.
+    """
     path = Path(path)
     folder = path.parent if path.name == RELEASE_FILE else path
+    if checked and (folder / RELEASE_FILE).is_file():
+        _check_sum(folder, RELEASE_FILE, _read_sums(folder)[RELEASE_FILE])
     data = _read_json(folder / RELEASE_FILE)
     if data is None:
         raise ReleaseError(f"{folder / RELEASE_FILE}: missing or not valid JSON; not a release")
@@ -250,9 +328,11 @@ def verify_model(folder: Path, release: dict, model: str) -> dict:
             f"{folder / RELEASE_FILE}: no {model!r} model in this release "
             f"(it has: {', '.join(release.get('models') or {}) or 'none'})"
         )
-    for name in MODEL_FILES:
+    listed = dict(entry.get("files") or {})
+    # The model files always, and every other file release.json lists (splits.csv).
+    for name in dict.fromkeys([*MODEL_FILES, *listed]):
         path = folder / model / name
-        expected = (entry.get("files") or {}).get(name)
+        expected = listed.get(name)
         if not path.is_file():
             raise ReleaseError(f"{path}: missing from the release")
         if expected is None or sha256_file(path) != expected:
@@ -267,8 +347,12 @@ def verify_model(folder: Path, release: dict, model: str) -> dict:
 
 
 def verify_release(path: PathLike) -> list[str]:
-    """Checks every model of a release; returns the models verified (ReleaseError on the first bad file)."""
-    folder, release = read_release(path)
+    """Checks every file of a release: each line of SHA256SUMS (release.json and the model card
+    included) and each file release.json lists; returns the models verified (ReleaseError on the
+    first bad file)."""
+    folder, release = read_release(path, checked=True)
+    for name, digest in _read_sums(folder).items():
+        _check_sum(folder, name, digest)
     for model in release.get("models") or {}:
         verify_model(folder, release, model)
     return list(release.get("models") or {})
@@ -292,7 +376,7 @@ def load_release(path: PathLike, model: str):
 
     if model not in MODELS:
         raise ValueError(f"`model` must be one of {list(MODELS)}. Received: model={model!r}")
-    folder, release = read_release(path)
+    folder, release = read_release(path, checked=True)
     verify_model(folder, release, model)
     config = from_dict(json.loads((folder / model / "config.json").read_text()))
     network = keras.models.model_from_json((folder / model / "architecture.json").read_text())
@@ -343,11 +427,14 @@ NO_RELEASE = (
 def release_models_dir(release: PathLike, cache: Optional[PathLike] = None) -> Path:
     """The TF Serving export of a release, written once into a cache folder and reused.
 
-    The cache is keyed by release.json's sha256 (``$CXR_CASCADE_CACHE`` or
-    ``~/.cache/cxr-cascade``), so a changed release is exported afresh.
+    The release is verified as a whole first (`verify_release`: a changed file is refused,
+    whether or not an export of it is cached), and the cache folder (``$CXR_CASCADE_CACHE`` or
+    ``~/.cache/cxr-cascade``) is keyed by the sha256 of its SHA256SUMS, i.e. by the digests of
+    every file: a rebuilt release is exported afresh, never answered from an older export.
     """
+    verify_release(release)
     folder, _ = read_release(release)
-    key = sha256_file(folder / RELEASE_FILE)[:16]
+    key = sha256_file(folder / SUMS_FILE)[:16]
     base = Path(cache or os.environ.get("CXR_CASCADE_CACHE") or Path.home() / ".cache" / "cxr-cascade")
     target = base / f"release-{key}"
     if not (target / "models.config").is_file():
@@ -359,12 +446,13 @@ def export_release(release: PathLike, models_dir: PathLike, **kwargs) -> dict:
     """`cxr_cascade.export.export_models` on the release's verified models."""
     from cxr_cascade.export import export_models
 
-    folder, data = read_release(release)
+    folder, data = read_release(release, checked=True)
     present = data.get("models") or {}
     stages = {}
     for role, name in (("stage1", "stage1"), ("stage2", "stage2"), ("unet", "lung_unet")):
         if role in present:
             stages[name] = load_release(folder, role)
+    kwargs.setdefault("chance_level", {role: m.get("chance_level") for role, m in present.items()})
     return export_models(models_dir, **stages, **kwargs)
 
 

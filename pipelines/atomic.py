@@ -21,6 +21,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "atomic_write_with",
+    "write_png",
 ]
 
 
@@ -39,21 +40,40 @@ def atomic_path(path: str | Path, suffix: str | None = None, *, fsync: bool = Tr
     On an exception the temporary file is removed and `path` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as error:
+        raise _naming(error, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as error:
+            # A writer that fails on the temporary name (disk full): the user knows `path` only.
+            if error.filename is not None and str(error.filename) == str(tmp_path):
+                raise _naming(error, path) from None
+            raise
         if fsync:
             _fsync(tmp_path)
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as error:
+            raise _naming(error, path) from None
         if fsync:
             _fsync(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same error (type, errno, reason) naming the destination instead of the temporary file,
+    so that the one line a command prints names the file the user asked for."""
+    named = type(error)(error.errno, f"cannot write ({error.strerror or error})", str(path))
+    return named
 
 
 def _fsync(path: Path) -> None:
@@ -79,6 +99,19 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True) -> 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_png(path: str | Path, image) -> Path:
+    """Writes a uint8 / uint16 array ``[H, W]`` or ``[H, W, 3]`` (BGR, OpenCV's order) as PNG,
+    atomically. Unlike ``cv2.imwrite``, which returns False and writes nothing on an unwritable
+    folder, a failure raises OSError naming `path`."""
+    import cv2  # lazy: this module is pure Python for its other writers
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(None, "cannot encode the image as PNG", str(path))
+    atomic_write_bytes(path, encoded.tobytes())
+    return Path(path)
 
 
 def atomic_write_with(path: str | Path, writer: Callable[[Path], None], suffix: str | None = None) -> None:

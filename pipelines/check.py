@@ -57,6 +57,7 @@ class ImageInfo:
     format: Optional[str] = None
     mode: Optional[str] = None
     bits: Optional[int] = None
+    read_bits: Optional[str] = None  # a 16-bit PNG's real depth and why: "12 (sBIT)", "12 (max 4095)"
     width: Optional[int] = None
     height: Optional[int] = None
     colour: Optional[bool] = None  # RGB(A) whose channels differ somewhere
@@ -76,6 +77,26 @@ def _png_bit_depth(path: str) -> Optional[int]:
     if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
     return struct.unpack(">B", head[24:25])[0]
+
+
+def _png16_read_bits(path: str) -> str:
+    """The bit depth every reader uses for a 16-bit PNG (`pipelines.image_policy.png_sample_bits`)
+    and its ground: "12-bit (sBIT 12)" or "12-bit (largest value 4095, no sBIT)"."""
+    import cv2  # local: the largest sample of 16-bit colour too (Pillow reduces RGB48 to 8 bits)
+
+    from pipelines.image_policy import png_sample_bits, png_sbit
+
+    data = np.fromfile(path, dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        return "unknown"
+    colour = pixels if pixels.ndim == 2 else pixels[..., : 3 if pixels.shape[-1] >= 3 else 1]
+    largest = int(colour.max())
+    sbit = png_sbit(data[:1 << 16].tobytes())
+    bits = png_sample_bits(largest, sbit)
+    ground = (f"sBIT {sbit}" + (", samples above it: scaled to 16 bits" if bits == 16 and sbit < 16 else "")
+              if sbit else f"largest value {largest}, no sBIT")
+    return f"{bits}-bit ({ground})"
 
 
 def inspect_image(path: PathLike) -> ImageInfo:
@@ -108,7 +129,8 @@ def inspect_image(path: PathLike) -> ImageInfo:
 
     try:
         with open(path, "rb") as handle:
-            problem = image_bytes_problem(handle.read(1 << 20))
+            head = handle.read(1 << 20)
+        problem = image_bytes_problem(head)
     except OSError as exc:
         return error(f"cannot read file ({exc.strerror or exc})")
     if problem is not None and (" megapixels" in problem or "each side must be" in problem):
@@ -154,8 +176,20 @@ def inspect_image(path: PathLike) -> ImageInfo:
     expected = _EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower())
     if expected and fmt and expected != fmt:
         warn(f"extension says {expected} but the content is {fmt}")
-    if info.bits and info.bits > 8:
+    if fmt == "PNG" and info.bits == 16:
+        info.read_bits = _png16_read_bits(path)
+        warn(f"16-bit PNG ({mode}) holding {info.read_bits} data: every command reads v / "
+             f"(2**{info.read_bits.split()[0]} - 1)")
+    elif info.bits and info.bits > 8:
         warn(f"{info.bits}-bit image ({mode}): decode as uint{16 if info.bits <= 16 else 32} and rescale")
+    from pipelines.image_policy import ORIENTATIONS, exif_orientation, shape_warning
+
+    orientation = exif_orientation(head)
+    if orientation != 1:
+        warn(f"EXIF orientation {orientation} ({ORIENTATIONS[orientation]} when displayed): predict "
+             "and segment read it upright; training and evaluation read the stored pixels")
+    if shape_warning(head):
+        warn(shape_warning(head))
     if mode in ("RGBA", "LA", "PA"):
         warn(
             f"alpha channel ({mode}) is dropped on decode"
@@ -243,7 +277,9 @@ class CheckReport:
         payload["problems"] = [str(p) for p in self.problems]
         return json.dumps(payload, sort_keys=False, default=str)
 
-    def format_text(self) -> str:
+    def format_text(self, problems: bool = True) -> str:
+        """The summary as text; with `problems`, one line per problem after it (`data check`
+        prints those on stderr instead)."""
         s = self.summary
         lines = [f"data check: {s.get('input', '')} ({s.get('format', '')})"]
         lines.append(
@@ -281,7 +317,8 @@ class CheckReport:
                 f"{d['cross_split_groups']} across splits, {d['cross_source_groups']} across sources"
             )
         lines.append(f"  problems: {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
-        lines.extend(str(p) for p in self.problems)
+        if problems:
+            lines.extend(str(p) for p in self.problems)
         return "\n".join(lines)
 
 
@@ -334,7 +371,7 @@ def check_records(
         readable += 1 if info.ok else 0
         formats[info.format] += 1
         modes[info.mode] += 1
-        bits[str(info.bits)] += 1
+        bits[str(info.bits) + (f" read as {info.read_bits.split()[0]}" if info.read_bits else "")] += 1
         colour += bool(info.colour)
         widths.append(info.width)
         heights.append(info.height)

@@ -3,8 +3,10 @@
 Conventions (shared by training, evaluation and serving, see `pipelines.preprocess`):
 
 * Output: float32 ``[H, W, 1]`` in ``[0, 1]``: an 8-bit sample ``v`` becomes
-  ``v * float32(1 / 255)`` and a 16-bit PNG sample ``v * float32(1 / 65535)`` (`to_unit_float`),
-  the same bits whichever container (JPEG, PNG) holds an 8-bit image.
+  ``v * float32(1 / 255)`` and a 16-bit PNG sample ``v * float32(1 / (2**b - 1))`` with b its
+  real bit depth (``sBIT``, else the largest sample's bit length rounded up to even: the rule of
+  `pipelines.image_policy.png_sample_bits`; b = 16 for full-range data), the same bits whichever
+  container (JPEG, PNG) holds an 8-bit image.
 * Colour: gray is kept; RGB becomes ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` computed in
   float32 (the weights of OpenCV's ``COLOR_RGB2GRAY`` and PIL's ``convert("L")``, which sum to 1 so
   that an RGB file with R = G = B keeps its gray value; no rounding to 8 bit). Palette PNGs are
@@ -24,9 +26,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from pipelines.image_policy import (
@@ -36,7 +41,9 @@ from pipelines.image_policy import (
     MAX_PIXELS_ENV,
     MIN_SIDE,
     _sniff_format,
+    exif_orientation,
     image_bytes_problem,
+    png_chunk,
     max_pixels,
     read_header,
 )
@@ -50,6 +57,7 @@ __all__ = [
     "check_header",
     "image_bytes_problem",
     "max_pixels",
+    "png16_bits",
     "read_header",
     "decode_image",
     "decode_mask",
@@ -58,6 +66,7 @@ __all__ = [
     "read_mask",
     "to_grayscale",
     "to_unit_float",
+    "upright_bytes",
     "validate_image_files",
 ]
 
@@ -125,6 +134,54 @@ def to_unit_float(image: tf.Tensor, max_value: int) -> tf.Tensor:
     return tf.cast(image, tf.float32) * tf.constant(1.0 / float(max_value), tf.float32)
 
 
+# float32(1 / (2**b - 1)) for b = 0..16 (b = 0 unused): a multiplication, as `to_unit_float`.
+_RECIPROCALS = tf.constant([0.0] + [1.0 / float((1 << b) - 1) for b in range(1, 17)], tf.float32)
+
+
+def _png_sbit(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Graph form of `pipelines.image_policy.png_sbit`: int32 scalar, 0 when there is none."""
+    size = tf.strings.length(image_bytes)
+    padded = tf.strings.join([image_bytes, tf.constant(b"\0" * 12)])
+
+    def kind(pos):
+        return tf.strings.substr(padded, pos + 4, 4)
+
+    def keep_walking(pos, steps):
+        return tf.logical_and(
+            tf.logical_and(pos + 8 <= size, steps < 256),
+            tf.logical_not(tf.reduce_any(tf.equal(kind(pos), [b"sBIT", b"IDAT", b"IEND"]))),
+        )
+
+    def next_chunk(pos, steps):
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, pos, 4), tf.uint8), tf.int64)
+        length = raw[0] * 16777216 + raw[1] * 65536 + raw[2] * 256 + raw[3]
+        # A corrupt length past the end stops the walk (pos > size) instead of overflowing.
+        return tf.cast(tf.minimum(tf.cast(pos, tf.int64) + 12 + length, tf.cast(size, tf.int64) + 1), tf.int32), steps + 1
+
+    pos, _ = tf.while_loop(keep_walking, next_chunk, [tf.constant(8), tf.constant(0)])
+    found = tf.logical_and(pos + 8 <= size, tf.equal(kind(pos), b"sBIT"))
+    values = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, pos + 8, 3), tf.uint8), tf.int32)
+    colour_type = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 25, 1), tf.uint8)[0], tf.int32)
+    colour = tf.logical_or(tf.equal(colour_type, 2), tf.equal(colour_type, 6))
+    sbit = tf.where(colour, tf.reduce_max(values), values[0])
+    return tf.where(found, sbit, 0)
+
+
+def png16_bits(image_bytes: tf.Tensor, raw: tf.Tensor) -> tf.Tensor:
+    """The bit depth b (int32 scalar) a 16-bit PNG's samples `raw` (uint16 ``[H, W, C]``) are read
+    with, by `pipelines.image_policy.png_sample_bits`'s rule, in the graph."""
+    channels = tf.shape(raw)[-1]
+    colour = raw[..., : tf.where(channels >= 3, 3, 1)]
+    largest = tf.cast(tf.reduce_max(colour), tf.int32)
+    length = tf.reduce_sum(tf.cast(largest >= tf.constant([1 << k for k in range(16)]), tf.int32))
+    by_max = tf.minimum(16, tf.maximum(8, length + length % 2))
+    sbit = _png_sbit(image_bytes)
+    by_sbit = tf.where(
+        tf.logical_and(sbit < 16, largest < tf.bitwise.left_shift(1, tf.minimum(sbit, 16))), sbit, 16
+    )
+    return tf.where(sbit > 0, by_sbit, by_max)
+
+
 def to_grayscale(image: tf.Tensor) -> tf.Tensor:
     """Converts a float image ``[H, W, C]`` with C in {1, 2, 3, 4} to ``[H, W, 1]``.
 
@@ -171,7 +228,8 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     is_png16 = tf.logical_and(is_png, tf.equal(tf.strings.substr(image_bytes, 24, 1), b"\x10"))
 
     def png16():
-        return to_unit_float(tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16), 65535)
+        raw = tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16)
+        return tf.cast(raw, tf.float32) * tf.gather(_RECIPROCALS, png16_bits(image_bytes, raw))
 
     def png8():
         # 1, 2 and 4-bit grey are scaled to 8 bit by libpng; palettes are expanded to RGB(A).
@@ -190,6 +248,47 @@ def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     image = tf.cond(is_png, png, jpeg)
     image.set_shape([None, None, None])
     return to_grayscale(image)
+
+
+# EXIF orientation -> the stored pixels [H, W, C] as a viewer shows them (PIL's exif_transpose).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def upright_bytes(data: bytes) -> tuple[bytes, int]:
+    """The image turned as its EXIF orientation says (what every viewer displays), as PNG bytes
+    that `decode_image` reads to exactly the turned pixels of the original's decode; and the
+    orientation (1 = none: `data` is returned as is).
+
+    The SavedModel reads the stored pixels (its graph does not parse EXIF): `predict` and
+    `segment` call this before handing bytes to it, and a TF Serving client must send upright
+    images. A 16-bit PNG keeps its ``sBIT`` chunk, so its bit depth is read as before.
+
+    Raises:
+        tf.errors.InvalidArgumentError: bytes that do not decode.
+    """
+    orientation = exif_orientation(data)
+    if orientation == 1:
+        return data, 1
+    image_bytes = tf.constant(data)
+    if data.startswith(_PNG_MAGIC):
+        depth = tf.uint16 if data[24:25] == b"\x10" else tf.uint8
+        raw = tf.io.decode_png(image_bytes, channels=0, dtype=depth).numpy()
+    else:
+        raw = tf.io.decode_jpeg(image_bytes, channels=0, dct_method="INTEGER_ACCURATE").numpy()
+    encoded = tf.io.encode_png(np.ascontiguousarray(_UPRIGHT[orientation](raw))).numpy()
+    sbit = png_chunk(data, b"sBIT", before=(b"IDAT", b"IEND")) if raw.dtype == np.uint16 else None
+    if sbit is not None:  # right after IHDR (8-byte signature + 25-byte IHDR chunk)
+        chunk = struct.pack(">I", len(sbit)) + b"sBIT" + sbit
+        encoded = encoded[:33] + chunk + struct.pack(">I", zlib.crc32(b"sBIT" + sbit)) + encoded[33:]
+    return encoded, orientation
 
 
 def read_image(path: tf.Tensor) -> tf.Tensor:

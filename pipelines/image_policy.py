@@ -12,6 +12,19 @@ file's header is read, so a refused file costs microseconds, whatever its pixel 
   `CXR_CASCADE_MAX_PIXELS` (a 20000x20000 PNG would otherwise take gigabytes to decode). The
   SavedModel keeps the cap that was in effect when it was exported.
 
+16-bit PNGs are read by their real bit depth (`png_sample_bits`): many detectors store 10, 12 or
+14-bit data in a 16-bit PNG (values 0-4095 for 12 bits), which read as v / 65535 would be a film
+at 1/16 of its brightness. The rule, applied by every reader (`pipelines.decode.decode_image`
+in the graph, hence training, evaluation and the SavedModel; `data check`; the portable
+training's NumPy decoder):
+
+* an ``sBIT`` chunk saying b significant bits, and no sample above 2**b - 1: the data is b-bit,
+  read as v / (2**b - 1). When samples do exceed it, the file follows the PNG specification
+  (samples scaled up to 16 bits) and is read as v / 65535;
+* no ``sBIT``: the bit length of the largest sample (of the gray or colour channels, alpha not
+  counted) rounded up to an even number of bits, at least 8 and at most 16: a largest value of
+  4095 or 2000 reads as 12-bit (v / 4095), 40000 as 16-bit (v / 65535), 255 as 8-bit.
+
 No TensorFlow import: `data check` uses it without loading TensorFlow.
 """
 
@@ -32,6 +45,9 @@ MAX_PIXELS_ENV = "CXR_CASCADE_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 50_000_000
 #: Smallest accepted width and height.
 MIN_SIDE = 2
+#: Longer side over shorter side above which an image is warned about (chest films are near 1:1;
+#: 4:1 leaves room for a lateral or a cropped film).
+MAX_ASPECT = 4.0
 
 
 def _sniff_format(head: bytes) -> Optional[str]:
@@ -132,3 +148,91 @@ def image_bytes_problem(data: bytes, cap: Optional[int] = None) -> Optional[str]
             f"{cap / 1e6:g} megapixels (raise it with {MAX_PIXELS_ENV}=N)"
         )
     return None
+
+
+def png_chunk(data: bytes, kind: bytes, before: tuple = (b"IEND",)) -> Optional[bytes]:
+    """The payload of a PNG's first `kind` chunk, or None when there is none before a chunk of a
+    type in `before`. Walks the chunk headers only (lengths; no CRC, no decompression)."""
+    if not data.startswith(_PNG_MAGIC):
+        return None
+    pos = 8
+    while pos + 8 <= len(data):
+        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        found = data[pos + 4:pos + 8]
+        if found == kind:
+            return data[pos + 8:pos + 8 + length]
+        if found in before:
+            return None
+        pos += 12 + length
+    return None
+
+
+def png_sbit(data: bytes) -> Optional[int]:
+    """The significant bits an ``sBIT`` chunk gives a PNG's gray or colour samples (the largest
+    of R, G, B for colour; alpha not counted), or None when there is no such chunk before the
+    image data. Reads the chunk headers only."""
+    if len(data) < 26:
+        return None
+    payload = png_chunk(data, b"sBIT", before=(b"IDAT", b"IEND"))
+    values = (payload or b"")[: 3 if data[25] in (2, 6) else 1]
+    return max(values) if values else None
+
+
+#: EXIF orientation (tag 0x0112) -> what a viewer does to show the stored pixels upright.
+ORIENTATIONS = {
+    1: "upright", 2: "mirrored left-right", 3: "rotated 180 degrees", 4: "mirrored top-bottom",
+    5: "transposed", 6: "rotated 90 degrees clockwise", 7: "transversed",
+    8: "rotated 90 degrees counter-clockwise",
+}
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of a JPEG (APP1) or PNG (``eXIf`` chunk); 1 when there is none
+    or it is unreadable. Reads the header only."""
+    import io
+
+    from PIL import Image  # lazy: the rest of this module needs no Pillow
+
+    fmt = _sniff_format(data[:8])
+    try:
+        if fmt == "png":
+            payload = png_chunk(data, b"eXIf")
+            if payload is None:
+                return 1
+            exif = Image.Exif()
+            exif.load(payload)
+        elif fmt == "jpeg":
+            with Image.open(io.BytesIO(data)) as image:
+                exif = image.getexif()
+        else:
+            return 1
+        value = int(exif.get(0x0112, 1))
+    except Exception:  # a broken EXIF block is ignored, as viewers do
+        return 1
+    return value if value in ORIENTATIONS else 1
+
+
+def png_sample_bits(max_value: int, sbit: Optional[int] = None) -> int:
+    """The bit depth b a 16-bit PNG's samples are read with (v / (2**b - 1)); the rule of the
+    module docstring. `max_value`: the largest gray or colour sample; `sbit`: `png_sbit`."""
+    if sbit is not None and 1 <= sbit < 16:
+        return sbit if max_value < (1 << sbit) else 16
+    if sbit is not None:
+        return 16
+    bits = max(8, int(max_value).bit_length())
+    return min(16, bits + bits % 2)
+
+
+def shape_warning(data: bytes) -> Optional[str]:
+    """A one-line warning for an image whose shape no chest film has (longer side over `MAX_ASPECT`
+    times the shorter: a 2 x 40000 strip), or None. Such files are read (the policy does not
+    refuse them), but a diagnosis of them is a diagnosis of a squeezed strip."""
+    header = read_header(data)
+    if header is None or min(header[1], header[2]) < 1:
+        return None
+    _, width, height, _ = header
+    ratio = max(width, height) / min(width, height)
+    if ratio <= MAX_ASPECT:
+        return None
+    return (f"image is {width}x{height} pixels (aspect {ratio:.0f}:1, over {MAX_ASPECT:g}:1): not the "
+            "shape of a chest film; it is squeezed to a square, so the result is unreliable")

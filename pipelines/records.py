@@ -179,6 +179,11 @@ def scan_manifest(path: PathLike) -> RecordTable:
                 values = {key: (value or "").strip() for key, value in row.items()}
                 if not any(values.values()):
                     continue  # blank line
+                if all(values.get(column) == column for column in fieldnames):
+                    table.problems.append(Problem(
+                        str(path), "repeats the header line (two files concatenated?); row skipped",
+                        row_number))
+                    continue
                 empty = [column for column in REQUIRED_COLUMNS if not values.get(column)]
                 if empty:
                     table.problems.append(

@@ -98,7 +98,7 @@ def test_bit_depth_and_mode_summary(bad_files):
     records = [Record(str(path), "normal", name, "t") for name, path in bad_files.items()]
     report = check_records(records)
     s = report.summary
-    assert s["bit_depths"] == {"16": 1, "8": 4}
+    assert s["bit_depths"] == {"16 read as 16-bit": 1, "8": 4}
     assert s["modes"] == {"L": 1, "I;16": 1, "RGBA": 1, "P": 1, "CMYK": 1}
     assert s["files"] == {"checked": 10, "readable": 4, "missing": 1, "unreadable": 6}
     assert len(report.errors) == 6 and len(report.warnings) == 3

@@ -2,13 +2,15 @@
 
 Opens every file (Pillow verify + full decode), summarises format, mode, bit depth and size, counts
 classes and patients per split, and reports missing files, unknown labels, duplicate rows, patients
-in two splits, corrupt/truncated/empty/non-image files and bad masks, one line per problem.
+in two splits, corrupt/truncated/empty/non-image files and bad masks, one line per problem (on
+stderr; the summary on stdout).
 `--strict` exits 1 when any error was found; `--json` prints the summary as one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers) -> None:
@@ -42,5 +44,10 @@ def run(args) -> int:
         args.path, format_name, duplicates=args.duplicates, jobs=args.jobs,
         **reader_options(args, format_name),
     )
-    print(report.to_json() if args.json else report.format_text())
+    if args.json:
+        print(report.to_json())
+    else:  # the summary on stdout, each problem on stderr (where a shell shows errors)
+        print(report.format_text(problems=False), flush=True)
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
     return 1 if args.strict and report.errors else 0

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.runs) == bool(args.release):
         raise CLIError("give either training RUN directories or --release NAME, not both or neither")
     runs = args.runs
+    chance = None
     if args.release:
         from pathlib import Path
 
@@ -76,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
         for base in (Path("releases"), REPO_ROOT / "releases"):  # a name: releases/NAME
             if not release.exists() and (base / args.release).exists():
                 release = base / args.release
-        folder, data = read_release(release)
+        folder, data = read_release(release, checked=True)
         runs = [str(folder / role) for role in data.get("models") or {}]
+        chance = {role: m.get("chance_level") for role, m in (data.get("models") or {}).items()}
         print(f"release {folder}: {', '.join(data.get('models') or {})}")
     roles = {"stage1": "stage1", "stage2": "stage2", "unet": "lung_unet"}
     stages: dict = {}
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             base_path=args.base_path,
             cascade=not args.no_cascade,
             rule=args.rule,
+            chance_level=chance,
             **stages,
         )
     except FileExistsError as err:

@@ -37,6 +37,11 @@ def register(subparsers) -> None:
              "in releases/, exported once into a cache)",
     )
     parser.add_argument(
+        "--release", metavar="DIR",
+        help="a release folder to use (instead of --models and the default release; also "
+             "CXR_CASCADE_RELEASE=DIR); exported once into a cache",
+    )
+    parser.add_argument(
         "--model", default="cascade", choices=("cascade", "stage1", "stage2"),
         help="which exported model to run (default: cascade)",
     )
@@ -57,14 +62,18 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from cxr_cascade.predict import Failure, Predictor, format_table
 
-    models = args.models
+    models = None if args.release else args.models  # --release wins over CXR_CASCADE_MODELS
+    from_release = False
     if models is None:
         models = "models"
-        if not os.path.isdir(models):
+        if args.release or not os.path.isdir(models):
+            from_release = True
             from cxr_cascade.cli import CLIError
             from cxr_cascade.release import NO_RELEASE, find_release, release_models_dir
 
-            release = find_release()
+            from pathlib import Path
+
+            release = Path(args.release) if args.release else find_release()
             if release is None:
                 raise CLIError(NO_RELEASE)
             from cxr_cascade.release import read_release
@@ -79,24 +88,45 @@ def run(args: argparse.Namespace) -> int:
                     print(f"warning: {role} of this release is no better than chance "
                           f"({m['chance_level']}); see its MODEL_CARD.md", file=sys.stderr, flush=True)
     predictor = Predictor(models, args.model, rule=args.rule)
+    if not from_release:  # the release's own marks are printed above
+        for role, reason in predictor.chance_level.items():
+            print(f"warning: {role} of {models} is no better than chance ({reason})",
+                  file=sys.stderr, flush=True)
     results = []
-    failed = 0
-    for result in predictor.predict_files(args.images, heatmap_dir=args.heatmap):
-        if isinstance(result, Failure):
-            failed += 1
-            print(f"cxr-cascade predict: {result}", file=sys.stderr, flush=True)
-        if args.json:
-            print(json.dumps(result.to_json()), flush=True)
-        results.append(result)
+    failed = unwritten = 0
+    interrupted = False
+    try:
+        for result in predictor.predict_files(args.images, heatmap_dir=args.heatmap):
+            if isinstance(result, Failure):
+                failed += 1
+                print(f"cxr-cascade predict: {result}", file=sys.stderr, flush=True)
+            else:
+                for note in result.notes:
+                    print(f"note: {result.file}: {note}", file=sys.stderr, flush=True)
+                if result.heatmap_error:
+                    unwritten += 1
+                    print(f"cxr-cascade predict: {result.heatmap_error}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps(result.to_json()), flush=True)
+            results.append(result)
+    except KeyboardInterrupt:
+        # The diagnoses computed so far are printed (the table is written at the end).
+        interrupted = True
     if not args.json:
         table = format_table(results, predictor.class_names)
         if table:
-            print(table)
+            print(table, flush=True)
         for r in results:
             if getattr(r, "heatmap", None):
                 print(f"heatmap: {r.heatmap}")
+    if interrupted:
+        print(f"cxr-cascade predict: interrupted after {len(results)} of {len(args.images)} "
+              "file(s); the rows above are complete", file=sys.stderr)
+        return 130
     if failed:
         print(
             f"cxr-cascade predict: {failed} of {len(results)} file(s) failed", file=sys.stderr
         )
-    return 1 if failed else 0
+    if unwritten:
+        print(f"cxr-cascade predict: {unwritten} heatmap(s) not written", file=sys.stderr)
+    return 1 if failed or unwritten else 0

@@ -3,6 +3,7 @@
 Examples:
     cxr-cascade release build --unet runs/unet --stage1 runs/stage1 --stage2 runs/stage2 --out releases/v1
     cxr-cascade release verify releases/v1
+    cxr-cascade release seal releases/v0      # SHA256SUMS for a release built before it existed
 
 See `cxr_cascade.release` for the layout (release.json, MODEL_CARD.md, one folder per model).
 """
@@ -29,6 +30,13 @@ def register(subparsers) -> None:
     verify = sub.add_parser("verify", help="check every file of a release against its sha256")
     verify.add_argument("release", metavar="DIR")
     verify.set_defaults(func=run_verify)
+    seal = sub.add_parser(
+        "seal", help="write SHA256SUMS for a release built before it existed",
+        description="Checks every file release.json lists against its sha256, then writes "
+                    "SHA256SUMS over every file of the release (release.json included).",
+    )
+    seal.add_argument("release", metavar="DIR")
+    seal.set_defaults(func=run_seal)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -56,5 +64,15 @@ def run_verify(args: argparse.Namespace) -> int:
     from cxr_cascade.release import verify_release
 
     models = verify_release(args.release)
-    print(f"{args.release}: {', '.join(models)} verified (sha256 of every file matches release.json)")
+    print(f"{args.release}: {', '.join(models)} verified (sha256 of every file matches "
+          "SHA256SUMS and release.json, release.json and splits.csv included)")
+    return 0
+
+
+def run_seal(args: argparse.Namespace) -> int:
+    from cxr_cascade.release import write_checksums
+
+    path = write_checksums(args.release)
+    lines = path.read_text().splitlines()
+    print(f"{path}: {len(lines)} files (every file release.json lists matched its sha256 first)")
     return 0

@@ -7,7 +7,11 @@ Examples:
 
 Writes DIR/<stem>_mask.png per image: 8-bit, 255 = lung, 0 = background, at the input's own
 size (the U-Net's probability at its input size, resized bilinearly, then thresholded at 0.5).
-A bad file is reported on one line and does not stop the others (exit status 1 when any failed).
+A film whose EXIF orientation says it is displayed turned is read upright (as viewers show it;
+the mask is at the displayed size) and the line printed says so. Two inputs with the same stem (a/x.png, b/x.jpg) get x_mask.png and x_2_mask.png, and the line
+printed for the second says it was renamed. A bad file is reported on one line and does not stop
+the others (exit status 1 when any failed); a mask that cannot be written stops the run with one
+line naming it (exit status 2).
 """
 
 from __future__ import annotations
@@ -29,8 +33,22 @@ def register(subparsers) -> None:
         help="a U-Net run directory, a release model folder (releases/v1/unet) or an export folder "
              "holding lung_unet/ (default: the release in releases/)",
     )
+    parser.add_argument("--release", metavar="DIR",
+                        help="a release folder whose U-Net to use (also CXR_CASCADE_RELEASE=DIR)")
     parser.add_argument("--threshold", type=float, default=0.5, help="lung if p >= this (default 0.5)")
     parser.set_defaults(func=run)
+
+
+def unique_name(stem: str, suffix: str, used: set) -> str:
+    """``stem + suffix``, or ``stem_2 + suffix``, ``stem_3``... when an earlier input of the same
+    run already took that name (``a/x.png`` and ``b/x.jpg``); `predict --heatmap` names the same
+    way. Adds the name to `used`."""
+    name, i = f"{stem}{suffix}", 1
+    while name in used:
+        i += 1
+        name = f"{stem}_{i}{suffix}"
+    used.add(name)
+    return name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         stage = load_stage(args.unet)
         used = args.unet
     else:
-        release = find_release()
+        release = Path(args.release) if args.release else find_release()
         if release is None:
             raise CLIError(NO_RELEASE.replace("--models, no ./models and no", "--unet and no"))
         stage = load_release(release, "unet")
@@ -67,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
     import tensorflow as tf
 
-    from pipelines.decode import decode_image
-    from pipelines.image_policy import image_bytes_problem
+    from pipelines.atomic import write_png
+
+    from pipelines.decode import decode_image, upright_bytes
+    from pipelines.image_policy import image_bytes_problem, shape_warning
     from pipelines.preprocess import preprocess_image
 
     if stage is not None and stage.preprocess.resize_mode != "stretch":
@@ -79,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
+    used: set[str] = set()
     for file in args.images:
         try:
             data = Path(file).read_bytes()
@@ -87,8 +108,13 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         problem = image_bytes_problem(data) if data else "empty file (0 bytes)"
+        notes = []
         if problem is None:
             try:
+                # what a viewer shows: the mask is at the displayed size, over the upright film
+                data, orientation = upright_bytes(data)
+                if orientation != 1:
+                    notes.append(f"EXIF orientation {orientation} applied: the mask is upright")
                 image = decode_image(tf.constant(data))
             except tf.errors.InvalidArgumentError:
                 problem = "corrupt or truncated image"
@@ -109,9 +135,15 @@ def run(args: argparse.Namespace) -> int:
         height, width = int(image.shape[0]), int(image.shape[1])
         prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
         mask = np.where(prob >= args.threshold, 255, 0).astype(np.uint8)
-        target = out / f"{Path(file).stem}_mask.png"
-        cv2.imwrite(str(target), mask)
-        print(f"{file} -> {target} (lung {100 * float(np.mean(mask == 255)):.1f} %)")
+        target = out / unique_name(Path(file).stem, "_mask.png", used)
+        write_png(target, mask)  # raises OSError naming `target`: the CLI's one line, exit 2
+        if target.name != f"{Path(file).stem}_mask.png":
+            notes.append("renamed: another input has this name")
+        warning = shape_warning(data)
+        if warning:
+            notes.append(warning)
+        print(f"{file} -> {target} (lung {100 * float(np.mean(mask == 255)):.1f} %"
+              + "".join(f"; {note}" for note in notes) + ")")
     if failed:
         print(f"cxr-cascade segment: {failed} of {len(args.images)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0

@@ -72,6 +72,7 @@ def export_models(
     cascade: bool = True,
     only: Optional[Sequence[str]] = None,
     rule: str = "gate",
+    chance_level: Optional[dict] = None,
 ) -> dict[str, Path]:
     """Exports the given models (and the cascade when both stages are given) for TF Serving.
 
@@ -89,6 +90,9 @@ def export_models(
         rule: the cascade's decision, "gate" (the paper's, default), "soft" (argmax of p1 * p2) or
             "pneumonia" (stage 2 decides every film stage 1 calls bacterial or viral); recorded as
             ``decision_rule`` in its info file.
+        chance_level: {"stage1" | "stage2": why it is no better than chance} (a release's
+            ``chance_level`` marks), recorded in the info files so that `predict --models`
+            warns as `predict` on the release does.
 
     Returns:
         {model name: version folder}.
@@ -97,6 +101,11 @@ def export_models(
         FileExistsError: a version folder exists and `force` is False (nothing is written).
         ValueError: nothing to export, wrong tasks, stage 2 needs the U-Net, bad class names.
     """
+    marks = {role: reason for role, reason in (chance_level or {}).items() if reason}
+
+    def _describe_marked(stage: ExportStage, role: str) -> dict:
+        return {**_describe(stage), **({"chance_level": marks[role]} if role in marks else {})}
+
     _check_task(stage1, "stage1", "stage1")
     _check_task(stage2, "stage2", "stage2")
     _check_task(lung_unet, "unet", "lung_unet")
@@ -104,12 +113,12 @@ def export_models(
     if stage1 is not None:
         jobs["stage1"] = (
             serving.classifier_endpoints(stage1.model, stage1.class_names, _prep(stage1, lung_unet)),
-            {"kind": "classifier", "class_names": list(stage1.class_names), **_describe(stage1)},
+            {"kind": "classifier", "class_names": list(stage1.class_names), **_describe_marked(stage1, "stage1")},
         )
     if stage2 is not None:
         jobs["stage2"] = (
             serving.classifier_endpoints(stage2.model, stage2.class_names, _prep(stage2, lung_unet)),
-            {"kind": "classifier", "class_names": list(stage2.class_names), **_describe(stage2)},
+            {"kind": "classifier", "class_names": list(stage2.class_names), **_describe_marked(stage2, "stage2")},
         )
     if lung_unet is not None:
         jobs["lung_unet"] = (
@@ -135,8 +144,8 @@ def export_models(
                 ),
                 "refined_class": refined_class,
                 "decision_rule": rule,
-                "stage1": {"class_names": list(stage1.class_names), **_describe(stage1)},
-                "stage2": {"class_names": list(stage2.class_names), **_describe(stage2)},
+                "stage1": {"class_names": list(stage1.class_names), **_describe_marked(stage1, "stage1")},
+                "stage2": {"class_names": list(stage2.class_names), **_describe_marked(stage2, "stage2")},
             },
         )
     if only is not None:

@@ -36,7 +36,6 @@ import numpy as np
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # pipelines.decode.LUMA_WEIGHTS (ITU-R BT.601)
 MASK_SEPARATOR = "|"  # pipelines.decode.MASK_SEPARATOR
 _INV255 = np.float32(1.0 / 255.0)
-_INV65535 = np.float32(1.0 / 65535.0)
 
 
 # ---------------------------------------------------------------------------- decode + resize
@@ -51,11 +50,12 @@ def decode_image_file(path: str) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from pipelines.image_policy import image_bytes_problem
+    from pipelines.image_policy import image_bytes_problem, png_sample_bits, png_sbit
 
     try:
         with open(path, "rb") as handle:
-            problem = image_bytes_problem(handle.read())
+            data = handle.read()
+            problem = image_bytes_problem(data)
     except OSError as error:
         raise ValueError(f"{path}: cannot read image ({error.strerror or error})") from None
     if problem is not None:
@@ -63,7 +63,10 @@ def decode_image_file(path: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode in ("I;16", "I;16B", "I;16L", "I") and image.format == "PNG":
-                return np.asarray(image).astype(np.float32) * _INV65535
+                # read by its real bit depth, as `pipelines.decode.decode_image` does
+                samples = np.asarray(image)
+                bits = png_sample_bits(int(samples.max()), png_sbit(data))
+                return samples.astype(np.float32) * np.float32(1.0 / float((1 << bits) - 1))
             if image.mode in ("P", "PA"):
                 has_alpha = image.mode == "PA" or "transparency" in image.info
                 image = image.convert("RGBA" if has_alpha else "RGB")
