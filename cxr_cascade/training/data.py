@@ -316,7 +316,10 @@ def prepare_data(
     if not is_tensorflow():
         from cxr_cascade.training.arrays import build_bundle
 
-        return build_bundle(config, records)
+        mask_fn = None
+        if config.is_classifier and config.augment.segmented_copies and unet_weights:
+            mask_fn = load_unet_mask_fn(unet_weights, config.image_size)
+        return build_bundle(config, records, mask_fn=mask_fn)
     from pipelines.datasets import build_dataset, build_segmentation_dataset
 
     drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
