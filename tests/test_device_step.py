@@ -84,7 +84,9 @@ def test_epochs_fit_the_time_and_stop_at_the_target():
     with pytest.raises(ValueError, match="img_per_s"):
         R.size_epochs(seconds=1, img_per_s=0, fixed_s=0, elements=1, eval_images=0, target=1)
     assert R.share_of_time([100.0, 300.0], 200.0) == [50.0, 150.0]
-    assert R.share_of_time([100.0, 300.0], 1000.0) == [100.0, 300.0]
+    assert R.share_of_time([100.0, 300.0], 1000.0) == [250.0, 750.0]
+    with pytest.raises(ValueError, match="estimates"):
+        R.share_of_time([0.0], 10.0)
 
 
 # ---------------------------------------------------------------------------- packing

@@ -42,10 +42,12 @@ EXCLUDED = ("checkpoints/", "best.weights.h5")
 
 # ---------------------------------------------------------------------------- sizing
 def share_of_time(estimates: list[float], available: float) -> list[float]:
-    """Seconds for each training: its estimated full length, scaled down together to fit."""
+    """Seconds for each training: `available` in proportion to their estimated full lengths
+    (more than the estimate when all fit: `size_epochs` caps at the target anyway, and the
+    spare seconds become the trainings' margin)."""
     total = sum(estimates)
-    if total <= available or total <= 0:
-        return list(estimates)
+    if total <= 0:
+        raise ValueError(f"`estimates` must sum to more than 0. Received: estimates={estimates}")
     return [available * e / total for e in estimates]
 
 
@@ -268,8 +270,9 @@ def run_remote(pack: str | Path, out: str | Path, *, time_limit_s: Optional[floa
         if entry["needs_unet"]:
             unet = runs / "unet" if (runs / "unet" / "model.keras").is_file() else pack / P.UNET_RUN_DIR
             args += ["--unet", str(unet)]
-        # The share, plus half the slack before the deadline: an estimate is an estimate.
-        timeout = shares[0] + 0.5 * max(0.0, available - sum(shares))
+        # The share and a fifth more, from the later trainings' margin (an estimate is an
+        # estimate); the last one runs to the deadline.
+        timeout = shares[0] if len(shares) == 1 else min(1.2 * shares[0], available - 0.9 * sum(shares[1:]))
         rc, seconds, _ = _child(args, logs / f"{name}.log", timeout=max(timeout, 10.0), backend=backend)
         finished = (run_dir / "results.json").is_file() and (run_dir / "model.keras").is_file()
         note = None
