@@ -328,3 +328,42 @@ evaluate-release: $(STAMP)
 	$(CLI) evaluate $(RELEASE_DIR)/stage2 --by source --out $(RELEASE_EVAL)/stage2
 	$(CLI) evaluate $(RELEASE_DIR)/stage1 --stage2 $(RELEASE_DIR)/stage2 --unet $(RELEASE_DIR)/unet \
 		--rule gate --by source --out $(RELEASE_EVAL)/cascade
+
+# --- the GPU step (cxr_cascade/device; README "Training on the GPU machine"): the release's
+# U-Net, stage 1 and stage 2 trained on the remote accelerator in two runs of at most 9 minutes.
+#   make device-wheels                     download keras/namex/optree wheels for the remote (network)
+#   make train-device [DEVICE_RUN=a]       pack run a (U-Net + stage 1) into build/device/a
+#   make train-device DEVICE_RUN=b         pack run b (stage 2 + the rebuilt U-Net) into build/device/b
+#   make train-device-rebuild FROM=DIR     verify a run's shards in DIR, rebuild DEVICE_RUNS/<stage>
+#   make train-device DRY_RUN=1            all of it here at toy scale (phantoms, 32 px, 2 epochs)
+# The device command for a pack: bash tools/device_train.sh build/device/RUN (carry build/device/RUN).
+DEVICE_RUN ?= a
+DEVICE_DIR ?= build/device
+DEVICE_RUNS ?= runs/device
+DEVICE_WHEELS ?= $(DEVICE_DIR)/wheels
+DEVICE_ARGS ?=
+DRY_RUN ?=
+FROM ?=
+DEVICE_PY = PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m cxr_cascade.device
+.PHONY: train-device train-device-rebuild device-wheels
+train-device: $(STAMP)
+ifeq ($(DRY_RUN),1)
+	$(DEVICE_PY) dry-run --work $(DEVICE_DIR)/dry-run $(DEVICE_ARGS)
+else
+	@test -d $(DEVICE_WHEELS) || { echo "make train-device: no $(DEVICE_WHEELS); run make device-wheels first"; exit 2; }
+	$(DEVICE_PY) pack $(DEVICE_RUN) --data-root $(SHARED_DATA) --out $(DEVICE_DIR)/$(DEVICE_RUN) \
+		--wheels $(DEVICE_WHEELS) $(if $(filter b,$(DEVICE_RUN)),--unet-run $(DEVICE_RUNS)/unet) $(DEVICE_ARGS)
+	@echo "device command: bash tools/device_train.sh $(DEVICE_DIR)/$(DEVICE_RUN)   (carry: $(DEVICE_DIR)/$(DEVICE_RUN), timeout_s 560)"
+endif
+
+train-device-rebuild: $(STAMP)
+	@test -n "$(FROM)" || { echo 'make train-device-rebuild: set FROM=DIR (the folder the shards came back to)'; exit 2; }
+	$(DEVICE_PY) rebuild $(FROM) --runs $(DEVICE_RUNS)
+
+# The wheels the remote lacks (its Python 3.12 has JAX, NumPy, Pillow, h5py, rich, ml-dtypes;
+# not Keras nor, perhaps, absl-py): the versions of requirements-lock.txt. A build step: needs the network, once.
+device-wheels:
+	mkdir -p $(DEVICE_WHEELS)
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(DEVICE_WHEELS) keras==3.15.1 namex==0.1.0 optree==0.20.0 absl-py==2.5.1

@@ -258,12 +258,50 @@ def test_epoch_recipe_follows_the_config(phantoms):
     assert len(set(np.bincount(labels[entries]).tolist())) == 1
 
 
-def test_segmented_copies_are_refused_with_a_clear_error(phantoms):
-    config, records = _records(phantoms, TINY)
-    config = config.replace(**{"task": "stage2", "classes": ("covid19", "viral"),
-                               "augment.segmented_copies": True})
-    with pytest.raises(ValueError, match="segmented_copies"):
+def _stage2_records(phantoms, overrides):
+    from cxr_cascade.config import load_experiment
+    from cxr_cascade.training import data as D
+
+    config = load_experiment("demo_stage2", overrides)
+    paths = [str(phantoms / "covid-chestxray-dataset")]
+    return config, D.split(config, D.select_records(config, D.read_sources(paths), paths))
+
+
+SEGMENTED = ["image_size=32", "batch_size=4", "dedup=off", "rotation_degrees=0",
+             "clahe_mode=add", "clahe_fraction=1.0", "segmented_copies=true"]
+
+
+def test_segmented_copies_without_masks_or_unet_are_refused_with_a_clear_error(phantoms):
+    config, records = _stage2_records(phantoms, SEGMENTED)
+    with pytest.raises(ValueError, match="segmented_copies.*--unet"):
         A.build_bundle(config, records)
+
+
+def test_segmented_copies_double_every_element_and_mask_it_after_clahe(phantoms):
+    """plan_copies' recipe: originals + CLAHE copies, then all of them again lung-masked; the
+    lung is mask_fn(resized image) > 0.5, applied after CLAHE (independent reference below)."""
+    config, records = _stage2_records(phantoms, SEGMENTED)
+    train = [r for r in records if r.split == "train"]
+
+    def left_half(image):  # a stand-in U-Net: lung = left half of the image
+        probability = np.zeros_like(np.asarray(image))
+        probability[:, : probability.shape[1] // 2] = 0.9
+        return probability
+
+    epoch = A.build_bundle(config, records, mask_fn=left_half).make_train(0)
+    assert len(epoch.entries) == 4 * len(train)  # x2 CLAHE copies ("add", 1.0), x2 segmented
+    assert epoch.use_lung.sum() == 2 * len(train) and (epoch.use_clahe & epoch.use_lung).sum() == len(train)
+    x, _, _ = epoch[0]
+    for i in range(len(x)):
+        image = epoch.images[epoch.entries[i]]
+        expected = A.clahe(image) if epoch.use_clahe[i] else image
+        if epoch.use_lung[i]:
+            expected = expected.copy()
+            expected[:, expected.shape[1] // 2:] = 0.0
+        np.testing.assert_array_equal(x[i, ..., 0], expected)
+    # Negative control: without segmented copies no element is masked.
+    plain = A.build_bundle(config.replace(**{"augment.segmented_copies": False}), records).make_train(0)
+    assert plain.use_lung is None and len(plain.entries) == 2 * len(train)
 
 
 def _tiny_model(config):

@@ -20,7 +20,13 @@ by oversampling, CLAHE copies in "add" mode) come from `numpy.random.default_rng
 the same calls in the same order, so an epoch holds the same images on both engines; the order
 and the per-image draws (CLAHE in "replace" mode, rotation angle) come from that NumPy generator
 here and from TensorFlow's stateless ops there, so they differ between engines but are, on each,
-a pure function of `(seed, epoch)`. Stage 2's segmented copies need the TF pipeline.
+a pure function of `(seed, epoch)`.
+
+Stage 2's segmented copies (`augment.segmented_copies`) follow `pipelines.datasets.plan_copies`:
+every element (original and "add"-mode CLAHE copy) is repeated once, lung-masked
+(``image * (lung > 0.5)``, after its CLAHE, as `pipelines.preprocess.preprocess_image`), the lung
+from the records' mask files or from a U-Net (`mask_fn`, run once per training image on the
+resized image before CLAHE, as the TF pipeline does).
 """
 
 from __future__ import annotations
@@ -216,9 +222,12 @@ class ArrayDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, images, targets, *, batch_size: int, entries=None, enhanced=None,
-                 use_clahe=None, angles=None, weights=None, drop_remainder: bool = False):
+                 use_clahe=None, angles=None, weights=None, drop_remainder: bool = False,
+                 lungs=None, use_lung=None):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.targets, self.enhanced = images, targets, enhanced
+        # lungs: {0, 1} float32 [N, H, W] per image; use_lung: bool per element (segmented copy).
+        self.lungs, self.use_lung = lungs, use_lung
         self.entries = np.arange(len(images)) if entries is None else np.asarray(entries)
         self.use_clahe, self.angles, self.weights = use_clahe, angles, weights
         self.batch_size = int(batch_size)
@@ -241,6 +250,8 @@ class ArrayDataset(keras.utils.PyDataset):
         x = self.images[rows]
         if self.use_clahe is not None:
             x = np.where(self.use_clahe[part][:, None, None], self.enhanced[rows], x)
+        if self.use_lung is not None:  # CLAHE, then the lung mask (the paper's order)
+            x = np.where(self.use_lung[part][:, None, None], x * self.lungs[rows], x)
         y = self.targets[rows]
         if self.angles is not None:
             h, w = x.shape[1:]
@@ -280,12 +291,38 @@ class ArrayDataset(keras.utils.PyDataset):
 
 
 # ---------------------------------------------------------------------------- the bundle
-def build_bundle(config, records: list):
+def _training_lungs(part: list, images: np.ndarray, mask_fn, size, resize_mode: str,
+                    name: str) -> np.ndarray:
+    """{0, 1} float32 ``[N, H, W]`` lungs of the training images: the U-Net's probability > 0.5
+    on each resized image (before CLAHE), or the records' mask files when `mask_fn` is None."""
+    if mask_fn is not None:
+        out = np.empty_like(images)
+        for i, image in enumerate(images):
+            probability = keras.ops.convert_to_numpy(mask_fn(image[..., None]))
+            out[i] = (np.asarray(probability, np.float32).reshape(image.shape) > 0.5)
+        return out
+    missing = [r.path for r in part if not r.mask_path]
+    if missing:
+        raise ValueError(
+            f"experiment {name!r}: augment.segmented_copies needs lung masks: pass --unet RUN_DIR "
+            f"or give data whose records have masks; {len(missing)} training image(s) have none, "
+            f"e.g. {missing[0]}. Received: augment.segmented_copies=True"
+        )
+    return np.stack([load_mask(r.mask_path, size, resize_mode) for r in part])
+
+
+def build_bundle(config, records: list, mask_fn=None):
     """`training.data.DataBundle` of `ArrayDataset`s for split `records` (see the module docstring).
 
     Preprocessing and augmentation come from the run's `config.preprocess` / `config.augment`
-    (resize mode, CLAHE clip limit and tile grid, CLAHE fraction and mode, rotation); settings
-    this NumPy path does not implement are refused with one `ValueError` naming them.
+    (resize mode, CLAHE clip limit and tile grid, CLAHE fraction and mode, rotation, segmented
+    copies); settings this NumPy path does not implement are refused with one `ValueError`
+    naming them.
+
+    Args:
+        mask_fn: ``image float32 [S, S, 1] -> lung probability [S, S, 1]`` (a U-Net,
+            `cxr_cascade.runs.load_unet_mask_fn`) for the segmented copies; None: the training
+            records' mask files.
     """
     from cxr_cascade.training.data import DataBundle, epoch_seed
     from pipelines.balance import balanced_weights, oversample
@@ -293,7 +330,6 @@ def build_bundle(config, records: list):
     # Less the random draws that `augment.placement="model"` moves into the network.
     pre, aug = config.preprocess, config.augment.for_host()
     unsupported = {
-        "augment.segmented_copies": aug.segmented_copies,
         "augment.shift": aug.shift,
         "augment.zoom": aug.zoom,
         "preprocess.clahe": pre.clahe,
@@ -330,6 +366,9 @@ def build_bundle(config, records: list):
     enhanced = None
     if fraction > 0:
         enhanced = np.stack([clahe(im, clip_limit, tile_grid_size) for im in train_x])
+    lungs = None
+    if aug.segmented_copies and not unet:
+        lungs = _training_lungs(parts["train"], train_x, mask_fn, size, resize_mode, config.name)
     balance = None if unet or config.balance == "off" else config.balance
     class_w = None
     if balance == "sample_weight":
@@ -345,8 +384,12 @@ def build_bundle(config, records: list):
             chosen = rng.permutation(len(entries))[: int(round(fraction * len(entries)))]
             entries = np.concatenate([entries, entries[np.sort(chosen)]])
             flags = np.concatenate([flags, np.ones(len(chosen), bool)])
+        seg = np.zeros(len(entries), bool)
+        if lungs is not None:  # pipelines.datasets.plan_copies: every element again, masked
+            entries, flags = np.concatenate([entries, entries]), np.concatenate([flags, flags])
+            seg = np.concatenate([seg, np.ones(len(seg), bool)])
         order = rng.permutation(len(entries))
-        entries, flags = entries[order], flags[order]
+        entries, flags, seg = entries[order], flags[order], seg[order]
         if fraction > 0 and mode == "replace":
             flags = rng.random(len(entries)) < fraction
         angles = None
@@ -356,7 +399,7 @@ def build_bundle(config, records: list):
         return ArrayDataset(
             train_x, train_y, batch_size=batch, entries=entries, enhanced=enhanced,
             use_clahe=flags if fraction > 0 else None, angles=angles, weights=weights,
-            drop_remainder=drop,
+            drop_remainder=drop, lungs=lungs, use_lung=seg if lungs is not None else None,
         )
 
     first = make_train(0)

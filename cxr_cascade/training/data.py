@@ -327,7 +327,10 @@ def prepare_data(
     if not is_tensorflow():
         from cxr_cascade.training.arrays import build_bundle
 
-        bundle = build_bundle(config, trained)
+        mask_fn = None
+        if config.is_classifier and config.augment.segmented_copies and unet_weights:
+            mask_fn = load_unet_mask_fn(unet_weights, config.image_size)
+        bundle = build_bundle(config, trained, mask_fn=mask_fn)
         bundle.records = records  # splits.csv keeps each film's own label
         return bundle
     from pipelines.datasets import build_dataset, build_segmentation_dataset
