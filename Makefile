@@ -337,9 +337,11 @@ evaluate-release: $(STAMP)
 #   make train-device-rebuild FROM=DIR     verify a run's shards in DIR, rebuild DEVICE_RUNS/<stage>
 #   make train-device DRY_RUN=1            all of it here at toy scale (phantoms, 32 px, 2 epochs)
 # The device command for a pack: bash tools/device_train.sh build/device/RUN (carry build/device/RUN).
+# The checkout travels with every device call: move releases/ (80 MiB of weights) out of it for
+# the calls and back afterwards (`mv releases /tmp/cxr-releases`; `pack` measures and refuses).
 DEVICE_RUN ?= a
 DEVICE_DIR ?= build/device
-DEVICE_RUNS ?= runs/device
+DEVICE_RUNS ?= $(RUNS_ROOT)/device
 DEVICE_WHEELS ?= $(DEVICE_DIR)/wheels
 DEVICE_ARGS ?=
 DRY_RUN ?=

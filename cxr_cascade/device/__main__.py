@@ -80,7 +80,9 @@ def dry_run(work: Path, *, n: int, size: int, epochs: int, backend: str | None) 
         print("dry run: JAX is not importable here: training with --backend tensorflow "
               "(the remote uses jax)", flush=True)
     write_phantom_dataset(work / "phantoms", n=n, size=64, seed=0)
-    overrides = [f"preprocess.image_size={size}", "dedup=off"]
+    # Eager steps (no XLA compile, which costs minutes per network on a CPU): toy scale is about
+    # the packing, training, sharding and rebuilding working end to end, not about speed.
+    overrides = [f"preprocess.image_size={size}", "dedup=off", "jit_compile=off"]
     script = Path(__file__).resolve().parents[2] / "tools" / "device_train.sh"
     runs = work / "runs"
     for run in ("a", "b"):

@@ -250,7 +250,9 @@ def pack_run(run: str, data_root: str | Path, out: str | Path, *, overrides: Seq
         raise ValueError(
             f"{out}: {total / MIB:.1f} MiB would travel ({pack_size / MIB:.1f} MiB pack + "
             f"{(code or 0) / MIB:.1f} MiB code tree), over the {travel_limit / MIB:.0f} MiB a run "
-            "may carry; the largest tracked files: `git ls-files | xargs du -b | sort -n | tail`"
+            "may carry: move releases/ out of the checkout for the device calls (`mv releases "
+            "/tmp/cxr-releases`, back afterwards), or see the largest files: "
+            "`git ls-files | xargs du -b | sort -n | tail`"
         )
     return plan
 
