@@ -29,7 +29,6 @@ every line of SHA256SUMS and every file release.json lists.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+
+from cxr_cascade.checksums import sha256_file
 
 __all__ = [
     "MODELS", "RELEASE_FILE", "SUMS_FILE", "ReleaseError", "build_release", "chance_level",
@@ -58,14 +59,6 @@ HEADLINE = ("accuracy", "macro_f1", "macro_auc", "mean_iou", "dice", "loss")
 
 class ReleaseError(ValueError):
     """A release file that is missing, changed or truncated (one line, naming the file)."""
-
-
-def sha256_file(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path) -> Optional[dict]:

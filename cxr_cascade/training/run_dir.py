@@ -31,7 +31,6 @@ to the newest intact one; `best.weights.h5` is a separate copy, so damage to one
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -41,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from cxr_cascade.checksums import sha256_file  # noqa: F401  (the runner's and tests' import)
 
 # Every write goes through the one atomic-write helper (re-exported here for the runner).
 from pipelines.atomic import (  # noqa: E402,F401
@@ -52,14 +52,6 @@ from pipelines.atomic import (  # noqa: E402,F401
 
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def capture_environment() -> dict[str, Any]:
