@@ -6,6 +6,7 @@ end to end on this CPU: `make train-device DRY_RUN=1`'s `python -m cxr_cascade.d
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -150,14 +151,19 @@ def test_pack_refuses_run_b_without_a_unet_and_a_foreign_out(phantoms, tmp_path)
 
 
 # ---------------------------------------------------------------------------- end to end
-@pytest.mark.slow
-def test_dry_run_trains_packs_shards_and_rebuilds_loadable_runs(tmp_path):
-    """`make train-device DRY_RUN=1`: both remote runs through tools/device_train.sh on this CPU,
-    then the rebuilt folders load as CPU runs do and a damaged shard is refused."""
+# `make train-device DRY_RUN=1`: both remote runs through tools/device_train.sh on this CPU, then
+# the rebuilt folders load as CPU runs do and a damaged shard is refused. The default suite runs
+# it with the TensorFlow trainer: Keras on JAX compiles every network op by op on a CPU (the whole
+# JAX dry run took 28 min on 2 busy cores), so the JAX run is `slow` (make test-all).
+@pytest.mark.parametrize("backend", [
+    "tensorflow", pytest.param("jax", marks=[pytest.mark.slow, pytest.mark.skipif(
+        importlib.util.find_spec("jax") is None, reason="JAX is not installed")])])
+def test_dry_run_trains_packs_shards_and_rebuilds_loadable_runs(tmp_path, backend):
     work = tmp_path / "dry"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-m", "cxr_cascade.device", "dry-run", "--work", str(work),
-                           "--n", "48"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=3000)
+                           "--n", "48", "--backend", backend], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=3000)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     from cxr_cascade.runs import load_stage
 

@@ -75,10 +75,11 @@ def dry_run(work: Path, *, n: int, size: int, epochs: int, backend: str | None) 
         if not (work / "phantoms").exists():
             raise ValueError(f"{work}: exists and is not a dry-run folder; choose another --work")
         shutil.rmtree(work)
-    backend = backend or ("jax" if python_has("jax") else "tensorflow")
-    if backend != "jax":
-        print("dry run: JAX is not importable here: training with --backend tensorflow "
-              "(the remote uses jax)", flush=True)
+    if backend is None:
+        backend = "jax" if python_has("jax") else "tensorflow"
+        if backend != "jax":
+            print("dry run: JAX is not importable here: training with --backend tensorflow "
+                  "(the remote uses jax)", flush=True)
     write_phantom_dataset(work / "phantoms", n=n, size=64, seed=0)
     # Eager steps (no XLA compile, which costs minutes per network on a CPU): toy scale is about
     # the packing, training, sharding and rebuilding working end to end, not about speed.
