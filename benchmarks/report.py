@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-NAMES = ("clahe", "clahe_ops", "pipeline", "models", "serving")
+NAMES = ("clahe", "clahe_ops", "pipeline", "models", "serving", "train")
 
 
 def _caption(data: dict, path: Path) -> str:
@@ -157,7 +157,30 @@ def render_serving(data: dict) -> list[str]:
     return lines
 
 
-RENDER = {"clahe": render_clahe, "clahe_ops": render_clahe_ops, "pipeline": render_pipeline, "models": render_models, "serving": render_serving}
+def render_train(data: dict) -> list[str]:
+    f32 = data["matmul_gflops"].get("float32")
+    lines = ["| engine | precision | layout | img/s | per process | GFLOP/s | of float32 matmul |",
+             "|---|---|---|---:|---|---:|---:|"]
+    gflop = 12.3 * (data["size"] / 224) ** 2
+    for r in data["runs"]:
+        rate = r.get("img_per_s")
+        if not rate:
+            lines.append(f"| {r['engine']} | {r['precision']} | {r['layout']} | failed: {r.get('error')} | | | |")
+            continue
+        per = ", ".join(f"{x:.2f}" for x in r.get("per_process") or [])
+        share = f"{rate * gflop / f32:.0%}" if isinstance(f32, float) else ""
+        lines.append(f"| {r['engine']} | {r['precision']} | {r['layout']} | {rate:.2f} | {per} | "
+                     f"{rate * gflop:.0f} | {share} |")
+    mm = ", ".join(f"{k} {v:.0f}" for k, v in data["matmul_gflops"].items() if isinstance(v, float))
+    lines += ["", f"{data['network']} at {data['size']} px, batch {data['batch']}, {data['steps']} timed "
+              f"steps after warm-up, random data; {data['cores']} cores; TensorFlow matmul 4096^2 in the "
+              f"same run: {mm} GFLOP/s; {gflop:.1f} GFLOP per image and step (ResNet50's training step). "
+              f"Load average {data['load_before'][0]:.2f} before, {data['load_after'][0]:.2f} after."]
+    return lines
+
+
+RENDER = {"clahe": render_clahe, "clahe_ops": render_clahe_ops, "pipeline": render_pipeline,
+          "models": render_models, "serving": render_serving, "train": render_train}
 
 
 def tables(folder: Path) -> dict[str, str]:

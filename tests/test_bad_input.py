@@ -256,16 +256,24 @@ def test_predict_heatmap_and_gradcam_unwritable_out_are_one_line(exported, tmp_p
     blocker = tmp_path / "file"
     blocker.write_text("x")
     image = str(exported["good"][0])
-    for argv in (
-        ["predict", image, "--models", str(exported["models"]), "--heatmap", f"{blocker}/maps"],
-        ["gradcam", str(exported["run1"]), image, "--out", f"{blocker}/maps"],
-    ):
-        capsys.readouterr()
-        code = main(argv)
-        err = capsys.readouterr().err
-        assert code == 2, (argv, err)
-        _assert_one_line(err, str(blocker))
-        assert "Not a directory" in err or "File exists" in err, err
+    # predict keeps its diagnoses: each overlay it could not write is one line naming the file
+    # (never a temporary name), then one summary line, and the exit status says so.
+    capsys.readouterr()
+    code = main(["predict", image, "--models", str(exported["models"]), "--heatmap", f"{blocker}/maps"])
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert Path(image).name in out, out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2 and "Traceback" not in err, err
+    assert f"{blocker}/maps/scan0_gradcam.png: cannot write (Not a directory)" in lines[0], err
+    assert ".tmp" not in err and "1 heatmap(s) not written" in lines[1], err
+    # gradcam writes nothing but overlays: it stops at the first one, in one line.
+    capsys.readouterr()
+    code = main(["gradcam", str(exported["run1"]), image, "--out", f"{blocker}/maps"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    _assert_one_line(err, str(blocker))
+    assert "Not a directory" in err or "File exists" in err, err
 
 
 def test_error_line_formats_oserror_and_tensorflow_errors():
