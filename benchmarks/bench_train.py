@@ -26,7 +26,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,27 +56,14 @@ def _worker(spec: dict) -> dict:
     """One timed training run in this process (KERAS_BACKEND and thread counts set by the caller)."""
     if spec.get("cpu") is not None:
         os.sched_setaffinity(0, {spec["cpu"]})
-    import keras
-    import numpy as np
+    # The GPU step's measured step: the trainer's own build, compile and precision policy.
+    from cxr_cascade.device.remote import probe
 
-    from cxr_cascade.config import load_experiment
-    from cxr_cascade.models.build import build_model
-    from cxr_cascade.training.runner import compile_model
-
-    config = load_experiment("release_stage1_224", [f"image_size={spec['size']}"])
-    keras.mixed_precision.set_dtype_policy("mixed_bfloat16" if spec["precision"] == "bfloat16" else "float32")
-    model = build_model(config)
-    compile_model(model, config, steps_per_epoch=100, jit_compile=spec["jit"])
-    rng = np.random.default_rng(0)
-    x = rng.random((spec["batch"], spec["size"], spec["size"], 1), dtype=np.float32)
-    y = rng.integers(0, 3, spec["batch"]).astype("int32")
-    for _ in range(spec["warmup"]):
-        model.train_on_batch(x, y)
-    start = time.perf_counter()
-    for _ in range(spec["steps"]):
-        model.train_on_batch(x, y)
-    seconds = time.perf_counter() - start
-    return {"img_per_s": spec["batch"] * spec["steps"] / seconds, "seconds": seconds}
+    precision = "bfloat16" if spec["precision"] == "bfloat16" else "off"
+    overrides = [f"image_size={spec['size']}", f"batch_size={spec['batch']}",
+                 f"mixed_precision={precision}", f"jit_compile={'on' if spec['jit'] else 'off'}"]
+    result = probe("release_stage1_224", overrides, steps=spec["steps"], warmup=spec["warmup"])
+    return {"img_per_s": result["img_per_s"], "seconds": result["step_s"] * spec["steps"]}
 
 
 def _spawn(spec: dict, env: dict) -> subprocess.Popen:

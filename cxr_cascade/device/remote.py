@@ -125,7 +125,7 @@ def _child(args: list[str], log_path: Path, timeout: Optional[float], backend: s
     return rc, time.monotonic() - started, "".join(lines)
 
 
-def probe(experiment: str, overrides: list[str], steps: int = 5) -> dict:
+def probe(experiment: str, overrides: list[str], steps: int = 5, warmup: int = 2) -> dict:
     """Images/s of one training step of `experiment`'s model (this process's Keras backend).
 
     The model is built, compiled and run exactly as the trainer does (`training.runner`'s
@@ -157,8 +157,8 @@ def probe(experiment: str, overrides: list[str], steps: int = 5) -> dict:
             y = rng.integers(0, len(config.classes), batch).astype(np.int32)
         weights = np.ones(batch, np.float32) if config.balance == "sample_weight" else None
         started = time.monotonic()
-        model.train_on_batch(x, y, sample_weight=weights)
-        model.train_on_batch(x, y, sample_weight=weights)
+        for _ in range(warmup):  # graph building / compilation
+            model.train_on_batch(x, y, sample_weight=weights)
         compile_s = time.monotonic() - started
         started = time.monotonic()
         for _ in range(steps):

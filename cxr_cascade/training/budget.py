@@ -78,6 +78,16 @@ class SigtermFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def budget_spent(sigterm: Optional[SigtermFlag], deadline: Optional[float]) -> Optional[str]:
+    """"SIGTERM" or "time budget" when the run must stop now, else None (between steps and
+    between epochs alike)."""
+    if sigterm is not None and sigterm.received:
+        return "SIGTERM"
+    if deadline is not None and time.monotonic() >= deadline:
+        return "time budget"
+    return None
+
+
 class StepBudget(keras.callbacks.Callback):
     """Stops `fit` between two steps (`BudgetStop`) and asks for periodic checkpoints.
 
@@ -109,13 +119,10 @@ class StepBudget(keras.callbacks.Callback):
         self._last_save = time.monotonic()
 
     def stop_reason(self) -> Optional[str]:
-        if self.sigterm is not None and self.sigterm.received:
-            return "SIGTERM"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return "time budget"
-        if self.stop_after_steps is not None and self.steps_done >= self.stop_after_steps:
+        reason = budget_spent(self.sigterm, self.deadline)
+        if reason is None and self.stop_after_steps is not None and self.steps_done >= self.stop_after_steps:
             return "step limit"
-        return None
+        return reason
 
     def _sync(self) -> None:
         # On JAX the trained state lives outside the model's variables during `fit`.

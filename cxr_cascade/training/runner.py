@@ -37,7 +37,7 @@ import keras
 
 from cxr_cascade.config import ExperimentConfig, from_dict
 from cxr_cascade.training import callbacks as cb
-from cxr_cascade.training.budget import BudgetStop, SigtermFlag, StepBudget
+from cxr_cascade.training.budget import BudgetStop, SigtermFlag, StepBudget, budget_spent
 from cxr_cascade.training.checkpoint import Checkpointer
 from cxr_cascade.training.run_dir import (
     RunDir,
@@ -453,11 +453,7 @@ class _Loop:
 
     def boundary_stop(self) -> Optional[str]:
         """Why to stop before the next epoch starts, or None."""
-        if self.sigterm.received:
-            return "SIGTERM"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return "time budget"
-        return None
+        return budget_spent(self.sigterm, self.deadline)
 
 
 def _train_epoch(loop: _Loop, epoch: int, partial: Optional[dict[str, Any]]) -> Optional[str]:
