@@ -45,9 +45,8 @@ def _tiny(num_classes: int, size: int, name: str):
 
 
 def _stage(experiment: str, image_size, tiny: bool):
+    from cxr_cascade.artifacts import Stage
     from cxr_cascade.config import load_experiment
-    from cxr_cascade.export import ExportStage
-    from cxr_cascade.export.runs import evaluation_preprocess_config
 
     overrides = [f"image_size={image_size}"] if image_size else []
     config = load_experiment(experiment, overrides=overrides)
@@ -57,8 +56,9 @@ def _stage(experiment: str, image_size, tiny: bool):
         from cxr_cascade.models import build_model
 
         model = build_model(config)
-    pre, segment = evaluation_preprocess_config(config)
-    return ExportStage(config.task, model, tuple(config.classes), pre, segment, source=experiment), config
+    # The evaluation preprocessing only: CLAHE copies and lung-segmented copies are training-time.
+    pre, segment = config.preprocess, bool(config.preprocess.segment)
+    return Stage(config.task, model, tuple(config.classes), pre, segment, source=experiment), config
 
 
 def _png(size: int, seed: int) -> bytes:

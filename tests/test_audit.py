@@ -345,10 +345,11 @@ def test_evaluate_gradcam_audit_commands(phantom_audits, tmp_path, capsys):
     assert metrics["data"]["splits"]["test"]["images"] == 15
     assert (run / "evaluation" / stage["figures"]["roc"]).is_file()
     # The evaluation reproduces the model's own predictions on the same files.
-    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.artifacts import load
+    from cxr_cascade.evaluation import data as R
 
     test = [r for r in records if r.split == "test"]
-    images = np.stack([R.load_image(r.path, R.load_stage(run).preprocess) for r in test])
+    images = np.stack([R.load_image(r.path, load(run).preprocess) for r in test])
     expected = (model.predict(images, verbose=0).argmax(1) == R.label_indices(test, CLASSES)).mean()
     assert stage["accuracy"] == pytest.approx(expected)
 

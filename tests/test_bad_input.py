@@ -142,7 +142,7 @@ def test_checkpoints_are_kept_two_deep_and_best_is_its_own_file(two_epoch_run):
     best = run / "best.weights.h5"
     assert best.stat().st_nlink == 1
     assert all(not os.path.samefile(best, p) for p in (run / "checkpoints").iterdir())
-    from cxr_cascade.training.run_dir import latest_good_checkpoint
+    from cxr_cascade.artifacts.checkpoints import latest_good_checkpoint
 
     assert latest_good_checkpoint(run) == (run / "checkpoints" / "epoch-0002.weights.h5", [])
 
@@ -190,7 +190,7 @@ def test_resume_refuses_in_one_line_when_no_checkpoint_is_intact(standin, phanto
 @pytest.mark.parametrize("damage", ["missing", "random"])
 def test_export_uses_the_last_good_checkpoint_and_says_which(standin, two_epoch_run, tmp_path, capsys,
                                                              monkeypatch, damage):
-    from cxr_cascade.export.runs import load_run
+    from cxr_cascade.artifacts import load
     from cxr_cascade.models import build
 
     monkeypatch.setattr(build, "build_model", standin.tiny_model)
@@ -202,11 +202,11 @@ def test_export_uses_the_last_good_checkpoint_and_says_which(standin, two_epoch_
         best.unlink()
     else:
         best.write_bytes(np.random.default_rng(1).bytes(best.stat().st_size))
-    stage = load_run(run)
+    stage = load(run)
     err = capsys.readouterr().err
     assert "Traceback" not in err and "best.weights.h5" in err and "epoch-0002" in err
     assert stage.weights == "checkpoints/epoch-0002.weights.h5"
-    clean = load_run(original)
+    clean = load(original)
     expected = "model.keras" if (original / "model.keras").is_file() else "best.weights.h5"
     assert clean.weights == expected and "warning" not in capsys.readouterr().err
 

@@ -27,7 +27,7 @@ def clinic(tmp_path_factory):
     import keras
 
     from cxr_cascade.models import build_unet
-    from cxr_cascade.release import build_release
+    from cxr_cascade.artifacts import build_release
 
     keras.utils.set_random_seed(3)
     root = tmp_path_factory.mktemp("clinic")
@@ -108,7 +108,7 @@ def test_segment_same_stem_from_two_folders_gets_two_masks(clinic, tmp_path, cap
 @pytest.fixture(scope="module")
 def models(clinic):
     """The release exported for TF Serving (what `predict` uses), once per module."""
-    from cxr_cascade.release import release_models_dir
+    from cxr_cascade.export.release import release_models_dir
 
     return release_models_dir(clinic["release"], clinic["root"] / "cache")
 
@@ -161,7 +161,7 @@ def _copy(clinic, tmp_path) -> Path:
 
 
 def test_release_build_writes_sha256sums_over_every_file(clinic):
-    from cxr_cascade.release import sha256_file
+    from cxr_cascade.artifacts import sha256_file
 
     release = clinic["release"]
     lines = (release / "SHA256SUMS").read_text().splitlines()
@@ -175,7 +175,7 @@ def test_release_build_writes_sha256sums_over_every_file(clinic):
 @pytest.mark.parametrize("damage", ["splits edited", "splits deleted", "chance flag removed",
                                     "card edited", "sums deleted"])
 def test_release_verify_catches_every_file(clinic, tmp_path, capsys, damage):
-    from cxr_cascade.release import ReleaseError, load_release
+    from cxr_cascade.artifacts import ReleaseError, load_release
 
     copy = _copy(clinic, tmp_path)
     splits = copy / "stage1" / "splits.csv"
@@ -211,7 +211,7 @@ def test_release_verify_catches_every_file(clinic, tmp_path, capsys, damage):
 def test_predict_cache_never_answers_for_a_changed_release(clinic, tmp_path, monkeypatch, capsys):
     import keras
 
-    from cxr_cascade.release import build_release
+    from cxr_cascade.artifacts import build_release
     from pipelines.datasets import build_dataset
 
     copy = _copy(clinic, tmp_path)
@@ -397,7 +397,7 @@ def test_data_check_warns_on_exif_orientation_elongated_images_on_stderr(clinic,
 
 # ------------------------------------------------------------------------------- rough edges
 def test_release_option_and_chance_level_warning_with_models(clinic, tmp_path, monkeypatch, capsys):
-    from cxr_cascade.release import write_checksums
+    from cxr_cascade.artifacts import write_checksums
 
     copy = tmp_path / "v2"
     shutil.copytree(clinic["release"], copy)

@@ -165,12 +165,12 @@ def test_dry_run_trains_packs_shards_and_rebuilds_loadable_runs(tmp_path, backen
                            "--n", "48", "--backend", backend], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=3000)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load
 
     runs = work / "runs"
     for name, task in (("unet", "unet"), ("stage1", "stage1"), ("stage2", "stage2")):
         run = runs / name
-        stage = load_stage(run)
+        stage = load(run)
         assert stage.task == task and stage.weights == "model.keras"
         for file in ("config.json", "state.json", "history.csv", "environment.json", "results.json",
                      "splits.csv", "splits.sha256", "command.txt", "device.json"):

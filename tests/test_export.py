@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 import keras
 
-from cxr_cascade.export import ExportStage, export_models, models_config, rest, serving
+from cxr_cascade.artifacts import Stage
+from cxr_cascade.export import export_models, models_config, rest, serving
 from cxr_cascade.export.serving import StagePreprocessing
 from cxr_cascade.evaluation.cascade import cascade_decision
 from cxr_cascade.export.archive import existing_versions, next_version
@@ -85,9 +86,9 @@ def setup(tmp_path_factory):
     stage1 = tiny_classifier(3, 16, moex=True, name="stage1")
     stage2 = tiny_classifier(2, 24, moex=False, name="stage2")
     unet = build_unet(input_shape=(16, 16, 1), filters=(4, 8))
-    s1 = ExportStage("stage1", stage1, STAGE1, PreprocessConfig(image_size=16, clahe=True), source="s1")
-    s2 = ExportStage("stage2", stage2, STAGE2, PreprocessConfig(image_size=24), segment=True, source="s2")
-    u = ExportStage("unet", unet, (), PreprocessConfig(image_size=16), source="unet")
+    s1 = Stage("stage1", stage1, STAGE1, PreprocessConfig(image_size=16, clahe=True), source="s1")
+    s2 = Stage("stage2", stage2, STAGE2, PreprocessConfig(image_size=24), segment=True, source="s2")
+    u = Stage("unet", unet, (), PreprocessConfig(image_size=16), source="unet")
     models = root / "models"
     written = export_models(models, stage1=s1, stage2=s2, lung_unet=u)
     return {
@@ -154,7 +155,7 @@ def test_saved_model_cli_and_load_find_the_signatures(setup):
 def test_cascade_outputs_equal_keras_on_evaluation_tensors(setup, batch):
     paths = setup["images"][:batch]
     x1 = eval_tensors(paths, 16, clahe=True)
-    # As training does (training.data.load_unet_mask_fn): the U-Net rebuilt at the stage's size.
+    # As training does (cxr_cascade.artifacts.load_unet_mask_fn): the U-Net rebuilt at the stage's size.
     unet24 = build_unet(input_shape=(24, 24, 1), filters=(4, 8))
     unet24.set_weights(setup["unet"].get_weights())
     x2 = eval_tensors(paths, 24, segment=True,
@@ -344,7 +345,7 @@ def test_in_model_augmentation_is_cut_and_in_model_clahe_kept():
 
 # ---------------------------------------------------------------------------------------- atomicity
 def test_existing_version_is_refused_then_replaced_with_force(setup, tmp_path):
-    unet = ExportStage("unet", setup["unet"], (), PreprocessConfig(image_size=16), source="unet")
+    unet = Stage("unet", setup["unet"], (), PreprocessConfig(image_size=16), source="unet")
     first = export_models(tmp_path, lung_unet=unet)["lung_unet"]
     assert first.name == "1" and next_version(tmp_path, ["lung_unet", "cascade"]) == 2
     stamp = (first / "saved_model.pb").stat().st_mtime_ns
@@ -358,8 +359,8 @@ def test_existing_version_is_refused_then_replaced_with_force(setup, tmp_path):
 
 
 def test_bad_arguments_are_named(setup, tmp_path):
-    s1 = ExportStage("stage1", setup["stage1"], STAGE1, PreprocessConfig(image_size=16))
-    s2 = ExportStage("stage2", setup["stage2"], STAGE2, PreprocessConfig(image_size=24), segment=True)
+    s1 = Stage("stage1", setup["stage1"], STAGE1, PreprocessConfig(image_size=16))
+    s2 = Stage("stage2", setup["stage2"], STAGE2, PreprocessConfig(image_size=24), segment=True)
     with pytest.raises(ValueError, match="Nothing to export"):
         export_models(tmp_path)
     with pytest.raises(ValueError, match="lung U-Net"):
@@ -367,10 +368,10 @@ def test_bad_arguments_are_named(setup, tmp_path):
     with pytest.raises(ValueError, match="must be a stage2 run"):
         export_models(tmp_path, stage2=s1)
     with pytest.raises(ValueError, match="one class per output"):
-        export_models(tmp_path, stage1=ExportStage("stage1", setup["stage1"], ("a", "b"),
+        export_models(tmp_path, stage1=Stage("stage1", setup["stage1"], ("a", "b"),
                                                    PreprocessConfig(image_size=16)))
     with pytest.raises(ValueError, match="input size"):
-        export_models(tmp_path, stage1=ExportStage("stage1", setup["stage1"], STAGE1,
+        export_models(tmp_path, stage1=Stage("stage1", setup["stage1"], STAGE1,
                                                    PreprocessConfig(image_size=32)))
     assert not any(tmp_path.iterdir()), "a refused export wrote something"
 
@@ -381,7 +382,7 @@ def _check_real_builder(tmp_path, backbone, se_reduction):
     model = build_classifier(backbone, 3, input_shape=(32, 32, 1), se_reduction=se_reduction,
                              moex=MoEx(prob=1.0, seed=0))
     assert any(isinstance(layer, MomentExchange) for layer in model.layers)
-    stage = ExportStage("stage1", model, STAGE1, PreprocessConfig(image_size=32))
+    stage = Stage("stage1", model, STAGE1, PreprocessConfig(image_size=32))
     path = export_models(tmp_path, stage1=stage)["stage1"]
     nodes, functions = _function_defs(path)
     ops = {n.op for n in nodes} | {n.op for f in functions for n in f.node_def}
@@ -441,9 +442,9 @@ def test_exported_pneumonia_rule_round_trip(tmp_path):
     covid19. The export carries the rule (info file and graph); predict --rule reads either way."""
     from cxr_cascade.predict import Predictor
 
-    s1 = ExportStage("stage1", _constant_stage([0.2, 0.5, 0.3], 16, "c1"), STAGE1,
+    s1 = Stage("stage1", _constant_stage([0.2, 0.5, 0.3], 16, "c1"), STAGE1,
                      PreprocessConfig(image_size=16), source="s1")
-    s2 = ExportStage("stage2", _constant_stage([0.7, 0.3], 16, "c2"), STAGE2,
+    s2 = Stage("stage2", _constant_stage([0.7, 0.3], 16, "c2"), STAGE2,
                      PreprocessConfig(image_size=16), source="s2")
     models = tmp_path / "models"
     written = export_models(models, stage1=s1, stage2=s2, only=("cascade",), rule="pneumonia")

@@ -12,7 +12,7 @@ import keras
 
 from cxr_cascade.cli import main
 from cxr_cascade.config import from_dict
-from cxr_cascade.export import load_run
+from cxr_cascade.artifacts import load
 from cxr_cascade.models import build_unet
 from cxr_cascade.predict import Failure, Prediction, Predictor, find_model
 from pipelines.datasets import build_dataset
@@ -91,14 +91,14 @@ def test_load_run_rebuilds_from_config_and_weights(tmp_path, capsys):
     run.mkdir()
     (run / "config.json").write_text(json.dumps(config))
     unet.save_weights(run / "best.weights.h5")
-    stage = load_run(run)
+    stage = load(run)
     note = capsys.readouterr().err
     assert note.count("\n") == 1 and "no model.keras" in note and "best.weights.h5" in note
     assert stage.task == "unet" and stage.class_names == () and stage.preprocess.image_size == 32
     x = np.random.default_rng(0).random((1, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(stage.model(x).numpy(), unet(x).numpy(), atol=1e-6)
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        load_run(tmp_path)
+        load(tmp_path)
 
 
 def test_predict_json_lines_heatmaps_and_bad_files(exported, capsys, tmp_path):

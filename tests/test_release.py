@@ -22,7 +22,7 @@ from cxr_cascade.cli import main
 @pytest.fixture(scope="module")
 def release(standin, phantom_root, tmp_path_factory):
     from cxr_cascade.config import load_experiment
-    from cxr_cascade.release import build_release
+    from cxr_cascade.artifacts import build_release
     from cxr_cascade.training.runner import train
 
     root = tmp_path_factory.mktemp("release")
@@ -56,7 +56,7 @@ def _inputs(size=32, n=3):
 
 
 def test_release_json_records_provenance_and_weights_are_float16(release):
-    from cxr_cascade.release import sha256_file
+    from cxr_cascade.artifacts import sha256_file
 
     out, runs = release["out"], release["runs"]
     data = json.loads((out / "release.json").read_text())
@@ -109,24 +109,23 @@ def test_release_split_manifest_is_relative_and_names_the_runs_records(release, 
 
 @pytest.mark.parametrize("role", ["stage1", "stage2", "unet"])
 def test_release_weights_give_the_runs_outputs_within_float16(release, role):
-    from cxr_cascade.release import load_release
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load, load_release
 
-    original = load_stage(release["runs"][role])
+    original = load(release["runs"][role])
     loaded = load_release(release["out"], role)
-    via_load_stage = load_stage(release["out"] / role)  # every consumer's loader takes it too
-    assert loaded.task == via_load_stage.task == role
+    via_load = load(release["out"] / role)  # every consumer's loader takes it too
+    assert loaded.task == via_load.task == role
     assert loaded.class_names == original.class_names and loaded.preprocess == original.preprocess
     x = _inputs()
     want = np.asarray(original.model(x, training=False))
     got = np.asarray(loaded.model(x, training=False))
     np.testing.assert_allclose(got, want, atol=2e-3)
-    np.testing.assert_array_equal(np.asarray(via_load_stage.model(x, training=False)), got)
+    np.testing.assert_array_equal(np.asarray(via_load.model(x, training=False)), got)
 
 
 @pytest.mark.parametrize("damage", ["changed", "truncated"])
 def test_changed_or_truncated_weights_are_refused_in_one_line(release, tmp_path, capsys, damage):
-    from cxr_cascade.release import ReleaseError, load_release
+    from cxr_cascade.artifacts import ReleaseError, load_release
 
     copy = tmp_path / "v1"
     shutil.copytree(release["out"], copy)
@@ -169,7 +168,7 @@ def test_export_release_writes_the_serving_layout(release, tmp_path, capsys):
 
 
 def test_predict_defaults_to_the_release(release, tmp_path, monkeypatch, capsys):
-    import cxr_cascade.release as R
+    import cxr_cascade.artifacts.release as R
 
     workdir = tmp_path / "work"
     shutil.copytree(release["out"], workdir / "releases" / "v1")
@@ -257,7 +256,8 @@ def test_evaluate_release_models_unet_iou_dice_and_cascade(release, tmp_path, ca
 
 
 def test_model_card_states_the_audit_verdict_or_its_absence(release, tmp_path):
-    from cxr_cascade.release import _run_summary, render_model_card
+    from cxr_cascade.artifacts.model_card import render_model_card
+    from cxr_cascade.artifacts.release_build import _run_summary
 
     data = json.loads((release["out"] / "release.json").read_text())
     assert "no audit recorded" in render_model_card(data)
@@ -284,7 +284,7 @@ def test_release_build_command_refuses_a_wrong_role_and_an_existing_release(rele
 
 
 def test_chance_level_marks_a_model_whose_auc_ci_reaches_one_half():
-    from cxr_cascade.release import chance_level, render_model_card
+    from cxr_cascade.artifacts.model_card import chance_level, render_model_card
 
     def evaluation(low, value=0.6, high=0.7):
         return {"stage2": {"n": 67, "confidence_intervals": {

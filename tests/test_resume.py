@@ -324,7 +324,7 @@ def test_cli_time_budget_exits_75_and_names_the_resume_command(phantom_root, tmp
 
 
 def test_runs_default_outside_the_work_tree(monkeypatch, tmp_path):
-    from cxr_cascade.training.run_dir import default_runs_root
+    from cxr_cascade.artifacts import default_runs_root
 
     monkeypatch.delenv("CXR_CASCADE_RUNS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

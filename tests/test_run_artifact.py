@@ -1,7 +1,7 @@
 """A trained run is one artifact: config (with its preprocessing) + model.keras, one loader.
 
 Done-when of issue 13: a run trained with `--set preprocess.clip_limit=3` records it in its
-config.json, `cxr_cascade.runs.load_stage` returns it, and the exported serving graph's CLAHE
+config.json, `cxr_cascade.artifacts.load` returns it, and the exported serving graph's CLAHE
 equals OpenCV's `cv2.createCLAHE(clipLimit=3)`.
 """
 
@@ -37,8 +37,9 @@ def _test_image(size=32):
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def test_run_records_its_preprocessing_and_load_stage_returns_it(clahe_run):
-    from cxr_cascade.runs import MODEL_FILE, load_stage
+def test_run_records_its_preprocessing_and_load_returns_it(clahe_run):
+    from cxr_cascade.artifacts import load
+    from cxr_cascade.artifacts.layout import MODEL_FILE
     from pipelines.config import PreprocessConfig
 
     config, run = clahe_run
@@ -47,7 +48,7 @@ def test_run_records_its_preprocessing_and_load_stage_returns_it(clahe_run):
     assert saved["preprocess"]["tile_grid_size"] == [2, 2]
     assert (run / MODEL_FILE).is_file()
 
-    stage = load_stage(run)
+    stage = load(run)
     assert stage.preprocess == PreprocessConfig(32, "stretch", True, 3.0, (2, 2), False)
     assert stage.preprocess == config.preprocess
     assert stage.task == "stage1" and stage.class_names == ("normal", "bacterial", "viral")
@@ -56,10 +57,10 @@ def test_run_records_its_preprocessing_and_load_stage_returns_it(clahe_run):
 def test_model_keras_holds_the_best_weights(standin, clahe_run, capsys):
     """model.keras (MoEx model, custom layers) = the network rebuilt from best.weights.h5."""
     from cxr_cascade import models
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load
 
     config, run = clahe_run
-    stage = load_stage(run)
+    stage = load(run)
     assert isinstance(stage.model, models.MoExClassifier)
     assert "no model.keras" not in capsys.readouterr().err
     rebuilt = standin.tiny_model(config)
@@ -76,10 +77,10 @@ def test_exported_serving_graph_applies_opencv_clahe_at_the_run_clip_limit(clahe
     import tensorflow as tf
 
     from cxr_cascade.export import export_models
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load
 
     _, run = clahe_run
-    written = export_models(tmp_path / "models", stage1=load_stage(run))
+    written = export_models(tmp_path / "models", stage1=load(run))
     served = tf.saved_model.load(str(written["stage1"]))
     image = _test_image()
     png = tf.io.encode_png(image[..., None]).numpy()

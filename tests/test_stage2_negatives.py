@@ -110,7 +110,7 @@ def test_missing_negative_class_is_one_clear_error(tmp_path):
 
 
 def test_evaluation_reads_a_run_as_it_trained(tmp_path):
-    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.evaluation import data as R
 
     config = _config("ieee8023_other_pneumonia")
     (tmp_path / "config.json").write_text(config.to_json())

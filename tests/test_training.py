@@ -362,9 +362,9 @@ def test_classifier_monitored_by_balanced_accuracy(standin, phantom_root, tmp_pa
     best = max(history, key=lambda row: row["val_balanced_accuracy"])
     assert result.state["best"]["monitor"] == "val_balanced_accuracy"
     assert result.state["best"]["value"] == pytest.approx(best["val_balanced_accuracy"])
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load
 
-    assert load_stage(tmp_path / "run").model.count_params() > 0  # model.keras reloads with it
+    assert load(tmp_path / "run").model.count_params() > 0  # model.keras reloads with it
     with pytest.raises(ValueError, match="val_balanced_accuracy"):
         from cxr_cascade.config import load_experiment
 
@@ -397,9 +397,9 @@ def test_augment_placement_model_moves_the_draws_into_the_network(standin, phant
 
     result = _train(standin, config, tmp_path / "run", [str(phantom_root / "chest_xray")])
     assert result.state["finished"] and result.results["evaluated_split"] == "test"
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load
 
-    loaded = load_stage(tmp_path / "run").model
+    loaded = load(tmp_path / "run").model
     assert {"augment_clahe", "augment_affine"} <= {layer.name for layer in loaded.layers}
     x = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
     without = keras.Model(loaded.get_layer("conv1").input, loaded.output)  # inference: identity layers
@@ -430,7 +430,7 @@ def test_augment_placement_bad_values(overrides, match):
 
 # ------------------------------------------------------------------------------------------ files
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
-    from cxr_cascade.training.run_dir import atomic_path, atomic_write_json
+    from pipelines.atomic import atomic_path, atomic_write_json
 
     target = tmp_path / "state.json"
     atomic_write_json(target, {"epoch": 1})

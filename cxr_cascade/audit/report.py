@@ -38,6 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cxr_cascade.artifacts.layout import AuditDir
 from cxr_cascade.audit.ablation import ablate, ablation_accuracies, chance_accuracy
 from cxr_cascade.audit.attention import lung_attention
 from cxr_cascade.audit.pointing import lesion_area_share, pointing_game
@@ -315,7 +316,7 @@ def write_audit(out_dir, result: dict, figures: Sequence[str] = (), extra: dict 
     """Write ``audit.json`` and ``audit.md`` under ``out_dir`` (atomically)."""
     from cxr_cascade.evaluation.report import write_json_atomic, write_text_atomic
 
-    out_dir = Path(out_dir)
-    write_json_atomic(out_dir / "audit.json", {**(extra or {}), **result})
-    write_text_atomic(out_dir / "audit.md", audit_markdown(result, figures=figures))
-    return out_dir / "audit.md"
+    files = AuditDir(out_dir)
+    write_json_atomic(files.result, {**(extra or {}), **result})
+    write_text_atomic(files.report, audit_markdown(result, figures=figures))
+    return files.report

@@ -71,14 +71,15 @@ def run(args: argparse.Namespace) -> int:
 
     from cxr_cascade.audit.report import run_audit, write_audit
     from cxr_cascade.cli import CLIError
-    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.artifacts import AuditDir, RunDir, load, load_unet_mask_fn
+    from cxr_cascade.evaluation import data as R
     from cxr_cascade.explain import overlay
 
     try:
         fill = "mean" if args.fill == "mean" else float(args.fill)
     except ValueError:
         raise CLIError(f"--fill must be a number or 'mean'. Received: --fill {args.fill}") from None
-    stage = R.load_stage(args.run)
+    stage = R.require_classifier(load(args.run), args.run)
     if args.data:
         records = R.test_records(R.data_records(args.run, args.data), args.split)
     else:
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = [table[str(Path(r.path).resolve())] for r in records]
         records = [r.replace(mask_path=lung) for r, (lung, _) in zip(records, pairs)]
         lesion_records = [r.replace(mask_path=lesion) for r, (_, lesion) in zip(records, pairs)]
-    mask_fn = R.unet_mask_fn(args.unet, stage.preprocess.image_size)
+    mask_fn = load_unet_mask_fn(args.unet, stage.preprocess.image_size) if args.unet else None
     if mask_fn is not None and not args.ground_truth:
         records = [r.replace(mask_path="") for r in records]  # --unet: the U-Net's masks, not the records'
     images = R.load_images(records, stage.preprocess, stage.segment, mask_fn)
@@ -112,13 +113,14 @@ def run(args: argparse.Namespace) -> int:
         sources=sources, patient_ids=[r.patient_key for r in records], method=args.method, fill=fill,
         pointing_tolerance=args.pointing_tolerance,
     )
-    out = Path(args.out) if args.out else Path(args.run) / "audit"
+    files = AuditDir(args.out) if args.out else RunDir(args.run).audit
+    out = files.root
     figures = []
     for i in np.linspace(0, len(images) - 1, min(args.overlays, len(images))).astype(int):
-        name = f"figures/{i:04d}_{Path(records[i].path).stem}_gradcam.png"
-        overlay.save_png(out / name, overlay.side_by_side(images[i], maps[i], min_size=256))
-        figures.append(name)
-    write_audit(out, result, figures, extra={"run": str(args.run)})
+        path = files.figures / f"{i:04d}_{Path(records[i].path).stem}_gradcam.png"
+        overlay.save_png(path, overlay.side_by_side(images[i], maps[i], min_size=256))
+        figures.append(path.relative_to(out).as_posix())
+    report = write_audit(out, result, figures, extra={"run": str(args.run)})
     verdict = ("FLAGGED" if result["flag"]["flagged"] else
                "not flagged" if result["flag"]["informative"] else "not informative (model at chance)")
     att, abl = result["lung_attention"], result["ablation"]
@@ -127,5 +129,5 @@ def run(args: argparse.Namespace) -> int:
           f"lungs only {abl['lungs_only']:.3f} (chance {abl['chance']:.3f})")
     for reason in result["flag"]["reasons"]:
         print(f"  - {reason}")
-    print(f"wrote {out / 'audit.md'}")
+    print(f"wrote {report}")
     return 0

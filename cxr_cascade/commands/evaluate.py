@@ -74,24 +74,23 @@ def _predict(model, images, batch_size):
 def run(args: argparse.Namespace) -> int:
     from cxr_cascade.cli import CLIError
     from cxr_cascade.evaluation import cascade, report
-    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.artifacts import EvaluationDir, RunDir, load, load_unet_mask_fn
+    from cxr_cascade.evaluation import data as R
 
     if args.n_boot < 1:
         raise CLIError(f"--n-boot must be a positive integer. Received: --n-boot {args.n_boot}")
     if args.stage2 and len(args.runs) > 1:
         raise CLIError(f"--stage2 takes one stage 1 run. Received: {len(args.runs)} runs")
     args.run = args.runs[0]
-    out = Path(args.out) if args.out else Path(args.run) / "evaluation"
+    out = Path(args.out) if args.out else RunDir(args.run).evaluation.root
     common = dict(n_boot=args.n_boot, seed=args.seed)
-    from cxr_cascade.runs import load_stage as load_any
-
-    stage1 = load_any(args.run)
+    stage1 = load(args.run)
     if args.ood:
         return _evaluate_ood(args, stage1)
     if stage1.task == "unet":
         return _evaluate_unet(args, stage1, out, common)
-    stage1 = R.load_stage(args.run) if not stage1.class_names else stage1
-    manifests = [R.manifest_records(args.run)] if (Path(args.run) / "splits.csv").is_file() else []
+    stage1 = R.require_classifier(stage1, args.run)
+    manifests = [R.manifest_records(args.run)] if RunDir(args.run).splits.is_file() else []
     extra = {"run": str(args.run), "split": args.split if not args.data else "--data " + " ".join(args.data)}
     comparison = None
 
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         pids = [r.patient_key for r in records]
         sections, predictions = {}, {}
         for i, run_dir in enumerate(args.runs):
-            stage = stage1 if i == 0 else R.load_stage(run_dir)
+            stage = stage1 if i == 0 else R.require_classifier(load(run_dir), run_dir)
             if tuple(stage.class_names) != tuple(stage1.class_names):
                 raise CLIError(
                     f"{run_dir}: classes {list(stage.class_names)} differ from {args.run}'s "
@@ -118,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             name = stage.task if len(args.runs) == 1 else R.run_config(run_dir).name
             if name in sections:
                 name = f"{name}-{i + 1}"
-            mask_fn = R.unet_mask_fn(args.unet, stage.preprocess.image_size) if stage.segment else None
+            mask_fn = load_unet_mask_fn(args.unet, stage.preprocess.image_size) if stage.segment and args.unet else None
             images = R.load_images(records, stage.preprocess, stage.segment, mask_fn)
             probs = _predict(stage.model, images, args.batch_size)
             sections[name] = report.evaluate_predictions(
@@ -132,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
             comparison = report.comparison_figures(out, predictions, stage1.class_names)
         extra["dropped_other_labels"] = dropped
     else:
-        stage2 = R.load_stage(args.stage2)
-        if (Path(args.stage2) / "splits.csv").is_file():
+        stage2 = R.require_classifier(load(args.stage2), args.stage2)
+        if RunDir(args.stage2).splits.is_file():
             manifests.append(R.manifest_records(args.stage2))
         names = cascade.cascade_class_names(stage1.class_names, stage2.class_names, cascade.REFINED_CLASS)
         rules, routes = [], {}
@@ -164,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
         if not records:
             raise CLIError(f"no test images with labels in {names}")
         size = max(stage1.preprocess.image_size, stage2.preprocess.image_size)
-        mask_fn1 = R.unet_mask_fn(args.unet, stage1.preprocess.image_size) if stage1.segment else None
-        mask_fn2 = R.unet_mask_fn(args.unet, stage2.preprocess.image_size) if stage2.segment else None
+        mask_fn1 = load_unet_mask_fn(args.unet, stage1.preprocess.image_size) if stage1.segment and args.unet else None
+        mask_fn2 = load_unet_mask_fn(args.unet, stage2.preprocess.image_size) if stage2.segment and args.unet else None
         p1 = _predict(stage1.model, R.load_images(records, stage1.preprocess, stage1.segment, mask_fn1), args.batch_size)
         p2 = _predict(stage2.model, R.load_images(records, stage2.preprocess, stage2.segment, mask_fn2), args.batch_size)
         y = cascade.cascade_labels([r.label for r in records], names)
@@ -220,22 +219,23 @@ def run(args: argparse.Namespace) -> int:
             f"{'n/a' if m['macro_auc'] is None else format(m['macro_auc'], '.3f')}, "
             f"ECE {m['calibration']['ece']:.3f}"
         )
-    print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    print(f"wrote {EvaluationDir(out).metrics} and {EvaluationDir(out).report}")
     return 0
 
 
 def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
     """A U-Net run (or release model): mean IoU, lung IoU and Dice on its test split, patient-bootstrap CIs."""
+    from cxr_cascade.artifacts import EvaluationDir, RunDir
     from cxr_cascade.cli import CLIError
     from cxr_cascade.evaluation import report
-    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.evaluation import data as R
     from cxr_cascade.evaluation.segmentation import segmentation_metrics
 
     if args.stage2 or len(args.runs) > 1:
         raise CLIError(f"{args.run}: a U-Net run is evaluated alone (no --stage2, one RUN)")
     if args.data:
         records = R.test_records(R.data_records(args.run, args.data), args.split)
-    elif (Path(args.run) / "splits.csv").is_file():
+    elif RunDir(args.run).splits.is_file():
         records = R.test_records(R.manifest_records(args.run), args.split)
     else:
         raise CLIError(f"{args.run}: no splits.csv; pass --data")
@@ -247,7 +247,7 @@ def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
     probs = _predict(stage.model, images, args.batch_size)
     metrics = segmentation_metrics(masks, probs, [r.patient_key for r in records], **common)
     out.mkdir(parents=True, exist_ok=True)
-    report.write_json_atomic(out / "metrics.json", {
+    report.write_json_atomic(EvaluationDir(out).metrics, {
         "run": str(args.run), "split": args.split, "models": {"unet": metrics}})
     ci = metrics["confidence_intervals"]
     lines = [f"# U-Net evaluation: {args.run}", "", f"n = {metrics['n']} images ({args.split} split), "
@@ -255,16 +255,17 @@ def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
     for key in ("mean_iou", "lung_iou", "dice"):
         lines.append(f"| {key} | {ci[key]['value']:.4f} | {ci[key]['low']:.4f}-{ci[key]['high']:.4f} |")
         print(f"unet: n={metrics['n']} {key} {ci[key]['value']:.4f} ({ci[key]['low']:.4f}-{ci[key]['high']:.4f})")
-    report.write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
-    print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    report.write_text_atomic(EvaluationDir(out).report, "\n".join(lines) + "\n")
+    print(f"wrote {EvaluationDir(out).metrics} and {EvaluationDir(out).report}")
     return 0
 
 
 def _evaluate_ood(args, stage) -> int:
     """A stage 1 (run or release) on an out-of-distribution set: `cxr_cascade.evaluation.ood`."""
+    from cxr_cascade.artifacts import EvaluationDir, RunDir
     from cxr_cascade.cli import CLIError
     from cxr_cascade.evaluation import ood, report
-    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.evaluation import data as R
     from cxr_cascade.training.data import read_sources
 
     if args.stage2 or len(args.runs) > 1:
@@ -279,7 +280,8 @@ def _evaluate_ood(args, stage) -> int:
         records, y = ood.ood_records(read_sources(list(args.data)), args.ood)
     except ValueError as error:
         raise CLIError(f"--data {' '.join(args.data)}: {error}") from None
-    out = Path(args.out) if args.out else Path(args.run) / f"evaluation-ood-{args.ood}"
+    files = EvaluationDir(args.out) if args.out else RunDir(args.run).ood_evaluation(args.ood)
+    out = files.root
     probs = _predict(stage.model, R.load_images(records, stage.preprocess), args.batch_size)
     metrics = ood.ood_metrics(y, probs, [r.patient_key for r in records], stage.class_names,
                               [r.label for r in records], n_boot=args.n_boot, seed=args.seed)
@@ -287,15 +289,15 @@ def _evaluate_ood(args, stage) -> int:
               f"set: {args.ood} frontal films, normal labels {list(ood.OOD_SETS[args.ood][0])}, "
               f"pneumonia labels {list(ood.OOD_SETS[args.ood][1])}"]
     out.mkdir(parents=True, exist_ok=True)
-    report.write_json_atomic(out / "metrics.json", {
+    report.write_json_atomic(files.metrics, {
         "run": str(args.run), "ood": args.ood, "data": list(args.data),
         "class_names": list(stage.class_names), "models": {"stage1": metrics}})
-    report.write_text_atomic(out / "report.md", ood.ood_markdown(
+    report.write_text_atomic(files.report, ood.ood_markdown(
         metrics, f"Stage 1 out of distribution: {args.ood}", header))
-    report.write_text_atomic(out / "predictions.csv", ood.predictions_csv(records, probs, stage.class_names))
+    report.write_text_atomic(files.predictions, ood.predictions_csv(records, probs, stage.class_names))
     ci = metrics["confidence_intervals"]
     print(f"stage1 on {args.ood}: n={metrics['n']} ({metrics['n_normal']} normal, {metrics['n_pneumonia']} "
           "pneumonia) " + ", ".join(
               f"{k} {'n/a' if ci[k]['value'] is None else format(ci[k]['value'], '.3f')}" for k in ood.METRICS))
-    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {out / 'predictions.csv'}")
+    print(f"wrote {files.metrics}, {files.report} and {files.predictions}")
     return 0

@@ -62,30 +62,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.version is not None and args.version < 1:
         raise CLIError(f"--version must be a positive integer. Received: --version={args.version}")
-    from cxr_cascade.export import export_models, load_run
+    from cxr_cascade.artifacts import find_release, load, read_release
+    from cxr_cascade.export import SERVING_NAMES, export_models
 
     if bool(args.runs) == bool(args.release):
         raise CLIError("give either training RUN directories or --release NAME, not both or neither")
     runs = args.runs
     chance = None
     if args.release:
-        from pathlib import Path
-
-        from cxr_cascade.release import REPO_ROOT, read_release
-
-        release = Path(args.release)
-        for base in (Path("releases"), REPO_ROOT / "releases"):  # a name: releases/NAME
-            if not release.exists() and (base / args.release).exists():
-                release = base / args.release
-        folder, data = read_release(release, checked=True)
+        folder, data = read_release(find_release(args.release), checked=True)
         runs = [str(folder / role) for role in data.get("models") or {}]
         chance = {role: m.get("chance_level") for role, m in (data.get("models") or {}).items()}
         print(f"release {folder}: {', '.join(data.get('models') or {})}")
-    roles = {"stage1": "stage1", "stage2": "stage2", "unet": "lung_unet"}
     stages: dict = {}
     for path in runs:
-        stage = load_run(path)
-        role = roles.get(stage.task)
+        stage = load(path)
+        role = SERVING_NAMES.get(stage.task)
         if role is None:
             raise CLIError(f"{path}: task {stage.task!r} cannot be exported")
         if role in stages:

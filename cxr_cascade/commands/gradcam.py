@@ -40,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cxr_cascade.cli import CLIError
-    from cxr_cascade.evaluation import runs as R
+    from cxr_cascade.artifacts import load, load_unet_mask_fn
+    from cxr_cascade.evaluation import data as R
     from cxr_cascade.explain import overlay
     from cxr_cascade.explain.gradcam import GradCAM
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CLIError(f"--alpha must be in [0, 1]. Received: --alpha {args.alpha}")
-    stage = R.load_stage(args.run)
+    stage = R.require_classifier(load(args.run), args.run)
     class_index = None
     if args.class_name is not None:
         if args.class_name not in stage.class_names:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         class_index = list(stage.class_names).index(args.class_name)
     if stage.segment and not args.unet:
         raise CLIError(f"{args.run}: the model reads lung-masked images; pass --unet RUN_DIR (a U-Net run)")
-    mask_fn = R.unet_mask_fn(args.unet, stage.preprocess.image_size) if stage.segment else None
+    mask_fn = load_unet_mask_fn(args.unet, stage.preprocess.image_size) if stage.segment else None
     explainer = GradCAM(stage.model, args.method)
     out = Path(args.out)
     failed = 0

@@ -69,14 +69,14 @@ def run(args: argparse.Namespace) -> int:
         if args.release or not os.path.isdir(models):
             from_release = True
             from cxr_cascade.cli import CLIError
-            from cxr_cascade.release import NO_RELEASE, find_release, release_models_dir
+            from cxr_cascade.artifacts import NO_RELEASE, find_release, read_release
+            from cxr_cascade.export.release import release_models_dir
 
             from pathlib import Path
 
             release = Path(args.release) if args.release else find_release()
             if release is None:
                 raise CLIError(NO_RELEASE)
-            from cxr_cascade.release import read_release
 
             models = release_models_dir(release)
             entries = read_release(release)[1].get("models") or {}

@@ -5,7 +5,7 @@ Examples:
     cxr-cascade release verify releases/v1
     cxr-cascade release seal releases/v0      # SHA256SUMS for a release built before it existed
 
-See `cxr_cascade.release` for the layout (release.json, MODEL_CARD.md, one folder per model).
+See `cxr_cascade.artifacts.release` for the layout (release.json, MODEL_CARD.md, one folder per model).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def register(subparsers) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from cxr_cascade.cli import CLIError
-    from cxr_cascade.release import build_release, read_release
+    from cxr_cascade.artifacts import build_release, read_release
+    from cxr_cascade.artifacts.release import CARD_FILE, WEIGHTS_FILE
 
     runs = {role: getattr(args, role) for role in ("unet", "stage1", "stage2") if getattr(args, role)}
     if not runs:
@@ -52,8 +53,8 @@ def run_build(args: argparse.Namespace) -> int:
     for role, entry in release["models"].items():
         mb = sum(entry["bytes"].values()) / 1e6
         print(f"{role:7s} {entry['experiment']}: {entry['parameters']:,} parameters, {mb:.1f} MB, "
-              f"weights sha256 {entry['files']['weights.npz'][:16]}...")
-    print(f"total {release['total_bytes'] / 1e6:.1f} MB -> {path} and {path.parent / 'MODEL_CARD.md'}")
+              f"weights sha256 {entry['files'][WEIGHTS_FILE][:16]}...")
+    print(f"total {release['total_bytes'] / 1e6:.1f} MB -> {path} and {path.parent / CARD_FILE}")
     if release["total_bytes"] > 100e6:
         print(f"warning: {path.parent}: {release['total_bytes'] / 1e6:.1f} MB, over the 100 MB a "
               "committed release may take (issue 11)", file=sys.stderr)
@@ -61,7 +62,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from cxr_cascade.release import verify_release
+    from cxr_cascade.artifacts import verify_release
 
     models = verify_release(args.release)
     print(f"{args.release}: {', '.join(models)} verified (sha256 of every file matches "
@@ -70,7 +71,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_seal(args: argparse.Namespace) -> int:
-    from cxr_cascade.release import write_checksums
+    from cxr_cascade.artifacts import write_checksums
 
     path = write_checksums(args.release)
     lines = path.read_text().splitlines()

@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cxr_cascade.cli import CLIError
-    from cxr_cascade.release import NO_RELEASE, find_release, load_release
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import NO_RELEASE, find_release, load, load_release
 
     if not 0.0 < args.threshold < 1.0:
         raise CLIError(f"--threshold must be in (0, 1). Received: --threshold={args.threshold}")
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         served = tf.saved_model.load(str(path)).signatures["serving_default"]
         used, stage = str(path), None
     elif args.unet:
-        stage = load_stage(args.unet)
+        stage = load(args.unet)
         used = args.unet
     else:
         release = Path(args.release) if args.release else find_release()

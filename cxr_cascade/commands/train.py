@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     if args.backend:
         _select_backend(args.backend)
+    from cxr_cascade.artifacts import RunDir, default_run_dir, default_runs_root
     from cxr_cascade.config import apply_overrides, load_experiment, load_resolved
 
     overrides = list(args.overrides)
@@ -174,9 +175,10 @@ def run(args: argparse.Namespace) -> int:
     if resume:
         if run_dir is None:
             raise CLIError("--resume needs the run directory: --resume RUN_DIR (or --run-dir RUN_DIR)")
-        if not (run_dir / "config.json").is_file():
-            raise CLIError(f"--resume {run_dir}: not a run directory (no config.json)")
-        config = load_resolved(run_dir / "config.json")
+        rd = RunDir(run_dir)
+        if not rd.config.is_file():
+            raise CLIError(f"--resume {run_dir}: not a run directory (no {rd.config.name})")
+        config = load_resolved(rd.config)
         if args.experiment and args.experiment not in (config.name, str(run_dir)):
             stem = Path(args.experiment).stem
             if stem != config.name:
@@ -184,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
                     f"--resume {run_dir}: that run is experiment {config.name!r}, not {args.experiment!r}"
                 )
         config = apply_overrides(config, overrides)
-        inputs = run_dir / "inputs.json"
+        inputs = rd.inputs
         if inputs.is_file():
             saved = json.loads(inputs.read_text())
             data_paths = data_paths or saved.get("data", [])
@@ -194,8 +196,6 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("name an experiment (see `cxr-cascade train --list`) or --resume RUN_DIR")
         config = load_experiment(args.experiment, overrides)
         if run_dir is None:
-            from cxr_cascade.training.run_dir import default_run_dir, default_runs_root
-
             run_dir = default_run_dir(args.runs or default_runs_root(), config.name)
 
     from cxr_cascade.training.budget import parse_duration
@@ -230,5 +230,5 @@ def run(args: argparse.Namespace) -> int:
     if result.stopped is not None:
         return EXIT_STOPPED
     if result.results is not None:
-        print(f"results: {result.run_dir / 'results.json'}")
+        print(f"results: {RunDir(result.run_dir).results}")
     return 0

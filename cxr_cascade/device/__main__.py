@@ -97,11 +97,11 @@ def dry_run(work: Path, *, n: int, size: int, epochs: int, backend: str | None) 
         files = sorted(p.name for p in out.iterdir())
         print(f"dry run: run {run} sent back {files}", flush=True)
         rebuild(out, runs)
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load
 
     loaded = {}
     for name in ("unet", "stage1", "stage2"):
-        stage = load_stage(runs / name)
+        stage = load(runs / name)
         loaded[name] = {"task": stage.task, "weights": stage.weights,
                         "parameters": int(stage.model.count_params())}
     print("dry run: rebuilt and loaded " + json.dumps(loaded), flush=True)

@@ -35,6 +35,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cxr_cascade.artifacts.layout import RunDir
 from cxr_cascade.device import plan as P
 
 MIB = 2**20
@@ -219,10 +220,11 @@ def pack_run(run: str, data_root: str | Path, out: str | Path, *, overrides: Seq
         unet_source = Path(unet_run)
         target_dir = out / P.UNET_RUN_DIR
         target_dir.mkdir()
-        for file in ("config.json", "model.keras"):
-            if not (unet_source / file).is_file():
-                raise FileNotFoundError(f"--unet-run {unet_source}: no {file} (a finished U-Net run?)")
-            shutil.copyfile(unet_source / file, target_dir / file)
+        source = RunDir(unet_source)
+        for path in (source.config, source.model):
+            if not path.is_file():
+                raise FileNotFoundError(f"--unet-run {unet_source}: no {path.name} (a finished U-Net run?)")
+            shutil.copyfile(path, target_dir / path.name)
     wheel_files = []
     if wheels is not None:
         wheel_files = sorted(Path(wheels).glob("*.whl"))

@@ -24,6 +24,9 @@ PLAN_FILE = "plan.json"
 ORIGINS_FILE = "origins.json"
 DEVICE_FILE = "device.json"
 UNET_RUN_DIR = "unet-run"
+# A model.keras over the return limit travels as the release's weight format under these names.
+HALF_WEIGHTS_FILE = "weights.f16.npz"
+HALF_ARCHITECTURE_FILE = "architecture.json"
 
 
 @dataclasses.dataclass(frozen=True)

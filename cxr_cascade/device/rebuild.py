@@ -25,27 +25,21 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from cxr_cascade.artifacts.layout import RunDir
 from cxr_cascade.device import plan as P
 from cxr_cascade.device.shards import read_shards
+from pipelines.atomic import atomic_write_text
 
 
 def _restore_model(run: Path) -> None:
     import keras
-    import numpy as np
 
-    import cxr_cascade.models  # noqa: F401  (registers the custom layers for deserialisation)
-    from cxr_cascade.runs import write_model
+    from cxr_cascade.artifacts import write_model
+    from cxr_cascade.artifacts.release import read_weights
 
-    npz, architecture = run / "weights.f16.npz", run / "architecture.json"
+    npz, architecture = run / P.HALF_WEIGHTS_FILE, run / P.HALF_ARCHITECTURE_FILE
     network = keras.models.model_from_json(architecture.read_text())
-    with np.load(npz) as stored:
-        paths = [str(p) for p in stored["paths"]]
-        values = [stored[f"{i:04d}"] for i in range(len(paths))]
-    if paths != [variable.path for variable in network.weights]:
-        raise ValueError(f"{npz}: its {len(paths)} weights do not match the {len(network.weights)} "
-                         f"of {architecture.name} (names or order differ)")
-    for variable, value in zip(network.weights, values):
-        variable.assign(value.astype(variable.dtype))
+    read_weights(network, npz, architecture.name)
     write_model(network, run)
     npz.unlink()
     architecture.unlink()
@@ -55,10 +49,8 @@ def _map_splits(run: Path, record: dict) -> int:
     """Rewrites splits.csv's packed paths to the originals; returns the rows changed."""
     import csv
 
-    from pipelines.atomic import atomic_write_text
-    from cxr_cascade.training.run_dir import sha256_file
-
-    splits = run / "splits.csv"
+    rd = RunDir(run)
+    splits = rd.splits
     if not splits.is_file():
         return 0
     root, files = Path(record["pack_root"]), record["origins"]
@@ -86,7 +78,7 @@ def _map_splits(run: Path, record: dict) -> int:
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     atomic_write_text(splits, buffer.getvalue())
-    atomic_write_text(run / "splits.sha256", f"{sha256_file(splits)}  splits.csv\n")
+    rd.write_splits_hash()
     return changed
 
 
@@ -117,10 +109,10 @@ def rebuild(shards_dir: str | Path, runs_root: str | Path, *, unet_run: Optional
         for name in stages:
             run = incoming / name
             record = json.loads((run / P.DEVICE_FILE).read_text())
-            if (run / "weights.f16.npz").is_file():
+            if (run / P.HALF_WEIGHTS_FILE).is_file():
                 _restore_model(run)
             rows = _map_splits(run, record)
-            inputs = run / "inputs.json"
+            inputs = RunDir(run).inputs
             if inputs.is_file() or record.get("data"):
                 saved = json.loads(inputs.read_text()) if inputs.is_file() else {}
                 saved["data"] = [record["data"]]

@@ -32,13 +32,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from cxr_cascade.artifacts.layout import RunDir
 from cxr_cascade.device import plan as P
 from cxr_cascade.device.shards import MAX_TOTAL_BYTES, write_shards
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAFETY = 1.25  # measured step time -> planned epoch time (host batches, validation, callbacks)
 RESERVE_S = 25.0  # kept at the end for halving, sharding and the copy back
-EXCLUDED = ("checkpoints/", "best.weights.h5")
+# What stays on the remote: `model.keras` holds the best epoch.
+EXCLUDED = (RunDir(".").checkpoints.name + "/", RunDir(".").best_weights.name)
 
 
 # ---------------------------------------------------------------------------- sizing
@@ -171,9 +173,9 @@ def probe(experiment: str, overrides: list[str], steps: int = 5, warmup: int = 2
 
 def finalize(run_dir: str | Path) -> str:
     """model.keras of a run stopped before its end, from its best (else last) checkpoint."""
-    from cxr_cascade.runs import load_stage, write_model
+    from cxr_cascade.artifacts import load, write_model
 
-    stage = load_stage(run_dir)
+    stage = load(run_dir)
     write_model(stage.model, run_dir)
     return stage.weights
 
@@ -181,13 +183,13 @@ def finalize(run_dir: str | Path) -> str:
 def halve(run_dir: str | Path) -> dict:
     """architecture.json + weights.f16.npz (the release's weight format) of a run's model.keras."""
     # The release format (kernels float16, 1-D arrays as they are), so one reader serves both.
-    from cxr_cascade.release import _store_weights as store_weights
-    from cxr_cascade.runs import load_stage
+    from cxr_cascade.artifacts import load
+    from cxr_cascade.artifacts.release import store_weights
 
     run_dir = Path(run_dir)
-    stage = load_stage(run_dir / "model.keras")
-    (run_dir / "architecture.json").write_text(stage.model.to_json())
-    return store_weights(stage.model, run_dir / "weights.f16.npz")
+    stage = load(RunDir(run_dir).model)
+    (run_dir / P.HALF_ARCHITECTURE_FILE).write_text(stage.model.to_json())
+    return store_weights(stage.model, run_dir / P.HALF_WEIGHTS_FILE)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -274,20 +276,21 @@ def run_remote(pack: str | Path, out: str | Path, *, time_limit_s: Optional[floa
                 "--data", str(pack / entry["manifest"]), "--run-dir", str(run_dir), "--quiet",
                 *sum((["--set", o] for o in entry["overrides"]), []), "--set", f"epochs={epochs}"]
         if entry["needs_unet"]:
-            unet = runs / "unet" if (runs / "unet" / "model.keras").is_file() else pack / P.UNET_RUN_DIR
+            unet = runs / "unet" if RunDir(runs / "unet").model.is_file() else pack / P.UNET_RUN_DIR
             args += ["--unet", str(unet)]
         # The share and a fifth more, from the later trainings' margin (an estimate is an
         # estimate); the last one runs to the deadline.
         timeout = shares[0] if len(shares) == 1 else min(1.2 * shares[0], available - 0.9 * sum(shares[1:]))
         rc, seconds, _ = _child(args, logs / f"{name}.log", timeout=max(timeout, 10.0), backend=backend)
-        finished = (run_dir / "results.json").is_file() and (run_dir / "model.keras").is_file()
+        rd = RunDir(run_dir)
+        finished = rd.results.is_file() and rd.model.is_file()
         note = None
         if not finished and run_dir.is_dir():
             frc, _, text = _child(["cxr_cascade.device", "finalize", str(run_dir)],
                                   logs / f"{name}-finalize.log", timeout=120.0, backend=backend)
             note = f"stopped before its end (rc {rc}); model.keras from " + (
                 text.strip().splitlines()[-1] if frc == 0 and text.strip() else "nothing (no checkpoint)")
-        state = json.loads((run_dir / "state.json").read_text()) if (run_dir / "state.json").is_file() else {}
+        state = json.loads(rd.state.read_text()) if rd.state.is_file() else {}
         record = {
             "machine": "remote", "run": plan["run"], "experiment": entry["experiment"],
             "overrides": entry["overrides"] + [f"epochs={epochs}"], "sizing": s, "rc": rc,
@@ -295,7 +298,7 @@ def run_remote(pack: str | Path, out: str | Path, *, time_limit_s: Optional[floa
             "epochs_completed": state.get("epochs_completed"),
             "pack_root": str(pack), "data": origins[name]["data"], "origins": origins[name]["files"],
             "unet_run": plan.get("unet_run") if entry["needs_unet"] else None,
-            "weights": "model.keras",
+            "weights": rd.model.name,
         }
         summary["stages"][name] = {k: record[k] for k in ("rc", "finished", "epochs_completed", "train_wall_s")}
         if not run_dir.is_dir():
@@ -307,7 +310,8 @@ def run_remote(pack: str | Path, out: str | Path, *, time_limit_s: Optional[floa
 
     # 5. what comes back: float16 for the largest models while over the limit.
     budget = MAX_TOTAL_BYTES - 64 * 1024
-    models = sorted((p for k, p in files.items() if k.endswith("/model.keras")), key=lambda p: -p.stat().st_size)
+    model_name = RunDir(".").model.name
+    models = sorted((p for k, p in files.items() if k.endswith("/" + model_name)), key=lambda p: -p.stat().st_size)
     for model in models:
         if sum(p.stat().st_size for p in files.values()) <= budget:
             break
@@ -317,12 +321,12 @@ def run_remote(pack: str | Path, out: str | Path, *, time_limit_s: Optional[floa
         if rc != 0:
             raise RuntimeError(f"device: could not store {model} in float16 (rc {rc})")
         record = json.loads((run_dir / P.DEVICE_FILE).read_text())
-        record["weights"] = "weights.f16.npz"
+        record["weights"] = P.HALF_WEIGHTS_FILE
         (run_dir / P.DEVICE_FILE).write_text(json.dumps(record, indent=1) + "\n")
-        files.pop(f"{run_dir.name}/model.keras")
+        files.pop(f"{run_dir.name}/{model_name}")
         files.update({f"{run_dir.name}/{n}": run_dir / n
-                      for n in ("architecture.json", "weights.f16.npz", P.DEVICE_FILE)})
-        print(f"device: {run_dir.name}: model.keras ({model.stat().st_size / 2**20:.1f} MiB) travels "
+                      for n in (P.HALF_ARCHITECTURE_FILE, P.HALF_WEIGHTS_FILE, P.DEVICE_FILE)})
+        print(f"device: {run_dir.name}: {model_name} ({model.stat().st_size / 2**20:.1f} MiB) travels "
               "as float16 weights", flush=True)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     (logs / "run.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from cxr_cascade.artifacts.layout import EvaluationDir
 from cxr_cascade.evaluation import figures
 from cxr_cascade.evaluation.bootstrap import bootstrap_ci, classification_cis
 from cxr_cascade.evaluation.calibration import expected_calibration_error, reliability_bins
@@ -127,7 +128,7 @@ def evaluate_predictions(
     bins = reliability_bins(y_true, probs, n_bins)
     ece = expected_calibration_error(y_true, probs, n_bins)
     metrics["calibration"] = {"ece": ece, "n_bins": n_bins, "bins": bins}
-    fig_dir = out_dir / "figures"
+    fig_dir = EvaluationDir(out_dir).figures
     metrics["figures"] = {
         "roc": str(figures.plot_roc({name: (y_true, probs)}, class_names, fig_dir / f"roc_{name}.png",
                                     title=f"ROC curves: {name}").relative_to(out_dir)),
@@ -282,11 +283,12 @@ def comparison_figures(out_dir, predictions: dict, class_names: Sequence[str]) -
     """ROC curves of several models overlaid and their confusion matrices side by side (the
     paper's Figures 12/18 and 13/19); ``predictions`` is ``{name: (y_true, probs)}``."""
     out_dir = Path(out_dir)
-    roc = figures.plot_roc(predictions, class_names, out_dir / "figures" / "roc_compare.png",
+    fig_dir = EvaluationDir(out_dir).figures
+    roc = figures.plot_roc(predictions, class_names, fig_dir / "roc_compare.png",
                            title="ROC curves (one vs rest)")
     grid = figures.plot_confusion_grid(
         {name: (y, np.asarray(p).argmax(1)) for name, (y, p) in predictions.items()},
-        class_names, out_dir / "figures" / "confusion_compare.png")
+        class_names, fig_dir / "confusion_compare.png")
     return {"roc": str(roc.relative_to(out_dir)), "confusion": str(grid.relative_to(out_dir))}
 
 
@@ -315,7 +317,7 @@ def write_report(out_dir, sections: dict[str, dict], data: dict | None = None,
     payload = {**(extra or {}), "models": sections, "data": data}
     if comparison:
         payload["comparison_figures"] = comparison
-    write_json_atomic(out_dir / "metrics.json", payload)
+    write_json_atomic(EvaluationDir(out_dir).metrics, payload)
     parts = [f"# {title}", "",
              "Research software, not a medical device. Phantom results show that the machinery "
              "works, never that a model diagnoses.", ""]
@@ -327,5 +329,5 @@ def write_report(out_dir, sections: dict[str, dict], data: dict | None = None,
         parts.append(comparison_markdown(sections, comparison))
     for name, metrics in sections.items():
         parts.append(metrics_markdown(name, metrics))
-    write_text_atomic(out_dir / "report.md", "\n".join(parts))
+    write_text_atomic(EvaluationDir(out_dir).report, "\n".join(parts))
     return payload

@@ -4,10 +4,10 @@
 * `archive`: `keras.export.ExportArchive` writer, atomic version folders.
 * `models_config`: TF Serving's ``model_config_list`` file.
 * `rest`: TF Serving's REST request/response format, in process.
-* `runs`: reading training run directories; `exporter.export_models`: the whole export.
+* `exporter.export_models`: the whole export of trained models (`cxr_cascade.artifacts.load`).
+* `release`: a release's export (`export_release`, `release_models_dir`, cached).
 """
 
-from cxr_cascade.export.exporter import MODEL_NAMES, export_models
-from cxr_cascade.export.runs import ExportStage, load_run
+from cxr_cascade.export.exporter import MODEL_NAMES, SERVING_NAMES, export_models
 
-__all__ = ["MODEL_NAMES", "ExportStage", "export_models", "load_run"]
+__all__ = ["MODEL_NAMES", "SERVING_NAMES", "export_models"]

@@ -21,17 +21,19 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from cxr_cascade import __version__
+from cxr_cascade.artifacts import Stage
 from cxr_cascade.export import archive, models_config, serving
-from cxr_cascade.export.runs import ExportStage
 
-__all__ = ["MODEL_NAMES", "export_models"]
+__all__ = ["MODEL_NAMES", "SERVING_NAMES", "export_models"]
 
 PathLike = Union[str, os.PathLike]
 
 MODEL_NAMES = ("stage1", "stage2", "lung_unet", "cascade")
+# A trained model's task -> its name in TF Serving (and `export_models`' keyword).
+SERVING_NAMES = {"stage1": "stage1", "stage2": "stage2", "unet": "lung_unet"}
 
 
-def _prep(stage: ExportStage, unet: Optional[ExportStage]) -> serving.StagePreprocessing:
+def _prep(stage: Stage, unet: Optional[Stage]) -> serving.StagePreprocessing:
     if stage.segment and unet is None:
         raise ValueError(
             f"{stage.source or stage.task}: its evaluation lung-masks every image, so export needs "
@@ -42,7 +44,7 @@ def _prep(stage: ExportStage, unet: Optional[ExportStage]) -> serving.StagePrepr
     )
 
 
-def _describe(stage: ExportStage) -> dict:
+def _describe(stage: Stage) -> dict:
     pre = stage.preprocess
     return {
         "preprocess": pre.as_kwargs() if hasattr(pre, "as_kwargs") else pre,
@@ -52,7 +54,7 @@ def _describe(stage: ExportStage) -> dict:
     }
 
 
-def _check_task(stage: Optional[ExportStage], task: str, what: str) -> None:
+def _check_task(stage: Optional[Stage], task: str, what: str) -> None:
     if stage is not None and stage.task != task:
         raise ValueError(
             f"`{what}` must be a {task} run. Received: {stage.source or what} with task={stage.task!r}"
@@ -62,9 +64,9 @@ def _check_task(stage: Optional[ExportStage], task: str, what: str) -> None:
 def export_models(
     models_dir: PathLike,
     *,
-    stage1: Optional[ExportStage] = None,
-    stage2: Optional[ExportStage] = None,
-    lung_unet: Optional[ExportStage] = None,
+    stage1: Optional[Stage] = None,
+    stage2: Optional[Stage] = None,
+    lung_unet: Optional[Stage] = None,
     version: Optional[int] = None,
     force: bool = False,
     refined_class: str = "viral",
@@ -79,7 +81,7 @@ def export_models(
     Args:
         models_dir: the TF Serving base folder (created if absent).
         stage1, stage2, lung_unet: trained models with their evaluation settings
-            (`cxr_cascade.export.runs.load_run`).
+            (`cxr_cascade.artifacts.load`).
         version: version number for every model written; default one more than the highest
             existing version of any of them.
         force: replace existing versions instead of refusing.
@@ -103,7 +105,7 @@ def export_models(
     """
     marks = {role: reason for role, reason in (chance_level or {}).items() if reason}
 
-    def _describe_marked(stage: ExportStage, role: str) -> dict:
+    def _describe_marked(stage: Stage, role: str) -> dict:
         return {**_describe(stage), **({"chance_level": marks[role]} if role in marks else {})}
 
     _check_task(stage1, "stage1", "stage1")

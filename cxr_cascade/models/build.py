@@ -1,7 +1,7 @@
 """The network of an experiment: `build_model(config)` (classifier or U-Net), uncompiled.
 
 Lives with the models so that training, evaluation, export and run loading
-(`cxr_cascade.runs`) all build networks the same way without importing each other.
+(`cxr_cascade.artifacts`) all build networks the same way without importing each other.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def unet_mask_fn(unet: keras.Model):
     The one place a U-Net becomes a mask function (training's segmented copies, evaluation,
     serving): one resized image float32 ``[S, S, 1]`` (before CLAHE) -> the U-Net's lung
     probability float32 ``[S, S, 1]`` (thresholded at 0.5 by the caller). The U-Net must take
-    ``[N, S, S, 1]`` inputs; `cxr_cascade.runs.load_unet_mask_fn` rebuilds it at S.
+    ``[N, S, S, 1]`` inputs; `cxr_cascade.artifacts.load_unet_mask_fn` rebuilds it at S.
     """
 
     def mask_fn(image):

@@ -321,7 +321,7 @@ def build_bundle(config, records: list, mask_fn=None):
 
     Args:
         mask_fn: ``image float32 [S, S, 1] -> lung probability [S, S, 1]`` (a U-Net,
-            `cxr_cascade.runs.load_unet_mask_fn`) for the segmented copies; None: the training
+            `cxr_cascade.artifacts.load_unet_mask_fn`) for the segmented copies; None: the training
             records' mask files.
     """
     from cxr_cascade.training.data import DataBundle, epoch_seed

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 import keras
 import numpy as np
 
-from cxr_cascade.training.run_dir import atomic_write_text, atomic_write_with
+from pipelines.atomic import atomic_write_text, atomic_write_with
 
 
 class TrainingDiverged(RuntimeError):

@@ -27,12 +27,10 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from cxr_cascade.training.run_dir import (
-    RunDir,
-    atomic_write_with,
-    sha256_file,
-    weights_file_problem,
-)
+from cxr_cascade.artifacts.checkpoints import weights_file_problem
+from cxr_cascade.artifacts.checksums import sha256_file
+from cxr_cascade.artifacts.layout import WEIGHTS_SUFFIX, RunDir
+from pipelines.atomic import atomic_write_with
 
 SEED_STATE_SUFFIX = "seed_generator_state"
 
@@ -65,7 +63,7 @@ class Checkpointer:
         self.rd = rd
 
     def _write_verified(self, model: keras.Model, path: Path) -> str:
-        atomic_write_with(path, model.save_weights, suffix=".weights.h5")
+        atomic_write_with(path, model.save_weights, suffix=WEIGHTS_SUFFIX)
         digest = sha256_file(path)
         problem = weights_file_problem(path)
         if problem:
@@ -74,7 +72,7 @@ class Checkpointer:
 
     def partial_path(self, epoch: int, step: int) -> Path:
         """Checkpoint inside 1-based epoch `epoch` after `step` steps."""
-        return self.rd.checkpoints / f"epoch-{epoch:04d}-step-{step:06d}.weights.h5"
+        return self.rd.partial_checkpoint(epoch, step)
 
     # ------------------------------------------------------------------ epoch ends
     def save_epoch(self, model: keras.Model, state: dict[str, Any], epoch: int,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # TensorFlow is imported lazily: the JAX/Torch path never loa
     import tensorflow as tf
 
 from cxr_cascade.config import STAGE2_NEGATIVE_LABELS, ExperimentConfig
-from cxr_cascade.training.run_dir import RunDir, atomic_write_text, sha256_file
+from cxr_cascade.artifacts import RunDir, load_unet_mask_fn
 
 # The data-set layouts `--data FORMAT=PATH` may name: the reader registry's (pipelines.readers).
 from pipelines.readers import FORMATS as FORMAT_NAMES  # noqa: E402
@@ -248,12 +248,10 @@ def write_split_manifest(rd: RunDir, records: list, resume: bool) -> None:
     from pipelines.records import write_manifest
 
     if resume and rd.splits.is_file() and rd.splits_hash.is_file():
-        stored = rd.splits_hash.read_text().split()[0]
-        if sha256_file(rd.splits) != stored:
-            raise ValueError(f"{rd.splits}: split manifest does not match {rd.splits_hash}; refusing to resume")
+        rd.check_splits_hash()
         return
     write_manifest(records, rd.splits)
-    atomic_write_text(rd.splits_hash, f"{sha256_file(rd.splits)}  splits.csv\n")
+    rd.write_splits_hash()
 
 
 def _read_resume_split(run_dir: Path) -> Optional[list]:
@@ -262,20 +260,8 @@ def _read_resume_split(run_dir: Path) -> Optional[list]:
     rd = RunDir(run_dir)
     if not rd.splits.is_file():
         return None
-    if rd.splits_hash.is_file():
-        stored = rd.splits_hash.read_text().split()[0]
-        if sha256_file(rd.splits) != stored:
-            raise ValueError(f"{rd.splits}: split manifest does not match {rd.splits_hash}; refusing to resume")
+    rd.check_splits_hash()
     return read_manifest(rd.splits)
-
-
-# ---------------------------------------------------------------------------- U-Net masks
-def load_unet_mask_fn(unet: str, image_size: int) -> Callable[["tf.Tensor"], "tf.Tensor"]:
-    """`image [S, S, 1] -> lung probability [S, S, 1]` of a trained U-Net run (`--unet`), rebuilt
-    at the classifier's `image_size`: `cxr_cascade.runs.load_unet_mask_fn`."""
-    from cxr_cascade.runs import load_unet_mask_fn as load
-
-    return load(unet, image_size)
 
 
 # ---------------------------------------------------------------------------- pipelines

@@ -35,18 +35,15 @@ from typing import Any, Callable, Optional
 import numpy as np
 import keras
 
+from cxr_cascade.artifacts.checkpoints import latest_good_checkpoint, rewind_state, weights_file_problem
+from cxr_cascade.artifacts.layout import RunDir
+from cxr_cascade.artifacts.stage import write_model
 from cxr_cascade.config import ExperimentConfig, from_dict
 from cxr_cascade.training import callbacks as cb
 from cxr_cascade.training.budget import BudgetStop, SigtermFlag, StepBudget, budget_spent
 from cxr_cascade.training.checkpoint import Checkpointer
-from cxr_cascade.training.run_dir import (
-    RunDir,
-    atomic_write_json,
-    capture_environment,
-    latest_good_checkpoint,
-    rewind_state,
-    weights_file_problem,
-)
+from cxr_cascade.training.environment import capture_environment
+from pipelines.atomic import atomic_write_json
 # TensorFlow's strategies on the TF backend, one device on JAX / PyTorch (training.backend).
 from cxr_cascade.training.backend import process_settings, setup_runtime
 
@@ -350,7 +347,7 @@ def _train(
         )
         atomic_write_json(rd.environment, env)
         rd.append_command(argv or sys.argv)
-        inputs = run_dir / "inputs.json"
+        inputs = rd.inputs
         if not inputs.is_file() and (data_paths or unet_weights):
             atomic_write_json(inputs, {
                 "data": [_absolute_data_arg(p) for p in data_paths or []],
@@ -555,10 +552,8 @@ def _absolute_data_arg(text: str) -> str:
 # ---------------------------------------------------------------------------- evaluation
 def write_run_model(config: ExperimentConfig, model_fn: ModelFn, trained: keras.Model,
                     run_dir: Path) -> Path:
-    """The run's `model.keras` (`cxr_cascade.runs.load_stage` reads it): a fresh, uncompiled
+    """The run's `model.keras` (`cxr_cascade.artifacts.load` reads it): a fresh, uncompiled
     copy of the network with `trained`'s weights (the best epoch's), no optimizer state."""
-    from cxr_cascade.runs import write_model
-
     model = model_fn(config)
     model.set_weights(trained.get_weights())
     return write_model(model, run_dir)

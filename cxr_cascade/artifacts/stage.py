@@ -1,30 +1,37 @@
-"""A trained run as one artifact: `load_stage(path)` -> model, class names, preprocessing, task.
+"""A trained run as one artifact: `load_run(path)` -> model, class names, preprocessing, task.
 
-A run directory of `cxr-cascade train` (`cxr_cascade.training.run_dir.RunDir`) holds
+A run directory of `cxr-cascade train` (`cxr_cascade.artifacts.layout.RunDir`) holds
 
     config.json    the resolved `ExperimentConfig`, its `preprocess` section included
     model.keras    architecture + best-epoch weights (`write_model`, at the end of training)
 
-so every consumer (evaluate, gradcam, audit, export, predict, stage 2's U-Net masking) loads a run with this one function and reads its preprocessing from the same
-`pipelines.config.PreprocessConfig` the training pipelines used. Run folders from before
-`model.keras` existed still load: the network is rebuilt from `config.json` and the best (or
-last) weights file, with a one-line note on stderr.
+so every consumer (evaluate, gradcam, audit, export, predict, stage 2's U-Net masking) loads a
+run with `cxr_cascade.artifacts.load` (which hands run folders to `load_run`) and reads its
+preprocessing from the same `pipelines.config.PreprocessConfig` the training pipelines used. Run
+folders without `model.keras` (an earlier version's, or one still training) still load: the
+network is rebuilt from `config.json` and the best (or last) weights file, with a one-line note on
+stderr.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import keras
 
-__all__ = ["MODEL_FILE", "Stage", "load_stage", "load_unet_mask_fn", "write_model"]
+import cxr_cascade.models  # noqa: F401  (registers the custom layers for deserialisation)
+from cxr_cascade.artifacts.checkpoints import latest_good_checkpoint, weights_file_problem
+from cxr_cascade.artifacts.layout import CHECKPOINT_GLOB, MODEL_FILE, WEIGHTS_SUFFIX, RunDir
+from cxr_cascade.config import load_resolved
+from cxr_cascade.models.build import build_model
+from pipelines.atomic import atomic_path
 
-MODEL_FILE = "model.keras"
+__all__ = ["Stage", "load_run", "write_model"]
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -69,19 +76,14 @@ class Stage:
         )
 
 
-def _weights_file(run: Path) -> tuple[Optional[Path], list[str]]:
+def _weights_file(rd: RunDir) -> tuple[Optional[Path], list[str]]:
     """best.weights.h5 when intact, else the newest intact checkpoint; plus one line per damaged
-    or missing file passed over (`cxr_cascade.training.run_dir.latest_good_checkpoint`)."""
-    from cxr_cascade.training.run_dir import latest_good_checkpoint, weights_file_problem
-
-    best = run / "best.weights.h5"
-    checksums: dict = {}
-    state = run / "state.json"
-    if state.is_file():
-        try:
-            checksums = json.loads(state.read_text()).get("checksums") or {}
-        except (json.JSONDecodeError, AttributeError, OSError):
-            checksums = {}
+    or missing file passed over (`latest_good_checkpoint`)."""
+    run, best = rd.root, rd.best_weights
+    try:
+        checksums = (rd.read_state() or {}).get("checksums") or {}
+    except (ValueError, AttributeError, OSError):
+        checksums = {}
     problem = weights_file_problem(best, checksums.get(best.name))
     if problem is None:
         return best, []
@@ -99,19 +101,19 @@ def _run_dir(path: PathLike) -> tuple[Path, Optional[Path]]:
     path = Path(path)
     if path.is_dir():
         return path, None
-    if path.is_file() and path.name.endswith((".keras", ".weights.h5")):
+    if path.is_file() and path.name.endswith((".keras", WEIGHTS_SUFFIX)):
         return path.parent, path
     if not path.exists():
         raise FileNotFoundError(f"{path}: run directory not found")
-    raise FileNotFoundError(f"{path}: not a run directory, model.keras or .weights.h5 file")
+    raise FileNotFoundError(f"{path}: not a run directory, {MODEL_FILE} or {WEIGHTS_SUFFIX} file")
 
 
-def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
+def load_run(path: PathLike, *, verbose: bool = True) -> Stage:
     """Loads a trained run: its model, classes, preprocessing and task.
 
     Args:
-        path: a run directory, or a `.keras` / `.weights.h5` file inside one (that file is used),
-            or a model folder of a release (`cxr_cascade.release.load_release`).
+        path: a run directory, or a `.keras` / `.weights.h5` file inside one (that file is used).
+            Release model folders go to `cxr_cascade.artifacts.load` (which takes both).
         verbose: print the one-line note when an old run folder is rebuilt from weights.
 
     Returns:
@@ -121,23 +123,16 @@ def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
         FileNotFoundError: no such folder, no config.json, or no model/weights (names the folder).
         ValueError: a config.json that does not validate.
     """
-    from cxr_cascade.config import load_resolved
-    from cxr_cascade.release import is_release_model, load_release
-
-    if is_release_model(path):  # releases/v1/stage1: sha256-verified float16 weights
-        return load_release(Path(path).parent, Path(path).name)
     run, chosen = _run_dir(path)
-    config_path = run / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{run}: not a run directory (no config.json)")
-    config = load_resolved(config_path)
+    rd = RunDir(run)
+    if not rd.config.is_file():
+        raise FileNotFoundError(f"{run}: not a run directory (no {rd.config.name})")
+    config = load_resolved(rd.config)
     model_file = chosen if chosen is not None and chosen.suffix == ".keras" else None
-    if model_file is None and chosen is None and (run / MODEL_FILE).is_file():
-        model_file = run / MODEL_FILE
+    if model_file is None and chosen is None and rd.model.is_file():
+        model_file = rd.model
     model = None
     if model_file is not None:
-        import cxr_cascade.models  # noqa: F401  (registers the custom layers for deserialisation)
-
         try:
             model = keras.saving.load_model(model_file, compile=False)
             weights_used = model_file.name
@@ -145,25 +140,23 @@ def load_stage(path: PathLike, *, verbose: bool = True) -> Stage:
             if chosen is not None:
                 raise ValueError(f"{model_file}: not a readable Keras model ({error})") from None
             print(f"warning: {model_file}: not a readable Keras model ({type(error).__name__}); "
-                  "rebuilt from config.json + weights", file=sys.stderr, flush=True)
+                  f"rebuilt from {rd.config.name} + weights", file=sys.stderr, flush=True)
     if model is None:
         if chosen is not None:
             weights, notes = chosen, []
         else:
-            weights, notes = _weights_file(run)
+            weights, notes = _weights_file(rd)
         for note in notes:
             print(f"warning: {note}", file=sys.stderr, flush=True)
         if weights is None:
             raise FileNotFoundError(
-                f"{run}: no intact trained model ({MODEL_FILE}, best.weights.h5 or "
-                "checkpoints/epoch-*.weights.h5)"
+                f"{run}: no intact trained model ({MODEL_FILE}, {rd.best_weights.name} or "
+                f"{rd.checkpoints.name}/{CHECKPOINT_GLOB})"
                 + (f": {notes[-1]}" if notes else "; has the run finished an epoch?")
             )
-        from cxr_cascade.models.build import build_model
-
         if verbose and chosen is None and model_file is None:
             print(f"note: {run}: no {MODEL_FILE} (a run from an earlier version or still "
-                  f"training); rebuilt from config.json + {weights.name}", file=sys.stderr)
+                  f"training); rebuilt from {rd.config.name} + {weights.name}", file=sys.stderr)
         model = build_model(config)
         # Checkpoints also hold optimizer slots; an uncompiled model loads the layers only.
         model.load_weights(weights)
@@ -177,47 +170,7 @@ def write_model(model: keras.Model, run_dir: PathLike) -> Path:
     Returns:
         The path written.
     """
-    from pipelines.atomic import atomic_path
-
-    target = Path(run_dir) / MODEL_FILE
+    target = RunDir(run_dir).model
     with atomic_path(target, suffix=".keras") as tmp:
         keras.saving.save_model(model, tmp)
     return target
-
-
-def load_unet_mask_fn(unet: PathLike, image_size: int) -> Callable:
-    """`image [S, S, 1] -> lung probability [S, S, 1]` from a trained U-Net run (or a model /
-    weights file inside one), at the classifier's size S.
-
-    The fully convolutional U-Net is rebuilt at S with the trained weights, so no resize
-    enters the mask (`cxr_cascade.models.unet_mask_fn` does the rest).
-
-    Raises:
-        FileNotFoundError: as `load_stage`.
-        ValueError: not a U-Net run, or S not divisible by the U-Net's ``2**depth``.
-    """
-    from cxr_cascade.models.build import build_model
-    from cxr_cascade.models.unet import unet_mask_fn
-
-    stage = load_stage(unet)
-    if stage.task != "unet":
-        raise ValueError(f"--unet {unet}: {stage.source} is a {stage.task} run, not a U-Net run")
-    config = stage.config
-    factor = 2 ** (len(config.unet_filters) - 1)
-    if image_size % factor:
-        raise ValueError(
-            f"--unet {unet}: the classifier's image_size={image_size} is not divisible by the "
-            f"U-Net's 2**depth = {factor}"
-        )
-    model = stage.model
-    if tuple(model.inputs[0].shape[1:3]) != (image_size, image_size):
-        resized = build_model(config, image_size=image_size)
-        resized.set_weights(model.get_weights())
-        model = resized
-    mask_fn = unet_mask_fn(model)
-    # What an ImageCache (`train --cache`) keys masked images by: the U-Net's weights.
-    if stage.weights and Path(stage.weights).is_file():
-        from cxr_cascade.training.run_dir import sha256_file
-
-        mask_fn.cache_key = f"unet-{sha256_file(stage.weights)}-{image_size}"
-    return mask_fn

@@ -1,5 +1,5 @@
-"""SHA-256 of files, the one implementation (standard library only, so that the device step's
-remote side can use it without TensorFlow)."""
+"""SHA-256 of files, the one implementation (standard library only, so that code without
+TensorFlow or Keras, such as the device step's remote side, can use the module itself)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""From a run directory (``cxr-cascade train``) to test arrays: model, records, images, masks.
+"""From a run directory (``cxr-cascade train``) to test arrays: records, labels, images, masks.
 
-The model and its evaluation preprocessing come from ``cxr_cascade.runs.load_stage`` (the
-one run loader, which the exporter uses too), the test images from the run's split manifest ``splits.csv``
+The model and its evaluation preprocessing come from ``cxr_cascade.artifacts.load`` (the one
+loader, which the exporter uses too), the test images from the run's split manifest ``splits.csv``
 (``split == "test"``) or from ``--data`` paths, and every image goes through
 ``pipelines.preprocess.preprocess_image_bytes``, the one function shared by training, evaluation
 and serving. A file that cannot be read raises one ``ValueError`` naming it.
@@ -16,30 +16,28 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from cxr_cascade.artifacts import RunDir, Stage
+from cxr_cascade.config import load_resolved
+from pipelines.records import read_manifest
 
-def load_stage(run_dir):
-    """``cxr_cascade.runs.Stage`` (model, class_names, preprocess, segment) of a classifier run."""
-    from cxr_cascade.runs import load_stage as load
 
-    stage = load(run_dir)
+def require_classifier(stage: Stage, source) -> Stage:
+    """``stage`` when it is a classifier (class scores to evaluate), else a ``ValueError`` naming
+    ``source`` (the path it was loaded from)."""
     if not stage.class_names:
-        raise ValueError(f"{run_dir}: a {stage.task} run is not a classifier; evaluate needs stage1 or stage2")
+        raise ValueError(f"{source}: a {stage.task} run is not a classifier; evaluate needs stage1 or stage2")
     return stage
 
 
 def run_config(run_dir):
-    from cxr_cascade.config import load_resolved
-
-    return load_resolved(Path(run_dir) / "config.json")
+    return load_resolved(RunDir(run_dir).config)
 
 
 def manifest_records(run_dir) -> list:
     """Every record of the run's split manifest ``splits.csv``."""
-    from pipelines.records import read_manifest
-
-    path = Path(run_dir) / "splits.csv"
+    path = RunDir(run_dir).splits
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no split manifest (splits.csv); pass --data")
+        raise FileNotFoundError(f"{run_dir}: no split manifest ({path.name}); pass --data")
     return read_manifest(path)
 
 
@@ -65,7 +63,7 @@ def as_trained(run_dir, records: list) -> list:
     """``records`` labelled as the run trained them (``ExperimentConfig.trained_label``: a stage 2
     with ``stage2_negative="ieee8023_other_pneumonia"`` reads its bacterial films as its negative
     class); unchanged when the run has no config.json."""
-    if not (Path(run_dir) / "config.json").is_file():
+    if not RunDir(run_dir).config.is_file():
         return list(records)
     from cxr_cascade.training.data import trained_records
 
@@ -156,15 +154,6 @@ def load_lung_masks(records: list, preprocess, mask_fn: Optional[Callable] = Non
         else:
             raise ValueError(f"{record.path}: no lung mask (records carry none); pass --unet RUN_DIR")
     return np.stack(masks)
-
-
-def unet_mask_fn(unet_run: Optional[str], image_size: int):
-    """The trained U-Net of ``unet_run`` as ``image [S, S, 1] -> probability [S, S, 1]``, or None."""
-    if not unet_run:
-        return None
-    from cxr_cascade.runs import load_unet_mask_fn
-
-    return load_unet_mask_fn(unet_run, image_size)
 
 
 def duplicate_images_across_splits(records: list) -> int:

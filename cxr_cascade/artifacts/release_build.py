@@ -1,0 +1,159 @@
+"""Building a release from trained runs (``cxr-cascade release build``); the layout and its
+reading are in `cxr_cascade.artifacts.release`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from cxr_cascade.artifacts.checksums import sha256_file
+from cxr_cascade.artifacts.layout import RunDir
+from cxr_cascade.artifacts.loader import load
+from cxr_cascade.artifacts.model_card import chance_level, render_model_card
+from cxr_cascade.artifacts.release import (
+    ARCHITECTURE_FILE,
+    CARD_FILE,
+    CONFIG_FILE,
+    MODEL_FILES,
+    MODELS,
+    OPTIONAL_FILES,
+    RELEASE_FILE,
+    SPLITS_FILE,
+    WEIGHTS_FILE,
+    PathLike,
+    _read_json,
+    store_weights,
+    write_checksums,
+)
+from pipelines.atomic import atomic_write_json, atomic_write_text
+from pipelines.records import read_manifest, write_manifest
+
+__all__ = ["build_release"]
+
+# headline numbers copied from a run's results.json
+HEADLINE = ("accuracy", "macro_f1", "macro_auc", "mean_iou", "dice", "loss")
+
+
+def _run_summary(run: Path) -> dict:
+    """What release.json says of a run: metrics, evaluation CIs, time, machine."""
+    rd = RunDir(run)
+    results = _read_json(rd.results) or {}
+    environment = _read_json(rd.environment) or {}
+    evaluation = _read_json(rd.evaluation.metrics)
+    summary: dict = {
+        "test_split": results.get("evaluated_split"),
+        "test_metrics": {k: results[k] for k in HEADLINE if isinstance(results.get(k), (int, float))},
+        "split_counts": results.get("split_counts"),
+        "best_epoch": results.get("best_epoch"),
+        "epochs": results.get("epochs"),
+        "training_seconds": results.get("wall_seconds"),
+        "command": results.get("command") or (rd.command.read_text().strip()
+                                              if rd.command.is_file() else None),
+        "machine": {k: environment.get(k) for k in
+                    ("host", "platform", "cpu_count", "threads", "tensorflow", "keras",
+                     "keras_backend", "gpus")
+                    if k in environment},
+    }
+    if evaluation:
+        sections = evaluation.get("models") or {}  # `cxr-cascade evaluate RUN`'s sections
+        summary["evaluation"] = {
+            name: {"n": s.get("n"), "confidence_intervals": s.get("confidence_intervals"),
+                   "macro_auc": s.get("macro_auc"),
+                   "class_counts": {c: v.get("support") for c, v in (s.get("per_class") or {}).items()
+                                    if isinstance(v, dict)} or None}
+            for name, s in sections.items() if isinstance(s, dict)
+        }
+    summary["chance_level"] = chance_level(summary.get("evaluation"))
+    audit = _read_json(rd.audit.result)  # `cxr-cascade audit RUN`
+    if audit and isinstance(audit.get("flag"), dict):
+        flag = audit["flag"]
+        summary["shortcut_audit"] = {
+            "verdict": "FLAGGED" if flag.get("flagged") else
+                       "not flagged" if flag.get("informative") else "not informative (model at chance)",
+            "reasons": flag.get("reasons") or [],
+        }
+    return summary
+
+
+def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, force: bool = False) -> Path:
+    """Writes a release folder from trained runs.
+
+    Args:
+        out: the release folder (``releases/v1``); must not exist unless `force`.
+        runs: {"stage1" | "stage2" | "unet": run directory (or anything `cxr_cascade.artifacts.load`
+            takes)}; each run's task must match its key.
+        name: the release name in release.json (default: the folder's name).
+        force: replace an existing folder's files.
+
+    Returns:
+        The path of release.json.
+
+    Raises:
+        ValueError: an unknown key, a run of another task, or `out` exists without `force`.
+    """
+    out = Path(out)
+    unknown = sorted(set(runs) - set(MODELS))
+    if unknown:
+        raise ValueError(f"`runs` keys must be among {list(MODELS)}. Received: {unknown}")
+    if not runs:
+        raise ValueError("a release needs at least one run. Received: runs={}")
+    if (out / RELEASE_FILE).exists() and not force:
+        raise ValueError(f"{out}: a release exists there already; choose another --out or pass --force")
+    release: dict = {
+        "name": name or out.name,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "format": 1,
+        "weights_format": f"{WEIGHTS_FILE}: model.weights order; kernels float16, 1-D arrays float32",
+        "models": {},
+    }
+    stages = {}
+    for role in MODELS:  # every run is checked before anything is written
+        if role in runs:
+            stages[role] = load(runs[role])
+            if stages[role].task != role:
+                raise ValueError(f"--{role} {runs[role]}: a {stages[role].task} run, not a {role} run")
+    for role, stage in stages.items():
+        run = Path(runs[role])
+        folder = out / role
+        folder.mkdir(parents=True, exist_ok=True)
+        config = stage.config.to_dict()
+        atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        atomic_write_text(folder / ARCHITECTURE_FILE, stage.model.to_json())
+        stats = store_weights(stage.model, folder / WEIGHTS_FILE)
+        split_sha = None
+        splits = RunDir(run).splits
+        if splits.is_file():
+            split_sha = sha256_file(splits)  # the manifest the run trained on
+            _copy_manifest_relative(splits, folder / SPLITS_FILE)
+        files = {f: sha256_file(folder / f) for f in MODEL_FILES + OPTIONAL_FILES if (folder / f).is_file()}
+        sizes = {f: (folder / f).stat().st_size for f in files}
+        release["models"][role] = {
+            "experiment": stage.config.name,
+            "paper": stage.config.paper,
+            "config": config,
+            "classes": list(stage.class_names),
+            "run": str(run),
+            "run_weights": stage.weights,
+            "split_manifest_sha256": split_sha,
+            "files": files,
+            "bytes": sizes,
+            **stats,
+            **_run_summary(run),
+        }
+    release["total_bytes"] = sum(sum(m["bytes"].values()) for m in release["models"].values())
+    atomic_write_json(out / RELEASE_FILE, release)
+    atomic_write_text(out / CARD_FILE, render_model_card(release))
+    write_checksums(out)
+    return out / RELEASE_FILE
+
+
+def _copy_manifest_relative(source: Path, target: Path) -> None:
+    """The run's split manifest with paths relative to the release folder.
+
+    A clone that keeps the data at the same place relative to itself (the project's layout:
+    ``../shared/data`` beside the repository) evaluates the release on its test split wherever
+    it is cloned. Same records, same order; `read_manifest` resolves the paths back.
+    """
+    write_manifest(read_manifest(source), target, relative=True)
