@@ -190,10 +190,10 @@ def test_resume_refuses_in_one_line_when_no_checkpoint_is_intact(standin, phanto
 @pytest.mark.parametrize("damage", ["missing", "random"])
 def test_export_uses_the_last_good_checkpoint_and_says_which(standin, two_epoch_run, tmp_path, capsys,
                                                              monkeypatch, damage):
+    import cxr_cascade.artifacts.stage as run_loader
     from cxr_cascade.artifacts import load
-    from cxr_cascade.models import build
 
-    monkeypatch.setattr(build, "build_model", standin.tiny_model)
+    monkeypatch.setattr(run_loader, "build_model", standin.tiny_model)  # rebuilds a run without model.keras
     _, original = two_epoch_run
     run = _copy_run(original, tmp_path)
     (run / "model.keras").unlink(missing_ok=True)  # a run still training, or from before model.keras
