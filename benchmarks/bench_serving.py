@@ -49,7 +49,7 @@ def _stage(experiment: str, image_size, tiny: bool):
     from cxr_cascade.export import ExportStage
     from cxr_cascade.export.runs import evaluation_preprocess_config
 
-    overrides = [f"image_size={image_size}"] if image_size else []
+    overrides = [f"preprocess.image_size={image_size}"] if image_size else []
     config = load_experiment(experiment, overrides=overrides)
     if tiny:
         model = _tiny(len(config.classes), config.image_size, config.task)

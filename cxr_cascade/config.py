@@ -11,8 +11,7 @@ serving graph are built from (`pipelines.config.PreprocessConfig` and `AugmentCo
 `config.json` records every setting that shapes a model's input. Dotted keys reach into them:
 `--set preprocess.clip_limit=3 --set augment.rotation_degrees=15`. The image size lives in
 `preprocess.image_size` (`config.image_size` reads it); the flat keys of earlier versions
-(`image_size`, `clahe_fraction`, `clahe_mode`, `segmented_copies`, `rotation_degrees`) are still
-accepted as aliases, so old run folders and command lines keep working.
+(`image_size`, ...) are deprecated aliases, read with a warning by `cxr_cascade.compat`.
 
 Example:
     >>> config = load_experiment("table4_resnet50_seme", overrides=["preprocess.clip_limit=3"])
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from cxr_cascade import compat
 from cxr_cascade.registry import (
     BACKBONES,
     BALANCE_MODES,
@@ -170,18 +170,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# Nested sections (`--set section.field=value`) and the flat keys of earlier versions.
+# Nested sections (`--set section.field=value`); the flat keys of earlier versions: `compat`.
 _SECTIONS: dict[str, type] = {
     "moex": MoExConfig,
     "preprocess": PreprocessConfig,
     "augment": AugmentConfig,
-}
-_ALIASES = {
-    "image_size": "preprocess.image_size",
-    "clahe_fraction": "augment.clahe_fraction",
-    "clahe_mode": "augment.clahe_mode",
-    "segmented_copies": "augment.segmented_copies",
-    "rotation_degrees": "augment.rotation_degrees",
 }
 
 
@@ -471,45 +464,29 @@ def _section_dict(value: Any) -> dict:
     return dict(value) if isinstance(value, dict) else value
 
 
-def _migrate_flat_keys(data: dict, where: str) -> dict:
-    """Moves the flat keys of earlier versions (`image_size`, ...) into their sections
-    (overriding the section's value: `derive(STAGE1, image_size=64)` still means 64)."""
-    for flat, dotted in _ALIASES.items():
-        if flat not in data:
-            continue
-        section, sub = dotted.split(".")
-        part = _section_dict(data.get(section))
-        if not isinstance(part, dict):
-            continue  # reported by the section's type check
-        # The flat key wins, as a later key of `experiments.base.derive` does.
-        part[sub] = data.pop(flat)
-        data[section] = part
-    return data
-
-
 def from_dict(data: dict[str, Any], name: str | None = None) -> ExperimentConfig:
     """Builds and validates an `ExperimentConfig` from a plain mapping.
 
-    The flat keys of earlier versions (`image_size`, `clahe_fraction`, `clahe_mode`,
-    `segmented_copies`, `rotation_degrees`, as old run folders' `config.json` hold them) are
-    moved into their sections first.
+    The deprecated flat keys of earlier versions (`image_size`, ...: `cxr_cascade.compat`) are
+    moved into their sections first, with a `DeprecationWarning`.
     """
     data = dict(data)
     if name is not None and "name" not in data:
         data["name"] = name
     where = f"experiment {data.get('name', name or '?')!r}"
-    data = _migrate_flat_keys(data, where)
+    data = compat.migrate_flat_keys(data, where)
     return validate(_build_dataclass(ExperimentConfig, data, where))
 
 
 # ---------------------------------------------------------------------------- overrides
 def _set_path(data: dict, key: str, value: Any, name: str) -> None:
     where = f"--set {key}=... (experiment {name!r})"
-    key = _ALIASES.get(key, key)
+    key = compat.resolve_key(key, where)
     known = [f.name for f in dataclasses.fields(ExperimentConfig)]
     head, _, rest = key.partition(".")
-    if head not in known and head not in _ALIASES:
-        raise ValueError(f"{where}: unknown config key `{head}`.{_suggest(head, known + list(_ALIASES))}")
+    if head not in known:
+        raise ValueError(
+            f"{where}: unknown config key `{head}`.{_suggest(head, known + list(compat.FLAT_KEYS))}")
     if not rest:
         data[head] = value
         return

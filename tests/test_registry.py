@@ -137,3 +137,35 @@ def test_every_clahe_refuses_the_same_tile_grids_in_one_words(grid):
         with pytest.raises(ValueError) as info:
             check(2.0, grid)
         assert str(info.value) == want, name
+
+
+# ------------------------------------------------------------------ deprecated aliases: compat
+@pytest.mark.parametrize("flat, section, value", [
+    ("image_size", "preprocess", 64), ("clahe_fraction", "augment", 0.5),
+    ("rotation_degrees", "augment", 15.0),
+])
+def test_flat_keys_still_load_with_a_deprecation_warning(flat, section, value):
+    from cxr_cascade.config import from_dict, load_experiment
+
+    with pytest.warns(DeprecationWarning, match=f"`{flat}` is a deprecated alias of `{section}.{flat}`"):
+        config = from_dict({"name": "old", "task": "stage1", "classes": ["a", "b"], flat: value})
+    assert getattr(getattr(config, section), flat) == value
+    with pytest.warns(DeprecationWarning, match=f"`{flat}`"):
+        again = load_experiment("demo_stage1", [f"{flat}={value}"])
+    assert getattr(getattr(again, section), flat) == value
+
+
+def test_sectioned_keys_and_release_configs_load_without_warnings():
+    import json
+    import warnings
+    from pathlib import Path
+
+    from cxr_cascade.config import from_dict, load_experiment
+
+    releases = sorted((Path(__file__).resolve().parent.parent / "releases" / "v1").glob("*/config.json"))
+    assert releases  # negative control of the loop below: it reads something
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        load_experiment("demo_stage1", ["preprocess.image_size=64"])
+        for path in releases:
+            from_dict(json.loads(path.read_text()))
