@@ -197,7 +197,7 @@ AUDIT_DEMO_ARGS ?=
 audit-demo: $(STAMP)
 	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR) $(AUDIT_DEMO_ARGS)
 
-# --- training (issue 5). `make train-stage1 DATA=/data/chest_xray [TRAIN_ARGS="--set image_size=224"]`
+# --- training (issue 5). `make train-stage1 DATA=/data/chest_xray [TRAIN_ARGS="--set preprocess.image_size=224"]`
 # trains the paper's SEME-ResNet50 (table4_resnet50_seme); `make train-stage2 DATA=/data/covid-chestxray-dataset`
 # SEME-DenseNet169 (table5_seme_densenet169, segmented copies by the U-Net in UNET_RUN);
 # `make train-unet DATA=/data/lung-masks` the U-Net (unet_lungs). Without DATA each target trains the

@@ -43,6 +43,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from pipelines.config import AugmentConfig, PreprocessConfig  # noqa: E402
 from pipelines.datasets import build_dataset  # noqa: E402
 from pipelines.image_cache import ImageCache  # noqa: E402
 
@@ -98,10 +99,14 @@ def write_files(images, size: int, folder: Path) -> list[str]:
 
 
 def make_dataset(paths, size: int, batch: int, cache_dir: str, **config) -> tf.data.Dataset:
+    """`config`: a row of `CONFIGS` (CLAHE on every image, rotation, cache, other builder keywords)."""
     cached = config.pop("cache", None) == "image_cache"
+    preprocess = PreprocessConfig(image_size=size, clahe=config.pop("clahe", False))
+    augment = AugmentConfig(rotation_degrees=config.pop("rotation_degrees", 0.0))
     ds = build_dataset(
-        (paths, ["normal"] * len(paths)), class_names=["normal"], image_size=size, batch_size=batch,
-        seed=0, cache=ImageCache(cache_dir) if cached else False, **config,
+        (paths, ["normal"] * len(paths)), class_names=["normal"], preprocess=preprocess,
+        augment=augment, batch_size=batch, seed=0, cache=ImageCache(cache_dir) if cached else False,
+        **config,
     )
     if cached:
         for _ in ds:  # the first epoch decodes and writes the cache

@@ -48,7 +48,7 @@ def _stage(experiment: str, image_size, tiny: bool):
     from cxr_cascade.artifacts import Stage
     from cxr_cascade.config import load_experiment
 
-    overrides = [f"image_size={image_size}"] if image_size else []
+    overrides = [f"preprocess.image_size={image_size}"] if image_size else []
     config = load_experiment(experiment, overrides=overrides)
     if tiny:
         model = _tiny(len(config.classes), config.image_size, config.task)

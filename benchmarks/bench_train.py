@@ -60,7 +60,7 @@ def _worker(spec: dict) -> dict:
     from cxr_cascade.device.remote import probe
 
     precision = "bfloat16" if spec["precision"] == "bfloat16" else "off"
-    overrides = [f"image_size={spec['size']}", f"batch_size={spec['batch']}",
+    overrides = [f"preprocess.image_size={spec['size']}", f"batch_size={spec['batch']}",
                  f"mixed_precision={precision}", f"jit_compile={'on' if spec['jit'] else 'off'}"]
     result = probe("release_stage1_224", overrides, steps=spec["steps"], warmup=spec["warmup"])
     return {"img_per_s": result["img_per_s"], "seconds": result["step_s"] * spec["steps"]}

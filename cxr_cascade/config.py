@@ -11,8 +11,7 @@ serving graph are built from (`pipelines.config.PreprocessConfig` and `AugmentCo
 `config.json` records every setting that shapes a model's input. Dotted keys reach into them:
 `--set preprocess.clip_limit=3 --set augment.rotation_degrees=15`. The image size lives in
 `preprocess.image_size` (`config.image_size` reads it); the flat keys of earlier versions
-(`image_size`, `clahe_fraction`, `clahe_mode`, `segmented_copies`, `rotation_degrees`) are still
-accepted as aliases, so old run folders and command lines keep working.
+(`image_size`, ...) are deprecated aliases, read with a warning by `cxr_cascade.compat`.
 
 Example:
     >>> config = load_experiment("table4_resnet50_seme", overrides=["preprocess.clip_limit=3"])
@@ -33,39 +32,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig
+from cxr_cascade import compat
+from cxr_cascade.registry import (
+    BACKBONES,
+    BALANCE_MODES,
+    CLASSIFIER_TASKS,
+    DEDUP_MODES,
+    HEADS,
+    JIT_COMPILE,
+    LR_SCHEDULES,
+    MIXED_PRECISION,
+    MONITORS,
+    NO_BALANCE,
+    OPTIMIZERS,
+    STAGE2_NEGATIVE_CLASS,
+    STAGE2_NEGATIVE_LABELS,
+    STAGE2_NEGATIVES,
+    STRATEGIES,
+    TASKS,
+)
+from pipelines.config import AugmentConfig, PreprocessConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
-
-TASKS = ("stage1", "stage2", "unet")
-BACKBONES = ("vgg19", "resnet50", "densenet169")
-HEADS = ("gap", "flatten")
-OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("constant", "cosine")
-STRATEGIES = ("default", "mirrored", "multiworker")
-MIXED_PRECISION = ("off", "float16", "bfloat16", "auto")
-# Stage 2's negative class (one registry): the record labels that train as stage 2's "viral"
-# class, which the cascade reads as "not COVID-19: keep stage 1's call". ieee8023 non-COVID viral
-# films only; those plus Kermany's viral films (closest to the paper's counts, but confounded by
-# age and source); or every non-COVID pneumonia in ieee8023 (viral, bacterial, fungal, and the
-# films whose cause it does not state: "Pneumonia", "ARDS", "Lipoid"; "No Finding" and
-# tuberculosis stay out), the negative class of the cascade's pneumonia rule, where stage 2 sees
-# every film stage 1 calls bacterial or viral. Labels other than "viral" are taken from ieee8023
-# only (frontal views, as its reader keeps), and keep their own label in the run's splits.csv.
-STAGE2_NEGATIVE_LABELS: dict[str, tuple[str, ...]] = {
-    "ieee8023_viral": ("viral",),
-    "ieee8023_plus_kermany_viral": ("viral",),
-    "ieee8023_other_pneumonia": ("viral", "bacterial", "fungal", "unknown"),
-}
-STAGE2_NEGATIVES = tuple(STAGE2_NEGATIVE_LABELS)
-STAGE2_NEGATIVE_CLASS = "viral"
-# The cascade's decision rules (`cxr_cascade.models.cascade`): the paper's hard gate, the argmax of
-# the products p1 * p2, and the pneumonia route (stage 2 sees every film stage 1 calls bacterial
-# or viral). Kept here, free of Keras, so the CLI's --rule choices read the one registry.
-CASCADE_RULES = ("gate", "soft", "pneumonia")
-DEFAULT_CASCADE_RULE = "gate"
-MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_loss", "val_mean_iou")
 
 
 @dataclass(frozen=True)
@@ -116,9 +105,9 @@ class ExperimentConfig:
     batch_size: int = 8
     val_fraction: float = 0.1
     test_fraction: float = 0.1  # one default with `cxr-cascade data split --test` (issue 12)
-    balance: str = "off"  # training class balance: "off", "oversample", "sample_weight"
+    balance: str = NO_BALANCE  # training class balance, one of `registry.BALANCE_MODES`
     max_per_class: Optional[int] = None  # smoke runs and demos: cap the images per class
-    dedup: str = "near"  # duplicates kept in one split ("off", "exact", "near"); as `data split`
+    dedup: str = "near"  # duplicates kept in one split (`registry.DEDUP_MODES`); as `data split`
 
     # --- optimisation
     epochs: int = 80
@@ -145,7 +134,7 @@ class ExperimentConfig:
 
     @property
     def is_classifier(self) -> bool:
-        return self.task in ("stage1", "stage2")
+        return self.task in CLASSIFIER_TASKS
 
     def trained_label(self, label: str) -> str:
         """The class a record labelled `label` trains as: `label` itself, except stage 2's
@@ -181,18 +170,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# Nested sections (`--set section.field=value`) and the flat keys of earlier versions.
+# Nested sections (`--set section.field=value`); the flat keys of earlier versions: `compat`.
 _SECTIONS: dict[str, type] = {
     "moex": MoExConfig,
     "preprocess": PreprocessConfig,
     "augment": AugmentConfig,
-}
-_ALIASES = {
-    "image_size": "preprocess.image_size",
-    "clahe_fraction": "augment.clahe_fraction",
-    "clahe_mode": "augment.clahe_mode",
-    "segmented_copies": "augment.segmented_copies",
-    "rotation_degrees": "augment.rotation_degrees",
 }
 
 
@@ -376,12 +358,12 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     _check_choice(w, "lr_schedule", config.lr_schedule, LR_SCHEDULES)
     _check_choice(w, "strategy", config.strategy, STRATEGIES)
     _check_choice(w, "mixed_precision", config.mixed_precision, MIXED_PRECISION)
-    _check_choice(w, "jit_compile", config.jit_compile, ("auto", "on", "off"))
+    _check_choice(w, "jit_compile", config.jit_compile, JIT_COMPILE)
     _check_choice(w, "stage2_negative", config.stage2_negative, STAGE2_NEGATIVES)
     _check_choice(w, "monitor", config.monitor, MONITORS)
-    _check_choice(w, "dedup", config.dedup, ("off", "exact", "near"))
-    _check_choice(w, "balance", config.balance, ("off", "oversample", "sample_weight"))
-    if config.balance != "off" and not config.is_classifier:
+    _check_choice(w, "dedup", config.dedup, DEDUP_MODES)
+    _check_choice(w, "balance", config.balance, BALANCE_MODES)
+    if config.balance != NO_BALANCE and not config.is_classifier:
         raise ValueError(f"{w}: `balance` applies to classifiers. Received: balance={config.balance!r}")
     _check_range(w, "preprocess.image_size", config.image_size, 32)
     _check_range(w, "batch_size", config.batch_size, 1)
@@ -482,45 +464,29 @@ def _section_dict(value: Any) -> dict:
     return dict(value) if isinstance(value, dict) else value
 
 
-def _migrate_flat_keys(data: dict, where: str) -> dict:
-    """Moves the flat keys of earlier versions (`image_size`, ...) into their sections
-    (overriding the section's value: `derive(STAGE1, image_size=64)` still means 64)."""
-    for flat, dotted in _ALIASES.items():
-        if flat not in data:
-            continue
-        section, sub = dotted.split(".")
-        part = _section_dict(data.get(section))
-        if not isinstance(part, dict):
-            continue  # reported by the section's type check
-        # The flat key wins, as a later key of `experiments.base.derive` does.
-        part[sub] = data.pop(flat)
-        data[section] = part
-    return data
-
-
 def from_dict(data: dict[str, Any], name: str | None = None) -> ExperimentConfig:
     """Builds and validates an `ExperimentConfig` from a plain mapping.
 
-    The flat keys of earlier versions (`image_size`, `clahe_fraction`, `clahe_mode`,
-    `segmented_copies`, `rotation_degrees`, as old run folders' `config.json` hold them) are
-    moved into their sections first.
+    The deprecated flat keys of earlier versions (`image_size`, ...: `cxr_cascade.compat`) are
+    moved into their sections first, with a `DeprecationWarning`.
     """
     data = dict(data)
     if name is not None and "name" not in data:
         data["name"] = name
     where = f"experiment {data.get('name', name or '?')!r}"
-    data = _migrate_flat_keys(data, where)
+    data = compat.migrate_flat_keys(data, where)
     return validate(_build_dataclass(ExperimentConfig, data, where))
 
 
 # ---------------------------------------------------------------------------- overrides
 def _set_path(data: dict, key: str, value: Any, name: str) -> None:
     where = f"--set {key}=... (experiment {name!r})"
-    key = _ALIASES.get(key, key)
+    key = compat.resolve_key(key, where)
     known = [f.name for f in dataclasses.fields(ExperimentConfig)]
     head, _, rest = key.partition(".")
-    if head not in known and head not in _ALIASES:
-        raise ValueError(f"{where}: unknown config key `{head}`.{_suggest(head, known + list(_ALIASES))}")
+    if head not in known:
+        raise ValueError(
+            f"{where}: unknown config key `{head}`.{_suggest(head, known + list(compat.FLAT_KEYS))}")
     if not rest:
         data[head] = value
         return

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipelines.config import check_clip_limit
+
 _BINS = 256
 
 
@@ -32,8 +34,7 @@ def _validate(image: np.ndarray, clip_limit: float, tile_grid_size: tuple[int, i
             "`image` must be a 2-D uint8 array. "
             f"Received: image with dtype={image.dtype} and shape={image.shape}"
         )
-    if clip_limit < 0:
-        raise ValueError(f"`clip_limit` must be >= 0. Received: clip_limit={clip_limit}")
+    check_clip_limit(clip_limit)
     if len(tile_grid_size) != 2 or min(tile_grid_size) < 1:
         raise ValueError(
             "`tile_grid_size` must be two positive integers (rows, cols). "

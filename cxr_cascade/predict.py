@@ -123,7 +123,7 @@ class Predictor:
     Args:
         models_dir: the export folder (``MODELS_DIR`` of `cxr-cascade export`).
         name: which model: "cascade" (default), "stage1" or "stage2".
-        rule: the cascade's decision, one of `cxr_cascade.config.CASCADE_RULES` ("gate", "soft",
+        rule: the cascade's decision, one of `cxr_cascade.registry.CASCADE_RULES` ("gate", "soft",
             "pneumonia"); None keeps the export's own (its ``decision_rule``, "gate" by default).
             Another rule is computed from the stage probabilities by
             `cxr_cascade.models.cascade.cascade_decision` (and, to or from "pneumonia", whose

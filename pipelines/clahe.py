@@ -12,7 +12,7 @@ Both functions reproduce OpenCV bit for bit (`cv2.createCLAHE(clipLimit, tileGri
 * CLAHE: tile histograms of the image padded at the bottom and right with BORDER_REFLECT_101 when
   its size is not a multiple of the grid (padding both axes, by a whole tile where one axis is
   already divisible, as OpenCV does); an integer clip limit ``max(int(clip * tile_area / bins), 1)``
-  (``clip <= 0`` disables clipping); clipped counts returned as an integer batch to every bin plus a
+  (``clip == 0`` disables clipping); clipped counts returned as an integer batch to every bin plus a
   strided residual; LUT ``saturate_cast(cdf * (float32(bins - 1) / tile_area))``; bilinear blending
   of the four neighbouring tile LUTs with clamped tile indices, in float32 with OpenCV's operation
   order and roundings (no fused multiply-adds), rounded half to even.
@@ -43,45 +43,19 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from pipelines.config import check_clip_limit, check_tile_grid_size
+
 __all__ = ["clahe", "equalize_hist", "CLAHE"]
 
 
 # ----------------------------------------------------------------------------------------------
-# Argument checks (Keras-style errors)
-
-
-def _check_clip_limit(clip_limit) -> float:
-    if isinstance(clip_limit, bool) or not isinstance(clip_limit, numbers.Real):
-        raise ValueError(
-            "`clip_limit` must be a real number (<= 0 disables clipping). "
-            f"Received: clip_limit={clip_limit!r}"
-        )
-    if not math.isfinite(float(clip_limit)):
-        raise ValueError(f"`clip_limit` must be finite. Received: clip_limit={clip_limit!r}")
-    return float(clip_limit)
-
-
-def _check_tile_grid_size(tile_grid_size) -> Tuple[int, int]:
-    ok = (
-        isinstance(tile_grid_size, (tuple, list))
-        and len(tile_grid_size) == 2
-        and all(
-            isinstance(t, numbers.Integral) and not isinstance(t, bool) and t >= 1
-            for t in tile_grid_size
-        )
-    )
-    if not ok:
-        raise ValueError(
-            "`tile_grid_size` must be a pair of positive integers (tiles along width, tiles "
-            f"along height), as cv2.createCLAHE's tileGridSize. Received: tile_grid_size={tile_grid_size!r}"
-        )
-    return int(tile_grid_size[0]), int(tile_grid_size[1])
+# Argument checks (Keras-style errors; clip limit and tile grid: `pipelines.config`)
 
 
 def _bins_for(dtype: tf.DType, name: str) -> int:
@@ -468,8 +442,8 @@ def clahe(
             semantics) of shape ``[H, W]``, ``[H, W, C]`` or ``[N, H, W, C]``; any H and W >= 1,
             possibly unknown until run time. Channels are equalised independently.
         clip_limit: OpenCV's ``clipLimit``: the histogram clip as a multiple of the mean bin count
-            (the integer limit is ``max(int(clip_limit * tile_area / bins), 1)``); ``<= 0`` means no
-            clipping (plain adaptive HE).
+            (the integer limit is ``max(int(clip_limit * tile_area / bins), 1)``); 0 means no
+            clipping (plain adaptive HE); `pipelines.config.check_clip_limit` checks it.
         tile_grid_size: OpenCV's ``tileGridSize``: ``(tiles along width, tiles along height)``.
         jit_compile: run the ops as one XLA-compiled function (the result is identical). About
             3-4x faster on CPU, also inside `tf.data.Dataset.map` (e.g. after resizing to a fixed
@@ -482,8 +456,8 @@ def clahe(
     Raises:
         ValueError: bad rank, dtype, `clip_limit`, `tile_grid_size` or `jit_compile`.
     """
-    clip_limit = _check_clip_limit(clip_limit)
-    tiles_x, tiles_y = _check_tile_grid_size(tile_grid_size)
+    clip_limit = check_clip_limit(clip_limit)
+    tiles_x, tiles_y = check_tile_grid_size(tile_grid_size)
     image = tf.convert_to_tensor(image)
     _bins_for(image.dtype, "image")
     if image.shape.rank not in (2, 3, 4):
@@ -632,8 +606,8 @@ class CLAHE(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.clip_limit = _check_clip_limit(clip_limit)
-        self.tile_grid_size = _check_tile_grid_size(tile_grid_size)
+        self.clip_limit = check_clip_limit(clip_limit)
+        self.tile_grid_size = check_tile_grid_size(tile_grid_size)
         if not isinstance(apply_in_inference, bool):
             raise ValueError(
                 "`apply_in_inference` must be a bool. "

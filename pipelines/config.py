@@ -13,6 +13,7 @@ Both classes validate on construction and raise Keras-style errors::
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Sequence, Tuple, Union
@@ -20,12 +21,16 @@ from typing import Sequence, Tuple, Union
 __all__ = [
     "AUGMENT_PLACEMENTS",
     "AugmentConfig",
+    "BALANCE_MODES",
     "CLAHE_MODES",
     "FILL_MODES",
+    "NO_BALANCE",
     "PreprocessConfig",
     "RESIZE_MODES",
+    "check_clip_limit",
     "check_fill_mode",
     "check_resize_mode",
+    "check_tile_grid_size",
     "normalize_image_size",
 ]
 
@@ -37,6 +42,11 @@ CLAHE_MODES = ("replace", "add")
 # Where the random per-image augmentation runs: "pipeline" = the host's input pipeline (tf.data or
 # the portable arrays); "model" = Keras layers at the front of the network, on its device.
 AUGMENT_PLACEMENTS = ("pipeline", "model")
+# Class balance of a training epoch: none, each class's images repeated up to the largest class,
+# or per-image weights N / (K * N_c) (`pipelines.balance`). The experiment config and the data set
+# builders spell "no balancing" the same way.
+NO_BALANCE = "off"
+BALANCE_MODES = (NO_BALANCE, "oversample", "sample_weight")
 
 ImageSize = Union[int, Sequence[int]]
 
@@ -76,6 +86,54 @@ def check_fill_mode(fill_mode: str) -> str:
     return fill_mode
 
 
+def check_clip_limit(clip_limit) -> float:
+    """The CLAHE clip limit as a float; the one check of every CLAHE implementation.
+
+    OpenCV's ``clipLimit``: the histogram clip as a multiple of the mean bin count. Allowed: a
+    finite real number >= 0, where 0 means no clipping (plain adaptive equalisation), as in
+    ``cv2.createCLAHE``. Negative values are refused although OpenCV treats them as 0: one
+    setting, one spelling.
+
+    Raises:
+        ValueError: a bool, a non-number, NaN, an infinity or a negative number.
+    """
+    if (
+        isinstance(clip_limit, bool)
+        or not isinstance(clip_limit, numbers.Real)
+        or not math.isfinite(clip_limit)
+        or clip_limit < 0
+    ):
+        raise ValueError(
+            "`clip_limit` must be a finite number >= 0 (0: no clipping, as OpenCV's clipLimit). "
+            f"Received: clip_limit={clip_limit!r}"
+        )
+    return float(clip_limit)
+
+
+def check_tile_grid_size(tile_grid_size) -> Tuple[int, int]:
+    """``(tiles_x, tiles_y)``: OpenCV's ``tileGridSize``, tiles along width then along height.
+
+    Allowed: two ints >= 1 (a tuple or list). OpenCV itself crashes on a zero count.
+
+    Raises:
+        ValueError: anything else.
+    """
+    ok = (
+        isinstance(tile_grid_size, (tuple, list))
+        and len(tile_grid_size) == 2
+        and all(
+            isinstance(t, numbers.Integral) and not isinstance(t, bool) and t >= 1
+            for t in tile_grid_size
+        )
+    )
+    if not ok:
+        raise ValueError(
+            "`tile_grid_size` must be two positive ints (tiles along width, tiles along height), "
+            f"as cv2.createCLAHE's tileGridSize. Received: tile_grid_size={tile_grid_size!r}"
+        )
+    return int(tile_grid_size[0]), int(tile_grid_size[1])
+
+
 def _check_number(name: str, value, lo: float, hi: float | None = None, lo_open: bool = False) -> None:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok:
@@ -95,8 +153,9 @@ class PreprocessConfig:
             `pipelines.transforms.resize`.
         clahe: CLAHE on *every* image (a model trained and served on enhanced input); random
             CLAHE on part of the training images is `AugmentConfig.clahe_fraction`.
-        clip_limit: CLAHE clip limit (OpenCV's ``clipLimit``; OpenCV's default 2.0). It also sets
-            the CLAHE of the random training copies (`AugmentConfig`).
+        clip_limit: CLAHE clip limit (OpenCV's ``clipLimit``; OpenCV's default 2.0; 0: no clipping,
+            see `check_clip_limit`). It also sets the CLAHE of the random training copies
+            (`AugmentConfig`).
         tile_grid_size: CLAHE ``(tiles along width, tiles along height)``, OpenCV's ``tileGridSize``.
         segment: lung-mask every image (a mask file per record, or a U-Net at stage 2 / serving).
     """
@@ -111,18 +170,8 @@ class PreprocessConfig:
     def __post_init__(self):
         normalize_image_size(self.image_size)
         check_resize_mode(self.resize_mode)
-        _check_number("clip_limit", self.clip_limit, 0.0, lo_open=True)
-        grid = self.tile_grid_size
-        if (
-            not isinstance(grid, (tuple, list))
-            or len(grid) != 2
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in grid)
-        ):
-            raise ValueError(
-                "`tile_grid_size` must be two positive ints (tiles along width, along height). "
-                f"Received: tile_grid_size={grid!r}"
-            )
-        object.__setattr__(self, "tile_grid_size", (int(grid[0]), int(grid[1])))
+        check_clip_limit(self.clip_limit)
+        object.__setattr__(self, "tile_grid_size", check_tile_grid_size(self.tile_grid_size))
 
     def as_kwargs(self) -> dict:
         """Keyword arguments of `pipelines.preprocess.preprocess_image` (``segment`` excluded:

@@ -44,13 +44,17 @@ import tensorflow as tf
 from pipelines import decode as D
 from pipelines.balance import balanced_weights, oversample as _oversample
 from pipelines import transforms as T
-from pipelines.config import CLAHE_MODES, AugmentConfig, PreprocessConfig, _check_choice
+from pipelines.config import (
+    BALANCE_MODES,
+    NO_BALANCE,
+    AugmentConfig,
+    PreprocessConfig,
+    _check_choice,
+)
 from pipelines.image_cache import ImageCache, resolve_cache
 from pipelines.preprocess import preprocess_image
 
 __all__ = [
-    "CLAHE_MODES",
-    "BALANCE_MODES",
     "LABEL_MODES",
     "build_dataset",
     "build_segmentation_dataset",
@@ -59,7 +63,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BALANCE_MODES = (None, "oversample", "sample_weight")
 LABEL_MODES = ("int", "one_hot")
 DEFAULT_SHUFFLE_BUFFER = 1024
 AUTOTUNE = tf.data.AUTOTUNE
@@ -243,49 +246,32 @@ def _check_builder_arguments(preprocess: PreprocessConfig, augment: AugmentConfi
     return image_size
 
 
-def _from_configs(
-    preprocess, augment, loose_preprocess: dict, loose_augment: dict
-) -> tuple[PreprocessConfig, AugmentConfig]:
-    """The builder's settings as objects: `preprocess` (`PreprocessConfig`) and `augment`
-    (`AugmentConfig`) where given, else made of the loose keyword values (``loose_*``: name ->
-    value; the U-Net builder has no ``segment``, ``clahe_mode`` or ``segmented_copies``).
-    Constructing the objects validates the settings."""
-    settings = dict(loose_preprocess)
-    if preprocess is not None:
-        if not isinstance(preprocess, PreprocessConfig):
-            raise ValueError(
-                "`preprocess` must be a pipelines.config.PreprocessConfig or None. "
-                f"Received: preprocess={preprocess!r}"
-            )
-        if loose_preprocess.get("image_size") is not None:
-            raise ValueError(
-                "Pass the image size in `preprocess` or as `image_size`, not both. "
-                f"Received: image_size={loose_preprocess['image_size']!r}, "
-                f"preprocess.image_size={preprocess.image_size!r}"
-            )
-        given = dict(preprocess.as_kwargs(), segment=preprocess.segment)
-        if "segment" not in loose_preprocess:
-            if given.pop("segment"):
-                raise ValueError(
-                    "The U-Net data set cannot lung-mask its inputs. Received: preprocess.segment=True"
-                )
-        settings.update(given)
-    if settings.get("image_size") is None:
-        raise ValueError("`image_size` (or `preprocess`) is required. Received: image_size=None")
+def _config_objects(preprocess, augment, *, segmentation: bool = False):
+    """Checks the types of `preprocess` (required) and `augment` (None: no augmentation) and,
+    for the U-Net data set, the settings it cannot honour; returns ``(preprocess, augment)``."""
+    if not isinstance(preprocess, PreprocessConfig):
+        raise ValueError(
+            "`preprocess` must be a pipelines.config.PreprocessConfig. "
+            f"Received: preprocess={preprocess!r}"
+        )
     if augment is None:
-        return PreprocessConfig(**settings), AugmentConfig(**loose_augment)
-    if not isinstance(augment, AugmentConfig):
+        augment = AugmentConfig()
+    elif not isinstance(augment, AugmentConfig):
         raise ValueError(
             f"`augment` must be a pipelines.config.AugmentConfig or None. Received: augment={augment!r}"
         )
-    given = augment.to_dict()
-    for name in ("clahe_mode", "segmented_copies"):
-        if name not in loose_augment and given.pop(name) != AugmentConfig.__dataclass_fields__[name].default:
+    if segmentation:
+        if preprocess.segment:
             raise ValueError(
-                "The U-Net data set draws CLAHE per image (clahe_mode='replace') and adds no "
-                f"segmented copies. Received: augment.{name}={getattr(augment, name)!r}"
+                "The U-Net data set cannot lung-mask its inputs. Received: preprocess.segment=True"
             )
-    return PreprocessConfig(**settings), AugmentConfig(**{**loose_augment, **given})
+        for name in ("clahe_mode", "segmented_copies"):
+            if getattr(augment, name) != AugmentConfig.__dataclass_fields__[name].default:
+                raise ValueError(
+                    "The U-Net data set draws CLAHE per image (clahe_mode='replace') and adds no "
+                    f"segmented copies. Received: augment.{name}={getattr(augment, name)!r}"
+                )
+    return preprocess, augment
 
 
 def _load_and_shuffle(ds, load, *, n, training, cache, shuffle_buffer, seed_value):
@@ -615,26 +601,13 @@ def build_dataset(
     records,
     *,
     class_names: Sequence[str],
+    preprocess: PreprocessConfig,
+    augment: Optional[AugmentConfig] = None,
     batch_size: int,
     training: bool,
-    preprocess: Optional[PreprocessConfig] = None,
-    augment: Optional[AugmentConfig] = None,
-    image_size=None,
     seed: Optional[int] = None,
-    resize_mode: str = "stretch",
-    clahe: bool = False,
-    clip_limit: float = 2.0,
-    tile_grid_size: Sequence[int] = (8, 8),
-    clahe_fraction: float = 0.0,
-    clahe_mode: str = "replace",
-    segment: bool = False,
-    segmented_copies: bool = False,
     mask_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
-    rotation_degrees: float = 0.0,
-    shift: float = 0.0,
-    zoom: float = 0.0,
-    fill_mode: str = "constant",
-    balance: Optional[str] = None,
+    balance: str = NO_BALANCE,
     cache: Union[bool, str] = False,
     shuffle_buffer: Optional[int] = None,
     skip_bad: bool = False,
@@ -651,35 +624,20 @@ def build_dataset(
             ``(paths, labels)`` / ``(paths, labels, mask_paths)``; labels are names from
             `class_names` or class indices. Filter by split before (``r.split == "train"``).
         class_names: class order; label ``class_names[i]`` becomes index ``i``.
-        preprocess: a `pipelines.config.PreprocessConfig` giving `image_size`, `resize_mode`,
-            `clahe`, `clip_limit`, `tile_grid_size` and `segment` (then leave those out).
-        augment: a `pipelines.config.AugmentConfig` giving `clahe_fraction`, `clahe_mode`,
-            `segmented_copies`, `rotation_degrees`, `shift`, `zoom` and `fill_mode`.
-        image_size: ``S`` or ``(height, width)`` (when `preprocess` is None).
+        preprocess: what makes a model input of every image, at training and evaluation
+            (`pipelines.config.PreprocessConfig`: size, resize mode, CLAHE on every image, CLAHE
+            clip limit and grid, lung masking of every image by its ``mask_path`` or `mask_fn`).
+        augment: training only (`pipelines.config.AugmentConfig`): random CLAHE (paper: 40 % in
+            stage 1) or CLAHE copies ("add" mode, stage 2), lung-masked copies (stage 2),
+            rotation / shift / zoom; None: no augmentation. Ignored when `training` is False.
         batch_size: images per batch.
         training: shuffle, augment, add copies and balance (all of these are off when False).
         seed: makes order and augmentation reproducible (same seed, same batches); None = random.
-        resize_mode: "stretch" or "pad" (aspect-preserving, zero padding).
-        clahe: enhance *every* image with CLAHE (a model trained or served on CLAHE input).
-        clip_limit, tile_grid_size: CLAHE settings (OpenCV's).
-        clahe_fraction: training only: fraction of images enhanced with CLAHE (paper: 0.4 in
-            stage 1, 1.0 in stage 2).
-        clahe_mode: "replace" (an image is enhanced with probability `clahe_fraction`, redrawn each
-            epoch) or "add" (a fixed, seeded ``round(clahe_fraction * N)`` images get an extra
-            CLAHE copy).
-        segment: lung-mask every image (by its ``mask_path`` or `mask_fn`); evaluation and training.
-        segmented_copies: training only: add a lung-masked copy of every (original and CLAHE)
-            image (paper, stage 2).
         mask_fn: segmentation model used instead of the records' masks: float ``[S, S, 1]`` ->
             lung probability ``[S, S, 1]`` (see `pipelines.preprocess.preprocess_image`).
-        rotation_degrees: training only: uniform random rotation in ``[-r, r]`` degrees
-            (paper: 30; Keras ``RandomRotation(30 / 360)``).
-        shift: training only: random translation, fraction of the size (Keras RandomTranslation).
-        zoom: training only: random content scale in ``[1 - zoom, 1 + zoom]``.
-        fill_mode: "constant" (black, default), "reflect", "wrap" or "nearest".
-        balance: training only: None, "oversample" (repeat each class's images, seeded, up to the
-            largest class) or "sample_weight" (yield ``(images, labels, weights)`` with
-            `class_weights`).
+        balance: training only, one of `pipelines.config.BALANCE_MODES`: "off", "oversample"
+            (repeat each class's images, seeded, up to the largest class) or "sample_weight"
+            (yield ``(images, labels, weights)`` with `class_weights`).
         cache: True (memory), a path prefix (disk), a `pipelines.image_cache.ImageCache`
             (disk, keyed by settings and files) or False; see the module docstring.
         shuffle_buffer: buffer size of the post-cache shuffle (default min(N, 1024)).
@@ -689,7 +647,7 @@ def build_dataset(
         label_mode: "int" (int32 ``[B]``) or "one_hot" (float32 ``[B, K]``).
         drop_remainder: drop the last incomplete batch.
         clahe_backend: "tf-xla" (default: graph ops compiled by XLA, bit-identical to "tf"), "tf" or "cv2" (benchmarks); see `pipelines.transforms.apply_clahe`.
-            With "tf-xla", `clahe=True`, no lung masking, no augmentation and no cache, CLAHE
+            With "tf-xla", ``preprocess.clahe``, no lung masking, no augmentation and no cache, CLAHE
             runs once per batch after ``.batch()`` (`pipelines.transforms.apply_clahe_batch`:
             the same bits, faster; through `tf.py_function`, so iterate in Python).
 
@@ -702,14 +660,7 @@ def build_dataset(
         ValueError: bad arguments, labels outside `class_names`, missing masks, or unreadable
             files (named) when ``skip_bad`` is False.
     """
-    # Loose keywords become the objects (one code path for both ways).
-    preprocess, augment = _from_configs(
-        preprocess, augment,
-        dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
-             tile_grid_size=tile_grid_size, segment=segment),
-        dict(clahe_fraction=clahe_fraction, clahe_mode=clahe_mode, segmented_copies=segmented_copies,
-             rotation_degrees=rotation_degrees, shift=shift, zoom=zoom, fill_mode=fill_mode),
-    )
+    preprocess, augment = _config_objects(preprocess, augment)
     image_size = _check_builder_arguments(
         preprocess, augment, batch_size=batch_size,
         choices=(("balance", balance, BALANCE_MODES), ("label_mode", label_mode, LABEL_MODES)),
@@ -818,21 +769,11 @@ def _segmentation_table(records):
 def build_segmentation_dataset(
     records,
     *,
+    preprocess: PreprocessConfig,
+    augment: Optional[AugmentConfig] = None,
     batch_size: int,
     training: bool,
-    preprocess: Optional[PreprocessConfig] = None,
-    augment: Optional[AugmentConfig] = None,
-    image_size=None,
     seed: Optional[int] = None,
-    resize_mode: str = "stretch",
-    clahe: bool = False,
-    clip_limit: float = 2.0,
-    tile_grid_size: Sequence[int] = (8, 8),
-    clahe_fraction: float = 0.0,
-    rotation_degrees: float = 0.0,
-    shift: float = 0.0,
-    zoom: float = 0.0,
-    fill_mode: str = "constant",
     cache: Union[bool, str] = False,
     shuffle_buffer: Optional[int] = None,
     skip_bad: bool = False,
@@ -843,13 +784,13 @@ def build_segmentation_dataset(
     """Builds a batched U-Net data set of ``(images, masks)`` with joint augmentation.
 
     Args:
-        preprocess, augment: `pipelines.config.PreprocessConfig` / `AugmentConfig` instead of the
-            loose settings (``segment`` off, ``clahe_mode`` "replace", no segmented copies).
         records: records with ``mask_path`` (e.g. the lung-masks set; several masks joined by "|"
             are merged), or a tuple ``(image_paths, mask_paths)``. Mask pixels above 0.5 of full
             scale are lung (255 yes, V7's 127 "Ignore" no).
-        clahe_fraction: training only: probability, redrawn each epoch, that an image is
-            CLAHE-enhanced (so the U-Net also segments enhanced images).
+        preprocess: `pipelines.config.PreprocessConfig` with ``segment`` off.
+        augment: `pipelines.config.AugmentConfig` (training only) with ``clahe_mode`` "replace"
+            and no segmented copies: ``clahe_fraction`` is the probability, redrawn each epoch,
+            that an image is CLAHE-enhanced (so the U-Net also segments enhanced images).
         Others: as `build_dataset`; rotation/shift/zoom move image and mask together (image
             bilinear, mask nearest neighbour).
 
@@ -857,13 +798,7 @@ def build_segmentation_dataset(
         A `tf.data.Dataset` of ``(float32 [B, H, W, 1] in [0, 1], float32 [B, H, W, 1] in {0, 1})``
         with attributes ``bad_files`` and ``num_examples``.
     """
-    preprocess, augment = _from_configs(
-        preprocess, augment,
-        dict(image_size=image_size, resize_mode=resize_mode, clahe=clahe, clip_limit=clip_limit,
-             tile_grid_size=tile_grid_size),
-        dict(clahe_fraction=clahe_fraction, rotation_degrees=rotation_degrees, shift=shift,
-             zoom=zoom, fill_mode=fill_mode),
-    )
+    preprocess, augment = _config_objects(preprocess, augment, segmentation=True)
     image_size = _check_builder_arguments(preprocess, augment, batch_size=batch_size)
     if not training:
         augment = AugmentConfig()

@@ -288,7 +288,7 @@ def test_pneumonia_layers_serialise_and_cascade_model_round_trip(tmp_path):
 
 def test_cli_rule_choices_come_from_the_one_registry(capsys):
     from cxr_cascade.cli import main
-    from cxr_cascade.config import CASCADE_RULES
+    from cxr_cascade.registry import CASCADE_RULES
 
     assert CASCADE_RULES == cascade.RULES == ("gate", "soft", "pneumonia")
     for command in (["evaluate", "run"], ["predict", "x.png"], ["export", "run", "--out", "models"]):

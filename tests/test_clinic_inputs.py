@@ -212,6 +212,7 @@ def test_predict_cache_never_answers_for_a_changed_release(clinic, tmp_path, mon
     import keras
 
     from cxr_cascade.artifacts import build_release
+    from pipelines.config import PreprocessConfig
     from pipelines.datasets import build_dataset
 
     copy = _copy(clinic, tmp_path)
@@ -234,8 +235,9 @@ def test_predict_cache_never_answers_for_a_changed_release(clinic, tmp_path, mon
     build_release(copy, {"stage1": str(run), "stage2": str(clinic["runs"]["stage2"]),
                          "unet": str(clinic["runs"]["unet"])}, force=True)
     after = stage1_answer()
-    x = next(iter(build_dataset(([film], ["normal"]), class_names=["normal"], image_size=32,
-                                batch_size=1, training=False)))[0]
+    x = next(iter(build_dataset(([film], ["normal"]), class_names=["normal"],
+                                preprocess=PreprocessConfig(image_size=32), batch_size=1,
+                                training=False)))[0]
     want = np.asarray(other(x, training=False))[0]
     np.testing.assert_allclose([after[n] for n in STAGE1], want, atol=2e-3)
     assert not np.allclose([before[n] for n in STAGE1], want, atol=2e-3)

@@ -228,7 +228,7 @@ def test_flat_keys_of_old_runs_still_load():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("preprocess.clip_limit=0", "`preprocess.clip_limit` must be a number > 0.0. Received: preprocess.clip_limit=0.0"),
+        ("preprocess.clip_limit=-1", "`preprocess.clip_limit` must be a finite number >= 0 (0: no clipping, as OpenCV's clipLimit). Received: preprocess.clip_limit=-1.0"),
         ("preprocess.resize_mode=crop", "`preprocess.resize_mode` must be one of ('stretch', 'pad'). Received: preprocess.resize_mode='crop'"),
         ("preprocess.tile_grid_size=8", "`preprocess.tile_grid_size` must be two positive ints"),
         ("preprocess.clahe=maybe", "`preprocess.clahe` must be of type bool. Received: preprocess.clahe='maybe'"),

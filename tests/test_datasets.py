@@ -9,12 +9,14 @@ import tensorflow as tf
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("pipelines.clahe")
 
+from pipelines.config import AugmentConfig, PreprocessConfig  # noqa: E402
 from pipelines.datasets import build_dataset, build_segmentation_dataset, class_weights  # noqa: E402
 from pipelines.preprocess import preprocess_batch_bytes, preprocess_image_bytes  # noqa: E402
 from pipelines.records import Record, write_manifest  # noqa: E402
 
 CLASSES = ["normal", "bacterial", "viral"]
 SIZE = 16
+PRE = PreprocessConfig(image_size=SIZE)
 
 
 def Rec(path, label, mask_path=""):
@@ -70,8 +72,8 @@ def test_feeds_a_keras_model(files):
     import keras
 
     ds = build_dataset(
-        files, class_names=CLASSES, image_size=SIZE, batch_size=4, training=True, seed=0,
-        clahe_fraction=0.4, rotation_degrees=30, label_mode="one_hot",
+        files, class_names=CLASSES, preprocess=PRE, batch_size=4, training=True, seed=0,
+        augment=AugmentConfig(clahe_fraction=0.4, rotation_degrees=30), label_mode="one_hot",
     )
     images, labels = next(iter(ds))
     assert images.shape == (4, SIZE, SIZE, 1) and images.dtype == tf.float32
@@ -92,8 +94,8 @@ def test_feeds_a_keras_model(files):
 
 def test_same_seed_same_batches_other_seed_differs(files):
     kwargs = dict(
-        class_names=CLASSES, image_size=SIZE, batch_size=4, training=True,
-        clahe_fraction=0.4, rotation_degrees=30, shift=0.1, zoom=0.1,
+        class_names=CLASSES, preprocess=PRE, batch_size=4, training=True,
+        augment=AugmentConfig(clahe_fraction=0.4, rotation_degrees=30, shift=0.1, zoom=0.1),
     )
     a = batches(build_dataset(files, seed=5, **kwargs), 2)
     b = batches(build_dataset(files, seed=5, **kwargs), 2)
@@ -105,15 +107,15 @@ def test_same_seed_same_batches_other_seed_differs(files):
 
 
 def test_epochs_reshuffle_and_redraw(files):
-    ds = build_dataset(files, class_names=CLASSES, image_size=SIZE, batch_size=12, training=True,
-                       seed=1, rotation_degrees=30)
+    ds = build_dataset(files, class_names=CLASSES, preprocess=PRE, batch_size=12, training=True,
+                       seed=1, augment=AugmentConfig(rotation_degrees=30))
     first, second = images_of(ds), images_of(ds)
     assert not np.array_equal(first, second)
 
 
 def test_evaluation_is_ordered_and_unaugmented(files):
-    ds = build_dataset(files, class_names=CLASSES, image_size=SIZE, batch_size=5, training=False,
-                       rotation_degrees=30, clahe_fraction=0.4)
+    ds = build_dataset(files, class_names=CLASSES, preprocess=PRE, batch_size=5, training=False,
+                       augment=AugmentConfig(rotation_degrees=30, clahe_fraction=0.4))
     got = batches(ds)
     assert [len(b[1]) for b in got] == [5, 5, 2]
     labels = np.concatenate([b[1] for b in got])
@@ -124,7 +126,8 @@ def test_evaluation_is_ordered_and_unaugmented(files):
 
 def test_eval_pipeline_and_serving_graph_are_bit_identical(files, tmp_path):
     settings = dict(image_size=SIZE, resize_mode="pad", clahe=True, clip_limit=2.0)
-    ds = build_dataset(files, class_names=CLASSES, batch_size=len(files), training=False, **settings)
+    ds = build_dataset(files, class_names=CLASSES, batch_size=len(files), training=False,
+                       preprocess=PreprocessConfig(**settings))
     from_pipeline = images_of(ds)
 
     class Serving(tf.Module):
@@ -143,7 +146,7 @@ def test_eval_pipeline_and_serving_graph_are_bit_identical(files, tmp_path):
 @pytest.mark.parametrize(
     "settings",
     [
-        dict(training=False, resize_mode="pad"),
+        dict(training=False, preprocess=PreprocessConfig(image_size=SIZE, clahe=True, resize_mode="pad")),
         dict(training=True, seed=3, balance="sample_weight", label_mode="one_hot"),
         dict(training=False, drop_remainder=True),
     ],
@@ -159,8 +162,8 @@ def test_clahe_per_batch_gives_the_per_image_batches(files, monkeypatch, setting
         return used[-1]
 
     monkeypatch.setattr(datasets, "_clahe_per_batch", spy)
-    build = lambda: build_dataset(files, class_names=CLASSES, image_size=SIZE, batch_size=5,
-                                  clahe=True, **settings)
+    settings = {"preprocess": PreprocessConfig(image_size=SIZE, clahe=True), **settings}
+    build = lambda: build_dataset(files, class_names=CLASSES, batch_size=5, **settings)
     batched = batches(build())
     monkeypatch.setattr(datasets, "_clahe_per_batch", lambda *a, **k: False)
     per_image = batches(build())
@@ -193,8 +196,9 @@ def test_clahe_replace_fraction_is_about_40_percent(tmp_path):
     path = tmp_path / "ramp.png"
     cv2.imwrite(str(path), ramp)
     paths = [str(path)] * 200
-    ds = build_dataset((paths, ["normal"] * 200), class_names=CLASSES, image_size=8, batch_size=50,
-                       training=True, seed=11, clahe_fraction=0.4, clip_limit=40.0, tile_grid_size=(1, 1))
+    ds = build_dataset((paths, ["normal"] * 200), class_names=CLASSES, batch_size=50, training=True,
+                       seed=11, preprocess=PreprocessConfig(image_size=8, clip_limit=40.0, tile_grid_size=(1, 1)),
+                       augment=AugmentConfig(clahe_fraction=0.4))
     images = images_of(ds)
     enhanced = (images.max(axis=(1, 2, 3)) - images.min(axis=(1, 2, 3))) > 0.5
     assert images.shape[0] == 200
@@ -205,9 +209,10 @@ def test_clahe_replace_fraction_is_about_40_percent(tmp_path):
 
 
 def test_stage2_copies_multiply_the_data_set(files):
-    common = dict(class_names=CLASSES, image_size=SIZE, batch_size=64, training=True, seed=2)
+    common = dict(class_names=CLASSES, preprocess=PRE, batch_size=64, training=True, seed=2)
     n = len(files)
-    four = build_dataset(files, clahe_fraction=1.0, clahe_mode="add", segmented_copies=True, **common)
+    stage2 = AugmentConfig(clahe_fraction=1.0, clahe_mode="add", segmented_copies=True)
+    four = build_dataset(files, augment=stage2, **common)
     assert four.num_examples == 4 * n
     images = images_of(four)
     assert images.shape[0] == 4 * n
@@ -215,29 +220,29 @@ def test_stage2_copies_multiply_the_data_set(files):
     border_black = (images[:, 0, :, 0].max(axis=1) == 0) & (images[:, :, 0, 0].max(axis=1) == 0)
     assert border_black.sum() == 2 * n
     # Random CLAHE ("replace") comes before the mask of the segmented copies.
-    replace = images_of(build_dataset(files, clahe_fraction=0.5, segmented_copies=True, **common))
+    replace = images_of(build_dataset(
+        files, augment=AugmentConfig(clahe_fraction=0.5, segmented_copies=True), **common))
     assert replace.shape[0] == 2 * n
     assert ((replace[:, 0, :, 0].max(axis=1) == 0) & (replace[:, :, 0, 0].max(axis=1) == 0)).sum() == n
-    partial = build_dataset(files, clahe_fraction=0.5, clahe_mode="add", **common)
+    partial = build_dataset(files, augment=AugmentConfig(clahe_fraction=0.5, clahe_mode="add"), **common)
     assert partial.num_examples == n + n // 2
     assert images_of(partial).shape[0] == n + n // 2
-    plain = build_dataset(files, clahe_fraction=1.0, clahe_mode="add", segmented_copies=True,
-                          **{**common, "training": False})
+    plain = build_dataset(files, augment=stage2, **{**common, "training": False})
     assert plain.num_examples == n  # copies are for training only
 
 
 def test_segment_masks_every_image(files):
-    ds = build_dataset(files, class_names=CLASSES, image_size=SIZE, batch_size=12, training=False,
-                       segment=True)
+    masked = PreprocessConfig(image_size=SIZE, segment=True)
+    ds = build_dataset(files, class_names=CLASSES, preprocess=masked, batch_size=12, training=False)
     images = images_of(ds)
     assert images[:, 0].max() == 0 and images[:, :, 0].max() == 0
-    with_fn = build_dataset(files, class_names=CLASSES, image_size=SIZE, batch_size=12, training=False,
-                            segment=True, mask_fn=lambda x: tf.cast(x > 2.0, tf.float32))
+    with_fn = build_dataset(files, class_names=CLASSES, preprocess=masked, batch_size=12, training=False,
+                            mask_fn=lambda x: tf.cast(x > 2.0, tf.float32))
     assert images_of(with_fn).max() == 0  # a segmenter that finds no lung blanks everything
 
 
 def test_balance_oversample_and_sample_weight(files):
-    common = dict(class_names=CLASSES, image_size=SIZE, batch_size=64, training=True, seed=0)
+    common = dict(class_names=CLASSES, preprocess=PRE, batch_size=64, training=True, seed=0)
     over = build_dataset(files, balance="oversample", **common)
     labels = np.concatenate([b[1] for b in batches(over)])
     np.testing.assert_array_equal(np.bincount(labels), [6, 6, 6])
@@ -252,7 +257,7 @@ def test_bad_image_is_named_or_skipped(files, tmp_path):
     broken = tmp_path / "broken_scan.png"
     broken.write_bytes(open(files[0].path, "rb").read()[:60])
     records = list(files) + [Rec(broken, "viral")]
-    common = dict(class_names=CLASSES, image_size=SIZE, batch_size=4, training=True, seed=0)
+    common = dict(class_names=CLASSES, preprocess=PRE, batch_size=4, training=True, seed=0)
     with pytest.raises(ValueError, match="broken_scan.png") as info:
         build_dataset(records, **common)
     assert "skip_bad=True" in str(info.value)
@@ -265,13 +270,13 @@ def test_bad_image_is_named_or_skipped(files, tmp_path):
 def test_segmentation_dataset_moves_image_and_mask_together(files):
     # Each image *is* its mask, so after the joint transform the image must still match the mask.
     pairs = ([r.mask_path for r in files], [r.mask_path for r in files])
-    ds = build_segmentation_dataset(pairs, image_size=SIZE, batch_size=12, training=True, seed=4,
-                                    rotation_degrees=30, shift=0.1, zoom=0.1)
+    ds = build_segmentation_dataset(pairs, preprocess=PRE, batch_size=12, training=True, seed=4,
+                                    augment=AugmentConfig(rotation_degrees=30, shift=0.1, zoom=0.1))
     images, masks = batches(ds)[0]
     assert images.shape == masks.shape == (12, SIZE, SIZE, 1)
     assert set(np.unique(masks)) <= {0.0, 1.0}
     # Same seed, same order, no augmentation: the masks did move.
-    still = batches(build_segmentation_dataset(pairs, image_size=SIZE, batch_size=12, training=True, seed=4))[0][1]
+    still = batches(build_segmentation_dataset(pairs, preprocess=PRE, batch_size=12, training=True, seed=4))[0][1]
     assert (still != masks).mean() > 0.05
     # Bilinear image vs nearest mask differ only along the (long, at 16 px) lung borders.
     assert ((images > 0.5) == (masks > 0.5)).mean() > 0.9
@@ -280,7 +285,7 @@ def test_segmentation_dataset_moves_image_and_mask_together(files):
 
 def test_manifest_path_and_records_give_the_same_data(files, tmp_path):
     manifest = write_manifest(files, tmp_path / "manifest.csv", relative=True)
-    common = dict(class_names=CLASSES, image_size=SIZE, batch_size=12, training=False)
+    common = dict(class_names=CLASSES, preprocess=PRE, batch_size=12, training=False)
     from_csv = batches(build_dataset(manifest, **common))[0]
     from_records = batches(build_dataset(files, **common))[0]
     np.testing.assert_array_equal(from_csv[0], from_records[0])
@@ -292,9 +297,10 @@ def test_real_kermany_and_ieee8023_through_the_pipeline(kermany_dir, ieee8023_di
     kermany = sorted((kermany_dir / "train" / "NORMAL").glob("*.jpeg"))[:3]
     ieee = [ieee8023_dir / "images" / n for n in ("000001-12.jpg", "00870a9c.jpg", "000001-19.jpg")]
     paths = [str(p) for p in kermany + ieee if p.is_file()]
-    ds = build_dataset((paths, ["normal"] * len(paths)), class_names=CLASSES, image_size=64,
-                       batch_size=len(paths), training=True, seed=0, resize_mode="pad",
-                       clahe_fraction=0.5, rotation_degrees=30)
+    ds = build_dataset((paths, ["normal"] * len(paths)), class_names=CLASSES,
+                       preprocess=PreprocessConfig(image_size=64, resize_mode="pad"),
+                       batch_size=len(paths), training=True, seed=0,
+                       augment=AugmentConfig(clahe_fraction=0.5, rotation_degrees=30))
     images, labels = batches(ds)[0]
     assert images.shape == (len(paths), 64, 64, 1)
     assert 0.0 <= images.min() and images.max() <= 1.0 and images.std() > 0.05
@@ -302,34 +308,56 @@ def test_real_kermany_and_ieee8023_through_the_pipeline(kermany_dir, ieee8023_di
 
 def test_segmentation_needs_masks(files):
     with pytest.raises(ValueError, match="mask"):
-        build_segmentation_dataset([Rec(files[0].path, "normal")], image_size=SIZE, batch_size=1,
+        build_segmentation_dataset([Rec(files[0].path, "normal")], preprocess=PRE, batch_size=1,
                                    training=False)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"clahe_mode": "double"}, "clahe_mode"),
-        ({"clahe_fraction": 1.5}, "clahe_fraction"),
+        ({"augment": {"clahe_mode": "double"}}, "clahe_mode"),
+        ({"augment": {"clahe_fraction": 1.5}}, "clahe_fraction"),
         ({"balance": "undersample"}, "balance"),
+        ({"balance": None}, "balance"),  # "off" is the one spelling of no balancing
         ({"label_mode": "sparse"}, "label_mode"),
         ({"batch_size": 0}, "batch_size"),
-        ({"rotation_degrees": -30}, "rotation_degrees"),
-        ({"clahe": True, "clahe_fraction": 0.4}, "clahe_fraction"),
+        ({"augment": {"rotation_degrees": -30}}, "rotation_degrees"),
+        ({"preprocess": {"clahe": True}, "augment": {"clahe_fraction": 0.4}}, "clahe_fraction"),
         ({"class_names": ["normal"]}, "class_names"),
+        ({"preprocess": None}, "preprocess"),
+        ({"augment": "rotate"}, "augment"),
     ],
 )
 def test_bad_arguments(files, kwargs, match):
-    args = dict(class_names=CLASSES, image_size=SIZE, batch_size=4, training=True, seed=0)
-    args.update(kwargs)
+    args = dict(class_names=CLASSES, preprocess=PRE, batch_size=4, training=True, seed=0)
     with pytest.raises(ValueError, match=match):
-        build_dataset(files, **args)
+        # The config objects check their own fields, so they are built inside the `raises`.
+        if isinstance(kwargs.get("preprocess"), dict):
+            kwargs = {**kwargs, "preprocess": PreprocessConfig(image_size=SIZE, **kwargs["preprocess"])}
+        if isinstance(kwargs.get("augment"), dict):
+            kwargs = {**kwargs, "augment": AugmentConfig(**kwargs["augment"])}
+        build_dataset(files, **{**args, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"preprocess": PreprocessConfig(image_size=SIZE, segment=True)}, "preprocess.segment=True"),
+        ({"augment": AugmentConfig(clahe_fraction=0.5, clahe_mode="add")}, "augment.clahe_mode='add'"),
+        ({"augment": AugmentConfig(segmented_copies=True)}, "augment.segmented_copies=True"),
+        ({"preprocess": None}, "preprocess"),
+    ],
+)
+def test_segmentation_refuses_what_it_cannot_do(files, settings, match):
+    pairs = ([r.path for r in files], [r.mask_path for r in files])
+    with pytest.raises(ValueError, match=match):
+        build_segmentation_dataset(pairs, **{"preprocess": PRE, **settings}, batch_size=4, training=True)
 
 
 def test_segmented_copies_need_masks(files):
     with pytest.raises(ValueError, match="mask"):
-        build_dataset([Rec(files[0].path, "normal")], class_names=CLASSES, image_size=SIZE,
-                      batch_size=1, training=True, segmented_copies=True)
+        build_dataset([Rec(files[0].path, "normal")], class_names=CLASSES, preprocess=PRE,
+                      batch_size=1, training=True, augment=AugmentConfig(segmented_copies=True))
 
 
 def test_plan_copies_lists_originals_then_clahe_then_masked_copies():

@@ -106,8 +106,8 @@ def eval_tensors(paths, size, clahe=False, segment=False, mask_fn=None) -> np.nd
     """The evaluation pipeline's input tensors (pipelines.datasets.build_dataset(training=False))."""
     ds = build_dataset(
         ([str(p) for p in paths], ["viral"] * len(paths)),
-        class_names=["viral"], image_size=size, batch_size=len(paths), training=False,
-        clahe=clahe, segment=segment, mask_fn=mask_fn,
+        class_names=["viral"], batch_size=len(paths), training=False, mask_fn=mask_fn,
+        preprocess=PreprocessConfig(image_size=size, clahe=clahe, segment=segment),
     )
     return np.concatenate([images.numpy() for images, _ in ds])
 

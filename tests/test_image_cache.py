@@ -9,6 +9,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from pipelines.config import AugmentConfig, PreprocessConfig  # noqa: E402
 from pipelines.datasets import build_dataset  # noqa: E402
 from pipelines.image_cache import ImageCache, cache_key, resolve_cache  # noqa: E402
 
@@ -27,9 +28,10 @@ def pngs(tmp_path):
     return paths
 
 
-def build(paths, cache, **kwargs):
-    kwargs = {"training": False, "image_size": SIZE, "batch_size": 4, "seed": 0, **kwargs}
-    return build_dataset((paths, ["a"] * len(paths)), class_names=["a"], cache=cache, **kwargs)
+def build(paths, cache, clahe=False, **kwargs):
+    kwargs = {"training": False, "batch_size": 4, "seed": 0, **kwargs}
+    return build_dataset((paths, ["a"] * len(paths)), class_names=["a"], cache=cache,
+                         preprocess=PreprocessConfig(image_size=SIZE, clahe=clahe), **kwargs)
 
 
 def all_images(ds) -> np.ndarray:
@@ -87,7 +89,7 @@ def test_cache_is_reused_for_same_inputs_and_not_for_others(pngs, tmp_path):
 
 
 def test_training_cache_gives_the_same_batches_as_no_cache(pngs, tmp_path):
-    kwargs = dict(training=True, rotation_degrees=10.0, clahe_fraction=0.5)
+    kwargs = dict(training=True, augment=AugmentConfig(rotation_degrees=10.0, clahe_fraction=0.5))
     cache = ImageCache(str(tmp_path / "cache"))
     for _ in range(2):  # first build writes, second reads
         cached = all_images(build(pngs, cache, **kwargs))
@@ -113,9 +115,9 @@ def test_segmentation_cache_is_keyed_and_reused(pngs, tmp_path):
         masks.append(str(mask))
     directory = tmp_path / "cache"
 
-    def images(cache, **kwargs):
-        ds = build_segmentation_dataset((pngs, masks), batch_size=4, training=False, image_size=SIZE,
-                                        cache=cache, **kwargs)
+    def images(cache, clahe=False):
+        ds = build_segmentation_dataset((pngs, masks), batch_size=4, training=False, cache=cache,
+                                        preprocess=PreprocessConfig(image_size=SIZE, clahe=clahe))
         return np.concatenate([np.concatenate([x.numpy(), y.numpy()], -1) for x, y in ds])
 
     first = images(ImageCache(str(directory)))

@@ -15,6 +15,7 @@ from cxr_cascade.config import from_dict
 from cxr_cascade.artifacts import load
 from cxr_cascade.models import build_unet
 from cxr_cascade.predict import Failure, Prediction, Predictor, find_model
+from pipelines.config import PreprocessConfig
 from pipelines.datasets import build_dataset
 
 STAGE1 = ["normal", "bacterial", "viral"]
@@ -121,7 +122,7 @@ def test_predict_json_lines_heatmaps_and_bad_files(exported, capsys, tmp_path):
 
     # Independent reference: the Keras models on the evaluation pipeline's tensors.
     ds = build_dataset(([str(p) for p in good], ["viral"] * 3), class_names=["viral"],
-                       image_size=32, batch_size=3, training=False)
+                       preprocess=PreprocessConfig(image_size=32), batch_size=3, training=False)
     x = next(iter(ds))[0].numpy()
     p1, p2 = exported["s1"](x).numpy(), exported["s2"](x).numpy()
     ok = [r for r in rows if "error" not in r]

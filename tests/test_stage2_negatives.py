@@ -15,11 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cxr_cascade.config import (
-    STAGE2_NEGATIVE_LABELS,
-    STAGE2_NEGATIVES,
-    load_experiment,
-)
+from cxr_cascade.config import load_experiment
+from cxr_cascade.registry import STAGE2_NEGATIVE_LABELS, STAGE2_NEGATIVES
 from cxr_cascade.training.data import read_sources, select_records, trained_records
 from pipelines.records import Record
 

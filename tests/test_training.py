@@ -186,6 +186,7 @@ def test_results_accuracy_matches_an_independent_evaluation(standin, finished_ru
     scores with the same `cxr_cascade.evaluation.metrics.classification_metrics`.
     """
     from sklearn.metrics import accuracy_score, f1_score
+    from pipelines.config import PreprocessConfig
     from pipelines.datasets import build_dataset
     from pipelines.records import read_manifest
 
@@ -193,7 +194,8 @@ def test_results_accuracy_matches_an_independent_evaluation(standin, finished_ru
     model = standin.tiny_model(config)
     model.load_weights(run / "best.weights.h5")
     test = [r for r in read_manifest(run / "splits.csv") if r.split == "test"]
-    ds = build_dataset(test, class_names=config.classes, image_size=32, batch_size=8, training=False)
+    ds = build_dataset(test, class_names=config.classes, preprocess=PreprocessConfig(image_size=32),
+                       batch_size=8, training=False)
     y_true = np.concatenate([y.numpy() for _, y in ds])
     y_pred = np.concatenate([model.predict(x, verbose=0).argmax(-1) for x, _ in ds])
     results = json.loads((run / "results.json").read_text())

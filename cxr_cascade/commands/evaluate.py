@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cxr_cascade.config import CASCADE_RULES, DEFAULT_CASCADE_RULE
+from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
 from cxr_cascade.evaluation.ood import OOD_SETS
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxr_cascade.config import CASCADE_RULES, DEFAULT_CASCADE_RULE
+from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
 
 
 def register(subparsers) -> None:

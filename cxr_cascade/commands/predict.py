@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from cxr_cascade.config import CASCADE_RULES
+from cxr_cascade.registry import CASCADE_RULES
 
 
 def register(subparsers) -> None:

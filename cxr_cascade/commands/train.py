@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from cxr_cascade.registry import KERAS_BACKENDS, STRATEGIES
 
 # Stopped early (time budget, SIGTERM) and resumable: sysexits' EX_TEMPFAIL, "try again later".
 # Not 0, so that a chain such as U-Net -> stage 2 does not go on with an unfinished U-Net.
@@ -71,11 +72,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--unet", metavar="RUN_DIR", help="trained U-Net run (stage 2 segmented copies)")
     parser.add_argument(
-        "--strategy", choices=("default", "mirrored", "multiworker"),
+        "--strategy", choices=STRATEGIES,
         help="distribution strategy (same as --set strategy=...)",
     )
     parser.add_argument(
-        "--backend", choices=("tensorflow", "jax", "torch"),
+        "--backend", choices=KERAS_BACKENDS,
         help="Keras backend (default: $KERAS_BACKEND, else tensorflow). jax/torch train the same "
              "recipe into the same run directory without TensorFlow or OpenCV (one device, data "
              "decoded into memory with Pillow; see cxr_cascade/training/arrays.py)",

@@ -11,7 +11,7 @@
   (`cxr_cascade.models.preprocessing`).
 """
 
-from cxr_cascade.models.composer import BACKBONES, build_classifier
+from cxr_cascade.models.composer import BACKBONE_SPECS, build_classifier
 from cxr_cascade.models.losses import DiceBCELoss
 from cxr_cascade.models.metrics import BalancedAccuracy, mean_iou
 from cxr_cascade.models.moex import MoEx, MoExClassifier, MomentExchange, moment_exchange, pono_moments
@@ -22,7 +22,7 @@ from cxr_cascade.models.preprocessing import AdaptiveEqualization, RandomAffine
 
 __all__ = [
     "AdaptiveEqualization",
-    "BACKBONES",
+    "BACKBONE_SPECS",
     "DiceBCELoss",
     "MoEx",
     "MoExClassifier",

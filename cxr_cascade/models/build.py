@@ -13,7 +13,7 @@ from cxr_cascade.models.moex import MoEx
 from cxr_cascade.models.preprocessing import AdaptiveEqualization, RandomAffine
 from cxr_cascade.models.unet import build_unet
 
-__all__ = ["augmentation_layers", "build_model"]
+__all__ = ["TASK_BUILDERS", "augmentation_layers", "build_model"]
 
 
 def build_model(config, image_size: int | None = None) -> keras.Model:
@@ -28,9 +28,14 @@ def build_model(config, image_size: int | None = None) -> keras.Model:
         A functional Keras model taking float32 ``[N, S, S, 1]``.
     """
     size = int(image_size or config.image_size)
-    shape = (size, size, 1)
-    if config.task == "unet":
-        return build_unet(input_shape=shape, filters=config.unet_filters)
+    return TASK_BUILDERS[config.task](config, (size, size, 1))
+
+
+def _build_unet(config, shape: tuple[int, int, int]) -> keras.Model:
+    return build_unet(input_shape=shape, filters=config.unet_filters)
+
+
+def _build_classifier(config, shape: tuple[int, int, int]) -> keras.Model:
     moex = None
     if config.moex is not None:
         moex = MoEx(
@@ -49,6 +54,10 @@ def build_model(config, image_size: int | None = None) -> keras.Model:
         moex=moex,
         preprocessing=augmentation_layers(config),
     )
+
+
+# The network of each name in `registry.TASKS` (a test checks both agree).
+TASK_BUILDERS = {"stage1": _build_classifier, "stage2": _build_classifier, "unet": _build_unet}
 
 
 def augmentation_layers(config) -> list:

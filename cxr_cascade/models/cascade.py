@@ -32,7 +32,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from cxr_cascade.config import CASCADE_RULES, DEFAULT_CASCADE_RULE
+from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
 
 __all__ = [
     "CascadeCombine",
@@ -41,6 +41,7 @@ __all__ = [
     "STAGE1_CLASSES",
     "STAGE2_CLASSES",
     "RULES",
+    "RULE_DECISIONS",
     "DEFAULT_RULE",
     "CascadeDecision",
     "cascade_class_names",
@@ -54,7 +55,7 @@ STAGE1_CLASSES = ("normal", "bacterial", "viral")
 STAGE2_CLASSES = ("covid19", "viral")
 REFINED_CLASS = "viral"
 NORMAL_CLASS = "normal"  # the stage-1 class the pneumonia rule never sends to stage 2
-RULES = CASCADE_RULES  # the one registry (config.py): CLI choices, layers and export read it
+RULES = CASCADE_RULES  # `cxr_cascade.registry`: CLI choices, layers and export read it
 DEFAULT_RULE = DEFAULT_CASCADE_RULE
 
 
@@ -159,16 +160,37 @@ def cascade_decision(p1, p2, refined_index: int = 2, rule: str = DEFAULT_RULE,
     p1 = np.asarray(p1, dtype=np.float64)
     p2 = np.asarray(p2, dtype=np.float64)
     _check_shapes(p1.shape, p2.shape, refined_index)
-    if rule == "soft":
-        return combine_probabilities(p1, p2, refined_index).argmax(axis=1).astype(np.int64)
+    return RULE_DECISIONS[rule](p1, p2, refined_index, normal_index, negative_index)
+
+
+def _soft_decision(p1, p2, refined_index, normal_index, negative_index) -> np.ndarray:
+    return combine_probabilities(p1, p2, refined_index).argmax(axis=1).astype(np.int64)
+
+
+def _routed_decision(p1, p2, refined_index, escape) -> np.ndarray:
+    """Stage 1's argmax, replaced by ``refined_index + argmax p2`` where stage 1 calls the refined
+    class or `escape` (bool ``[N]``) holds."""
     k1 = p1.argmax(axis=1).astype(np.int64)
     k2 = p2.argmax(axis=1).astype(np.int64)
     shifted = np.where(k1 > refined_index, k1 - 1 + p2.shape[1], k1)
-    to_stage2 = k1 == refined_index
-    if rule == "pneumonia":
-        _check_route(p1.shape, p2.shape, refined_index, normal_index, negative_index)
-        to_stage2 |= (k1 != normal_index) & (k2 != negative_index)
+    to_stage2 = (k1 == refined_index) | escape(k1, k2)
     return np.where(to_stage2, refined_index + k2, shifted)
+
+
+def _gate_decision(p1, p2, refined_index, normal_index, negative_index) -> np.ndarray:
+    return _routed_decision(p1, p2, refined_index, lambda k1, k2: np.zeros(k1.shape, bool))
+
+
+def _pneumonia_decision(p1, p2, refined_index, normal_index, negative_index) -> np.ndarray:
+    _check_route(p1.shape, p2.shape, refined_index, normal_index, negative_index)
+    return _routed_decision(
+        p1, p2, refined_index, lambda k1, k2: (k1 != normal_index) & (k2 != negative_index)
+    )
+
+
+# The NumPy decision of each name in `registry.CASCADE_RULES` (a test checks both agree);
+# ``CascadeDecision`` is their graph twin.
+RULE_DECISIONS = {"gate": _gate_decision, "soft": _soft_decision, "pneumonia": _pneumonia_decision}
 
 
 def _check_shapes(shape1, shape2, refined_index: int) -> None:

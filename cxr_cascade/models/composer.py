@@ -12,13 +12,15 @@ import keras
 
 from cxr_cascade.models._common import check_input_shape, check_positive_int
 from cxr_cascade.models.densenet import DENSENET169
-from cxr_cascade.models.heads import HEADS, apply_head
+from cxr_cascade.models.heads import apply_head
 from cxr_cascade.models.moex import MoEx, MoExClassifier, MomentExchange
 from cxr_cascade.models.resnet import RESNET50
 from cxr_cascade.models.spec import BackboneSpec, BlockOptions
 from cxr_cascade.models.vgg import VGG19
+from cxr_cascade.registry import BACKBONES, HEADS
 
-BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (VGG19, RESNET50, DENSENET169)}
+# The implementation of each name in `registry.BACKBONES` (a test checks both agree).
+BACKBONE_SPECS: dict[str, BackboneSpec] = {spec.name: spec for spec in (VGG19, RESNET50, DENSENET169)}
 
 
 def _model_name(backbone: str, head: str, se: bool, moex: bool) -> str:
@@ -68,7 +70,7 @@ def build_classifier(
     """
     if not isinstance(backbone, str) or backbone not in BACKBONES:
         raise ValueError(f"`backbone` must be one of {sorted(BACKBONES)}. Received: backbone={backbone!r}")
-    spec = BACKBONES[backbone]
+    spec = BACKBONE_SPECS[backbone]
     check_positive_int("num_classes", num_classes)
     if head not in HEADS:
         raise ValueError(f"`head` must be one of {list(HEADS)}. Received: head={head!r}")
@@ -131,4 +133,4 @@ def build_classifier(
     return model_cls(inputs, outputs, name=name)
 
 
-__all__ = ["BACKBONES", "build_classifier"]
+__all__ = ["BACKBONE_SPECS", "build_classifier"]

@@ -7,14 +7,34 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 from keras import layers
 
 from cxr_cascade.models._common import KERNEL_INIT
+from cxr_cascade.registry import HEADS
 
-HEADS = ("gap", "flatten")
+
+def _gap(x: keras.KerasTensor, fc_units: Sequence[int]) -> keras.KerasTensor:
+    """``avg_pool``: global average pooling (Lv et al. 2020 section 3.1.1); no hidden layers."""
+    return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+
+
+def _flatten(x: keras.KerasTensor, fc_units: Sequence[int]) -> keras.KerasTensor:
+    """``flatten`` -> ``fc1``.. (ReLU Dense of ``fc_units``): the original fixed-size heads."""
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(fc_units, start=1):
+        x = layers.Dense(units, activation="relu", kernel_initializer=KERNEL_INIT, name=f"fc{i}")(x)
+    return x
+
+
+# The implementation of each name in `registry.HEADS` (a test checks both agree): the layers
+# between ``cam_features`` and ``logits``.
+HEAD_BUILDERS: dict[str, Callable[[keras.KerasTensor, Sequence[int]], keras.KerasTensor]] = {
+    "gap": _gap,
+    "flatten": _flatten,
+}
 
 
 def apply_head(x: keras.KerasTensor, num_classes: int, head: str, fc_units: Sequence[int] = ()) -> keras.KerasTensor:
@@ -31,12 +51,9 @@ def apply_head(x: keras.KerasTensor, num_classes: int, head: str, fc_units: Sequ
     Returns:
         ``probabilities``, float32 ``(batch, num_classes)``.
     """
+    if head not in HEADS:
+        raise ValueError(f"`head` must be one of {list(HEADS)}. Received: head={head!r}")
     x = layers.Identity(name="cam_features")(x)
-    if head == "gap":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    else:
-        x = layers.Flatten(name="flatten")(x)
-        for i, units in enumerate(fc_units, start=1):
-            x = layers.Dense(units, activation="relu", kernel_initializer=KERNEL_INIT, name=f"fc{i}")(x)
+    x = HEAD_BUILDERS[head](x, fc_units)
     x = layers.Dense(num_classes, kernel_initializer=KERNEL_INIT, dtype="float32", name="logits")(x)
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)

@@ -33,35 +33,11 @@ import numpy as np
 from keras import ops
 
 from cxr_cascade.numpy_clahe import _axis_weights
+from pipelines.config import check_clip_limit, check_tile_grid_size
 
 __all__ = ["clahe", "affine_matrices", "affine_transform", "AdaptiveEqualization", "RandomAffine"]
 
 _BINS = 256
-
-
-def _check_clip_limit(clip_limit) -> float:
-    if isinstance(clip_limit, bool) or not isinstance(clip_limit, numbers.Real) or not (
-        math.isfinite(clip_limit) and clip_limit >= 0
-    ):
-        raise ValueError(
-            "`clip_limit` must be a finite number >= 0 (0: no clipping). "
-            f"Received: clip_limit={clip_limit!r}"
-        )
-    return float(clip_limit)
-
-
-def _check_tile_grid_size(tile_grid_size) -> tuple[int, int]:
-    """``(tiles_x, tiles_y)`` from OpenCV's ``tileGridSize`` (tiles along width, along height)."""
-    try:
-        tiles_x, tiles_y = tile_grid_size
-    except (TypeError, ValueError):
-        tiles_x = tiles_y = None
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in (tiles_x, tiles_y)):
-        raise ValueError(
-            "`tile_grid_size` must be two positive integers (tiles along width, tiles along "
-            f"height), as cv2.createCLAHE's tileGridSize. Received: tile_grid_size={tile_grid_size!r}"
-        )
-    return int(tiles_x), int(tiles_y)
 
 
 def _reflect_101(length: int, padded_length: int) -> np.ndarray:
@@ -169,8 +145,8 @@ def clahe(images, clip_limit: float = 2.0, tile_grid_size: Sequence[int] = (8, 8
     Reference: Zuiderveld, "Contrast limited adaptive histogram equalization", Graphics Gems IV
     (1994); OpenCV `modules/imgproc/src/clahe.cpp`.
     """
-    clip_limit = _check_clip_limit(clip_limit)
-    tiles_x, tiles_y = _check_tile_grid_size(tile_grid_size)
+    clip_limit = check_clip_limit(clip_limit)
+    tiles_x, tiles_y = check_tile_grid_size(tile_grid_size)
     images = ops.convert_to_tensor(images)
     dtype = keras.backend.standardize_dtype(images.dtype)
     if dtype not in ("uint8", "int32") or len(images.shape) not in (2, 3, 4):
@@ -311,8 +287,8 @@ class AdaptiveEqualization(keras.layers.Layer):
         # intensities by up to half a grey level before CLAHE's quantisation.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.clip_limit = _check_clip_limit(clip_limit)
-        self.tile_grid_size = _check_tile_grid_size(tile_grid_size)
+        self.clip_limit = check_clip_limit(clip_limit)
+        self.tile_grid_size = check_tile_grid_size(tile_grid_size)
         if fraction is not None and (
             isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction <= 1
         ):

@@ -39,6 +39,8 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 
+from pipelines.config import NO_BALANCE
+
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # pipelines.decode.LUMA_WEIGHTS (ITU-R BT.601)
 MASK_SEPARATOR = "|"  # pipelines.decode.MASK_SEPARATOR
 _INV255 = np.float32(1.0 / 255.0)
@@ -369,7 +371,7 @@ def build_bundle(config, records: list, mask_fn=None):
     lungs = None
     if aug.segmented_copies and not unet:
         lungs = _training_lungs(parts["train"], train_x, mask_fn, size, resize_mode, config.name)
-    balance = None if unet or config.balance == "off" else config.balance
+    balance = NO_BALANCE if unet else config.balance
     class_w = None
     if balance == "sample_weight":
         class_w = balanced_weights(train_y, len(class_names)).astype(np.float32)

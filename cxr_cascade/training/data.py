@@ -5,7 +5,7 @@ Steps (each one fails with one line naming the path and the problem):
 1. Read every `--data` path with `pipelines.readers.read_dataset` (layout detected, or named as
    `FORMAT=PATH`); reader problems (unreadable rows, odd names) are reported, not fatal.
 2. Select the task's images: stage 1 the Kermany classes normal / bacterial / viral; stage 2
-   COVID-19 vs the configured negative class (`stage2_negative`, `config.STAGE2_NEGATIVE_LABELS`);
+   COVID-19 vs the configured negative class (`stage2_negative`, `registry.STAGE2_NEGATIVE_LABELS`);
    the U-Net every image with a mask. A class with no image is an error naming the class and what
    was found. Records keep their own label (splits.csv says "bacterial" for a Streptococcus film);
    the pipelines read `config.trained_label` (that film trains as stage 2's negative class).
@@ -32,7 +32,8 @@ import numpy as np
 if TYPE_CHECKING:  # TensorFlow is imported lazily: the JAX/Torch path never loads it
     import tensorflow as tf
 
-from cxr_cascade.config import STAGE2_NEGATIVE_LABELS, ExperimentConfig
+from cxr_cascade.config import ExperimentConfig
+from cxr_cascade.registry import STAGE2_NEGATIVE_LABELS
 from cxr_cascade.artifacts import RunDir, load_unet_mask_fn
 
 # The data-set layouts `--data FORMAT=PATH` may name: the reader registry's (pipelines.readers).
@@ -377,7 +378,7 @@ def prepare_data(
             return build_dataset(
                 train_records, training=True, seed=epoch_seed, augment=aug,
                 drop_remainder=drop, validate=validate, cache=train_cache,
-                balance=None if config.balance == "off" else config.balance,
+                balance=config.balance,
                 **common,
             )
 
