@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # TensorFlow is imported lazily: the JAX/Torch path never loa
 
 from cxr_cascade.config import STAGE2_NEGATIVE_LABELS, ExperimentConfig
 from cxr_cascade.training.run_dir import RunDir, atomic_write_text, sha256_file
+from cxr_cascade.training.seeds import epoch_seed
 
 # The data-set layouts `--data FORMAT=PATH` may name: the reader registry's (pipelines.readers).
 from pipelines.readers import FORMATS as FORMAT_NAMES  # noqa: E402
@@ -422,11 +423,6 @@ def prepare_data(
         test=build_eval(test_records) if test_records else None,
         steps_per_epoch=max(1, steps),
     )
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The data seed of 0-based `epoch`: order and augmentation of that epoch, nothing else."""
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
 
 
 def describe(bundle: DataBundle) -> str:
