@@ -25,6 +25,5 @@ CONFIG = derive(
     learning_rate=1e-3,
     lr_min=1e-5,
     lr_schedule="cosine",
-    description="Demo stage 1: SEME-ResNet50 at 64x64 on phantoms (normal / bacterial / viral).",
     paper="Table 4, row SEME, ResNet50 (demo scale); training curve as Figure 10(c)",
 )

@@ -37,6 +37,5 @@ CONFIG = derive(
     lr_min=1e-5,
     lr_schedule="cosine",
     balance="sample_weight",
-    description="Demo stage 2: SEME-DenseNet169 at 64x64 on phantoms (COVID-19 vs other viral).",
     paper="Table 5, row SE-MoEx, DenseNet169 (demo scale); training curve as Figure 16(b)",
 )

@@ -16,6 +16,5 @@ CONFIG = derive(
     batch_size=8,
     epochs=6,
     unet_filters=(16, 32, 64, 128, 256),
-    description="Demo U-Net: lung masks at 64x64 on phantoms, quarter width.",
     paper="Section 4.2 (no table), U-Net mean IoU (demo scale); curves as Figure 15(a)",
 )

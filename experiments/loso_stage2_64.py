@@ -44,6 +44,5 @@ CONFIG = derive(
     moex=None,
     monitor="val_loss",
     mixed_precision="off",
-    description="Stage 2 source study: SEME-DenseNet169 at 64x64, 8 epochs, no MoEx, no lung-masked copies (issue 12, reduced scale).",
     paper="Table 5, row SE-MoEx, DenseNet169; Figure 16(b) (reduced-scale probe, not a reproduction)",
 )

@@ -34,8 +34,4 @@ from experiments.release_stage2_224 import CONFIG as OTHER_VIRAL
 CONFIG = derive(
     OTHER_VIRAL,
     stage2_negative="ieee8023_other_pneumonia",
-    description=(
-        "Release stage 2 for the pneumonia rule: SEME-DenseNet169 at 224x224, COVID-19 vs every "
-        "other ieee8023 pneumonia, class-weighted."
-    ),
 )

@@ -36,6 +36,5 @@ CONFIG = derive(
     unet_filters=(16, 32, 64, 128, 256),
     epochs=3,
     mixed_precision="off",
-    description="Release U-Net: lung masks at 256x256, quarter width, 3 epochs, float32 (issue 11).",
     paper="Section 4.2 (no table), U-Net mean IoU, Figure 15(a); release schedule",
 )

@@ -20,4 +20,3 @@ CONFIG = derive(
     epochs=2,
     paper="Table 4, row SEME, ResNet50 (recipe study at 128 px, not a paper row); Figure 10(c)",
 )
-del CONFIG["description"]

@@ -12,6 +12,5 @@ CONFIG = derive(
     head="flatten",
     preprocess={"image_size": 224},
     augment={"clahe_fraction": 0.0},
-    description="Stage 1 baseline: DenseNet169 at 224x224 with a flatten + fully-connected head, no augmentation.",
     paper="Table 4, row base, DenseNet169: accuracy 77.50 %, F1 0.78; training curve Figure 10(a)",
 )

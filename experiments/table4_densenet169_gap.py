@@ -11,6 +11,5 @@ CONFIG = derive(
     backbone="densenet169",
     head="gap",
     augment={"clahe_fraction": 0.0},
-    description="Stage 1: DenseNet169 with global average pooling at 512x512.",
     paper="Table 4, row GAP, DenseNet169: accuracy 80.94 %, F1 0.81; training curve Figure 10(d)",
 )

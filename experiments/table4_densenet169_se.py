@@ -12,6 +12,5 @@ CONFIG = derive(
     head="gap",
     se_reduction=SE_REDUCTION,
     augment={"clahe_fraction": 0.0},
-    description="Stage 1: SE-DenseNet169 (GAP, squeeze-and-excitation after every dense block) at 512x512.",
     paper="Table 4, row SE, DenseNet169: accuracy 81.87 %, F1 0.82; training curve Figure 10(d)",
 )

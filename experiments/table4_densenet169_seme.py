@@ -12,6 +12,5 @@ CONFIG = derive(
     head="gap",
     se_reduction=SE_REDUCTION,
     moex=MOEX,
-    description="Stage 1: SEME-DenseNet169 (GAP + SE + MoEx after the first convolution) at 512x512, CLAHE on 40 % of training images.",
     paper="Table 4, row SEME, DenseNet169: accuracy 80.31 %, F1 0.81; training curve Figure 10(d)",
 )

@@ -11,6 +11,5 @@ CONFIG = derive(
     backbone="resnet50",
     head="gap",
     augment={"clahe_fraction": 0.0},
-    description="Stage 1: ResNet50 with global average pooling at 512x512.",
     paper="Table 4, row GAP, ResNet50: accuracy 74.06 %, F1 0.74; training curve Figure 10(c)",
 )

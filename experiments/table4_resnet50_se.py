@@ -12,6 +12,5 @@ CONFIG = derive(
     head="gap",
     se_reduction=SE_REDUCTION,
     augment={"clahe_fraction": 0.0},
-    description="Stage 1: SE-ResNet50 (GAP, squeeze-and-excitation in every residual block) at 512x512.",
     paper="Table 4, row SE, ResNet50: accuracy 81.59 %, F1 0.80; training curve Figure 10(c)",
 )

@@ -12,6 +12,5 @@ CONFIG = derive(
     head="gap",
     se_reduction=SE_REDUCTION,
     moex=MOEX,
-    description="Stage 1: SEME-ResNet50 (GAP + SE + MoEx after the first convolution) at 512x512, CLAHE on 40 % of training images.",
     paper="Table 4, row SEME, ResNet50: accuracy 85.62 %, F1 0.86; training curve Figure 10(c) (the stage-1 model of the cascade)",
 )

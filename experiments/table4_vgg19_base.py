@@ -12,6 +12,5 @@ CONFIG = derive(
     head="flatten",
     preprocess={"image_size": 224},
     augment={"clahe_fraction": 0.0},
-    description="Stage 1 baseline: VGG19 at 224x224 with its fully-connected head, no augmentation.",
     paper="Table 4, row base, VGG19: accuracy 69.69 %, F1 0.70; training curve Figure 10(a)",
 )

@@ -11,6 +11,5 @@ CONFIG = derive(
     backbone="vgg19",
     head="gap",
     augment={"clahe_fraction": 0.0},
-    description="Stage 1: VGG19 with global average pooling at 512x512.",
     paper="Table 4, row GAP, VGG19: accuracy 77.81 %, F1 0.78; training curve Figure 10(b)",
 )

@@ -10,6 +10,5 @@ CONFIG = derive(
     STAGE2,
     backbone="densenet169",
     se_reduction=None,
-    description="Stage 2: MoEx-DenseNet169 (GAP, no SE), COVID-19 vs other viral pneumonia.",
     paper="Table 5, row MoEx, DenseNet169: accuracy 95.71 %, F1 0.96; training curve Figure 16(b)",
 )

@@ -10,6 +10,5 @@ CONFIG = derive(
     STAGE2,
     backbone="resnet50",
     se_reduction=None,
-    description="Stage 2: MoEx-ResNet50 (GAP, no SE), COVID-19 vs other viral pneumonia.",
     paper="Table 5, row MoEx, ResNet50: accuracy 94.28 %, F1 0.94; training curve Figure 16(a)",
 )

@@ -10,6 +10,5 @@ CONFIG = derive(
     STAGE2,
     backbone="densenet169",
     se_reduction=SE_REDUCTION,
-    description="Stage 2: SEME-DenseNet169, COVID-19 vs ieee8023 non-COVID viral pneumonia (SARS, influenza, varicella, ...).",
     paper="Table 5, row SE-MoEx, DenseNet169: accuracy 97.14 %, F1 0.97; training curve Figure 16(b) (the stage-2 model of the cascade)",
 )

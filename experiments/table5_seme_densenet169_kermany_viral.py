@@ -11,6 +11,5 @@ CONFIG = derive(
     backbone="densenet169",
     se_reduction=SE_REDUCTION,
     stage2_negative="ieee8023_plus_kermany_viral",
-    description="Stage 2: SEME-DenseNet169 with the negative class = ieee8023 non-COVID viral plus Kermany viral images: closest to the paper's counts, but the classes then differ by age (pediatric vs adult) and source, which a network can learn instead of the disease.",
     paper="Table 5, row SE-MoEx, DenseNet169: accuracy 97.14 %, F1 0.97; training curve Figure 16(b)",
 )

@@ -10,6 +10,5 @@ CONFIG = derive(
     STAGE2,
     backbone="resnet50",
     se_reduction=SE_REDUCTION,
-    description="Stage 2: SEME-ResNet50, COVID-19 vs other viral pneumonia.",
     paper="Table 5, row SE-MoEx, ResNet50: accuracy 92.85 %, F1 0.93; training curve Figure 16(a)",
 )

@@ -8,6 +8,5 @@ from experiments.base import UNET, derive
 
 CONFIG = derive(
     UNET,
-    description="U-Net lung segmentation used to crop stage-2 training images to the lungs.",
     paper="Section 4.2 (no table): U-Net loss and validation mean IoU, Figure 15(a)",
 )

@@ -67,15 +67,13 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _predict(model, images, batch_size):
-    return model.predict(images, batch_size=batch_size, verbose=0)
-
-
 def run(args: argparse.Namespace) -> int:
     from cxr_cascade.cli import CLIError
-    from cxr_cascade.evaluation import cascade, report
-    from cxr_cascade.artifacts import EvaluationDir, RunDir, load, load_unet_mask_fn
+    from cxr_cascade.evaluation import report
+    from cxr_cascade.artifacts import EvaluationDir, RunDir, load
     from cxr_cascade.evaluation import data as R
+    from cxr_cascade.evaluation.cascade import evaluate_cascade
+    from cxr_cascade.evaluation.stages import evaluate_classifiers
 
     if args.n_boot < 1:
         raise CLIError(f"--n-boot must be a positive integer. Received: --n-boot {args.n_boot}")
@@ -83,12 +81,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--stage2 takes one stage 1 run. Received: {len(args.runs)} runs")
     args.run = args.runs[0]
     out = Path(args.out) if args.out else RunDir(args.run).evaluation.root
-    common = dict(n_boot=args.n_boot, seed=args.seed)
+    common = dict(out_dir=out, unet=args.unet, n_boot=args.n_boot, seed=args.seed,
+                  batch_size=args.batch_size, by_source=bool(args.by))
     stage1 = load(args.run)
     if args.ood:
         return _evaluate_ood(args, stage1)
     if stage1.task == "unet":
-        return _evaluate_unet(args, stage1, out, common)
+        return _evaluate_unet(args, stage1, out)
     stage1 = R.require_classifier(stage1, args.run)
     manifests = [R.manifest_records(args.run)] if RunDir(args.run).splits.is_file() else []
     extra = {"run": str(args.run), "split": args.split if not args.data else "--data " + " ".join(args.data)}
@@ -101,12 +100,7 @@ def run(args: argparse.Namespace) -> int:
             records = R.test_records(manifests[0], args.split)
         else:
             raise CLIError(f"{args.run}: no splits.csv; pass --data")
-        records, dropped = R.keep_classes(R.as_trained(args.run, records), stage1.class_names)
-        if not records:
-            raise CLIError(f"no test images with labels in {list(stage1.class_names)}")
-        y = R.label_indices(records, stage1.class_names)
-        pids = [r.patient_key for r in records]
-        sections, predictions = {}, {}
+        stages = {}
         for i, run_dir in enumerate(args.runs):
             stage = stage1 if i == 0 else R.require_classifier(load(run_dir), run_dir)
             if tuple(stage.class_names) != tuple(stage1.class_names):
@@ -115,37 +109,21 @@ def run(args: argparse.Namespace) -> int:
                     f"{list(stage1.class_names)}; compare runs of one task"
                 )
             name = stage.task if len(args.runs) == 1 else R.run_config(run_dir).name
-            if name in sections:
+            if name in stages:
                 name = f"{name}-{i + 1}"
-            mask_fn = load_unet_mask_fn(args.unet, stage.preprocess.image_size) if stage.segment and args.unet else None
-            images = R.load_images(records, stage.preprocess, stage.segment, mask_fn)
-            probs = _predict(stage.model, images, args.batch_size)
-            sections[name] = report.evaluate_predictions(
-                y, probs, pids, stage1.class_names, out, name=name, **common)
-            if args.by:
-                sections[name]["by_source"] = report.group_metrics(
-                    y, probs, [r.source for r in records], pids, stage1.class_names, **common)
-            predictions[name] = (y, probs)
+            stages[name] = stage
+        result = evaluate_classifiers(stages, R.as_trained(args.run, records), **common)
+        sections = result.sections
         if len(args.runs) > 1:
             extra["compared_runs"] = [str(r) for r in args.runs]
-            comparison = report.comparison_figures(out, predictions, stage1.class_names)
-        extra["dropped_other_labels"] = dropped
+            comparison = report.comparison_figures(
+                out, {name: (result.y_true, p) for name, p in result.probabilities.items()},
+                result.class_names)
+        extra["dropped_other_labels"] = result.dropped
     else:
         stage2 = R.require_classifier(load(args.stage2), args.stage2)
         if RunDir(args.stage2).splits.is_file():
             manifests.append(R.manifest_records(args.stage2))
-        names = cascade.cascade_class_names(stage1.class_names, stage2.class_names, cascade.REFINED_CLASS)
-        rules, routes = [], {}
-        for rule in [args.rule] + [r for r in cascade.RULES if r != args.rule]:
-            try:
-                routes[rule] = cascade.route_indices(
-                    stage1.class_names, stage2.class_names, cascade.REFINED_CLASS, rule)
-            except ValueError as error:
-                if rule == args.rule:
-                    raise CLIError(f"--rule {rule}: {error}") from None
-                extra[f"cascade_{rule}_section"] = f"left out: {error}"
-                continue
-            rules.append(("cascade" if rule == args.rule else f"cascade_{rule}", rule))
         if args.data:
             from cxr_cascade.training.data import read_sources
 
@@ -159,48 +137,12 @@ def run(args: argparse.Namespace) -> int:
                         records.append(r)
         else:
             raise CLIError("the cascade needs a 4-class test set: pass --data (both runs need splits.csv otherwise)")
-        records, dropped = R.keep_classes(records, names)
-        if not records:
-            raise CLIError(f"no test images with labels in {names}")
-        size = max(stage1.preprocess.image_size, stage2.preprocess.image_size)
-        mask_fn1 = load_unet_mask_fn(args.unet, stage1.preprocess.image_size) if stage1.segment and args.unet else None
-        mask_fn2 = load_unet_mask_fn(args.unet, stage2.preprocess.image_size) if stage2.segment and args.unet else None
-        p1 = _predict(stage1.model, R.load_images(records, stage1.preprocess, stage1.segment, mask_fn1), args.batch_size)
-        p2 = _predict(stage2.model, R.load_images(records, stage2.preprocess, stage2.segment, mask_fn2), args.batch_size)
-        y = cascade.cascade_labels([r.label for r in records], names)
-        pids = [r.patient_key for r in records]
-        sources = [r.source for r in records]
-        sections = {}
-        for key, rule in rules:
-            route = routes[rule]
-            probs = cascade.combine_probabilities(p1, p2, rule=rule, **route)
-            decision = cascade.cascade_decision(p1, p2, rule=rule, **route)
-            sections[key] = report.evaluate_predictions(
-                y, probs, pids, names, out, name=key, y_pred=decision, rule=rule, **common)
-            if args.by:
-                sections[key]["by_source"] = report.group_metrics(
-                    y, probs, sources, pids, names, y_pred=decision, **common)
-        y1 = cascade.stage1_labels(y, names, stage1.class_names, stage2.class_names)
-        sections["stage1"] = report.evaluate_predictions(y1, p1, pids, stage1.class_names, out, name="stage1", **common)
-        rows, y2 = cascade.stage2_subset(y, names, stage2.class_names)
-        keep = [j for j, i in enumerate(rows) if records[i].dataset == cascade.STAGE2_DATASET]
-        rows, y2 = rows[keep], y2[keep]
-        if len(rows) and len(set(y2.tolist())) > 1:
-            sections["stage2"] = report.evaluate_predictions(
-                y2, p2[rows], [pids[i] for i in rows], stage2.class_names, out, name="stage2", **common)
-            sections["stage2"]["population"] = (
-                f"{cascade.STAGE2_DATASET} films of the test set whose truth is one of "
-                f"{list(stage2.class_names)} (the paper's Table 5)")
-            if args.by:
-                sections["stage2"]["by_source"] = report.group_metrics(
-                    y2, p2[rows], [sources[i] for i in rows], [pids[i] for i in rows],
-                    stage2.class_names, **common)
-        else:
-            extra["stage2_section"] = (
-                f"left out: the test set holds no {cascade.STAGE2_DATASET} films of both "
-                f"{list(stage2.class_names)}")
+        result = evaluate_cascade(stage1, stage2, records, rule=args.rule, **common)
+        sections = result.sections
+        extra.update(result.notes)
         extra["decision_rule"] = args.rule
-        extra.update(stage2_run=str(args.stage2), dropped_other_labels=dropped, image_size=size)
+        extra.update(stage2_run=str(args.stage2), dropped_other_labels=result.dropped,
+                     image_size=max(stage1.preprocess.image_size, stage2.preprocess.image_size))
 
     data = None
     if manifests:
@@ -223,13 +165,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
-    """A U-Net run (or release model): mean IoU, lung IoU and Dice on its test split, patient-bootstrap CIs."""
-    from cxr_cascade.artifacts import EvaluationDir, RunDir
+def _evaluate_unet(args, stage, out: Path) -> int:
+    """A U-Net run (or release model): `evaluation.segmentation.evaluate_unet` on its test split."""
     from cxr_cascade.cli import CLIError
     from cxr_cascade.evaluation import report
+    from cxr_cascade.artifacts import EvaluationDir, RunDir
     from cxr_cascade.evaluation import data as R
-    from cxr_cascade.evaluation.segmentation import segmentation_metrics
+    from cxr_cascade.evaluation.segmentation import METRICS, evaluate_unet, unet_markdown
 
     if args.stage2 or len(args.runs) > 1:
         raise CLIError(f"{args.run}: a U-Net run is evaluated alone (no --stage2, one RUN)")
@@ -239,33 +181,24 @@ def _evaluate_unet(args, stage, out: Path, common: dict) -> int:
         records = R.test_records(R.manifest_records(args.run), args.split)
     else:
         raise CLIError(f"{args.run}: no splits.csv; pass --data")
-    records = [r for r in records if r.mask_path]
-    if not records:
-        raise CLIError(f"no test images with a lung mask in split {args.split!r}")
-    images = R.load_images(records, stage.preprocess)
-    masks = R.load_lung_masks(records, stage.preprocess)
-    probs = _predict(stage.model, images, args.batch_size)
-    metrics = segmentation_metrics(masks, probs, [r.patient_key for r in records], **common)
+    _, metrics = evaluate_unet(stage, records, n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size)
     out.mkdir(parents=True, exist_ok=True)
     report.write_json_atomic(EvaluationDir(out).metrics, {
         "run": str(args.run), "split": args.split, "models": {"unet": metrics}})
+    report.write_text_atomic(EvaluationDir(out).report, unet_markdown(
+        metrics, f"U-Net evaluation: {args.run}", f"{args.split} split"))
     ci = metrics["confidence_intervals"]
-    lines = [f"# U-Net evaluation: {args.run}", "", f"n = {metrics['n']} images ({args.split} split), "
-             "95 % patient-bootstrap CIs", "", "| metric | value | 95 % CI |", "|---|---|---|"]
-    for key in ("mean_iou", "lung_iou", "dice"):
-        lines.append(f"| {key} | {ci[key]['value']:.4f} | {ci[key]['low']:.4f}-{ci[key]['high']:.4f} |")
+    for key in METRICS:
         print(f"unet: n={metrics['n']} {key} {ci[key]['value']:.4f} ({ci[key]['low']:.4f}-{ci[key]['high']:.4f})")
-    report.write_text_atomic(EvaluationDir(out).report, "\n".join(lines) + "\n")
     print(f"wrote {EvaluationDir(out).metrics} and {EvaluationDir(out).report}")
     return 0
 
 
 def _evaluate_ood(args, stage) -> int:
-    """A stage 1 (run or release) on an out-of-distribution set: `cxr_cascade.evaluation.ood`."""
-    from cxr_cascade.artifacts import EvaluationDir, RunDir
+    """A stage 1 (run or release) on an out-of-distribution set: `evaluation.ood.evaluate_ood`."""
     from cxr_cascade.cli import CLIError
+    from cxr_cascade.artifacts import EvaluationDir, RunDir
     from cxr_cascade.evaluation import ood, report
-    from cxr_cascade.evaluation import data as R
     from cxr_cascade.training.data import read_sources
 
     if args.stage2 or len(args.runs) > 1:
@@ -277,14 +210,12 @@ def _evaluate_ood(args, stage) -> int:
     if not args.data:
         raise CLIError(f"--ood {args.ood} needs the data set: pass --data PATH (its folder)")
     try:
-        records, y = ood.ood_records(read_sources(list(args.data)), args.ood)
+        records, probs, metrics = ood.evaluate_ood(stage, read_sources(list(args.data)), args.ood,
+                                                   n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size)
     except ValueError as error:
         raise CLIError(f"--data {' '.join(args.data)}: {error}") from None
     files = EvaluationDir(args.out) if args.out else RunDir(args.run).ood_evaluation(args.ood)
     out = files.root
-    probs = _predict(stage.model, R.load_images(records, stage.preprocess), args.batch_size)
-    metrics = ood.ood_metrics(y, probs, [r.patient_key for r in records], stage.class_names,
-                              [r.label for r in records], n_boot=args.n_boot, seed=args.seed)
     header = [f"model: `{args.run}` ({stage.preprocess.image_size} px)", f"data: `{' '.join(args.data)}`",
               f"set: {args.ood} frontal films, normal labels {list(ood.OOD_SETS[args.ood][0])}, "
               f"pneumonia labels {list(ood.OOD_SETS[args.ood][1])}"]

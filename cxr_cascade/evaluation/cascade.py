@@ -1,4 +1,5 @@
-"""The cascade combiner of Cascade-SEMEnet (Lv et al. 2020, Fig. 1) and its end-to-end evaluation.
+"""The cascade combiner of Cascade-SEMEnet (Lv et al. 2020, Fig. 1) and its end-to-end evaluation
+(``evaluate_cascade``: two trained stages and test records in, every rule's metrics out).
 
 Stage 1 gives ``p1`` over normal / bacterial / viral; stage 2 splits the viral class into
 COVID-19 / other viral, ``p2``. The cascade's distribution replaces the refined stage-1 class by
@@ -26,11 +27,16 @@ route's distribution (`cxr_cascade.models.cascade`), not the products.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 
 import keras
+
+from cxr_cascade.evaluation import report
+from cxr_cascade.evaluation.data import keep_classes
+from cxr_cascade.evaluation.stages import check_positive, predict
 
 from cxr_cascade.models.cascade import (  # noqa: F401  (re-exported: they live with the models)
     DEFAULT_RULE,
@@ -133,3 +139,128 @@ def stage1_labels(y_cascade: np.ndarray, class_names: Sequence[str],
         name = class_names[int(y)]
         out[i] = stage1_classes.index(refined_class if name in stage2_classes else name)
     return out
+
+
+@dataclasses.dataclass
+class CascadeEvaluation:
+    """What ``evaluate_cascade`` returns.
+
+    Attributes:
+        class_names: the cascade's 4 class names (``cascade_class_names``).
+        rule: the chosen decision rule; its section is ``"cascade"``.
+        records: the ``N`` records scored (those whose label is a cascade class), in order.
+        y_true: int64 ``[N]`` indices into ``class_names``.
+        stage1_probabilities: float32 ``[N, 3]``; stage2_probabilities: float32 ``[N, 2]``.
+        predictions: ``{section: (scores float [N, 4], decisions int [N])}`` per applicable rule:
+            ``"cascade"`` for ``rule``, ``"cascade_<other rule>"`` for the others.
+        sections: ``{name: metrics dict}``: the rules' sections in the order above, then
+            ``"stage1"`` (stage 1 on the collapsed truth) and ``"stage2"`` (stage 2 alone on the
+            paper's Table 5 population, when the records hold it).
+        notes: ``{key: why}`` for each section left out (``"cascade_<rule>_section"``,
+            ``"stage2_section"``).
+        dropped: records left out because their label is none of ``class_names``.
+    """
+
+    class_names: list
+    rule: str
+    records: list
+    y_true: np.ndarray
+    stage1_probabilities: np.ndarray
+    stage2_probabilities: np.ndarray
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+    sections: dict[str, dict]
+    notes: dict[str, str]
+    dropped: int
+
+
+def evaluate_cascade(
+    stage1,
+    stage2,
+    records: Sequence,
+    *,
+    rule: str = DEFAULT_RULE,
+    out_dir=None,
+    unet=None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    batch_size: int = 16,
+    by_source: bool = False,
+) -> CascadeEvaluation:
+    """The 4-class cascade of two trained stages, end to end on test records with 4-class truth.
+
+    Both stages see every image (each through its own ``preprocess``); their probabilities are
+    combined and decided under every rule of ``RULES`` that can route these stages' classes
+    (``route_indices``), ``rule`` first. Each rule's section scores its decisions (accuracy, F1,
+    confusion) and its scores (ROC AUCs, calibration) with patient-bootstrap CIs
+    (``report.evaluate_predictions``); stage 1 is scored on the truth collapsed to its classes
+    (``stage1_labels``), stage 2 on the films of ``STAGE2_DATASET`` whose truth is one of its
+    classes (the paper's Table 5).
+
+    Args:
+        stage1, stage2: ``cxr_cascade.artifacts.Stage`` of each stage (model, class_names,
+            preprocess, segment).
+        records: test records with ``path``, ``label``, ``patient_key``, ``source`` and
+            ``dataset``; those whose label is not a cascade class are dropped (``dropped``).
+        rule: the decision rule of the ``"cascade"`` section, one of ``RULES``.
+        out_dir: where ``figures/`` are written (None: no figures).
+        unet: U-Net run for stages that read lung-masked images when records carry no mask.
+        n_boot: bootstrap replicates over patients (>= 1). seed: the bootstrap's seed.
+        batch_size: inference batch size (>= 1). by_source: add per-source metrics.
+
+    Raises:
+        ValueError: an unknown rule or one these stages cannot route, a bad count, or no
+            record with a cascade label.
+    """
+    check_rule(rule)
+    n_boot, batch_size = check_positive("n_boot", n_boot), check_positive("batch_size", batch_size)
+    names = cascade_class_names(stage1.class_names, stage2.class_names, REFINED_CLASS)
+    rules, routes, notes = [], {}, {}
+    for candidate in [rule] + [r for r in RULES if r != rule]:
+        try:
+            routes[candidate] = route_indices(stage1.class_names, stage2.class_names, REFINED_CLASS, candidate)
+        except ValueError as error:
+            if candidate == rule:
+                raise
+            notes[f"cascade_{candidate}_section"] = f"left out: {error}"
+            continue
+        rules.append(("cascade" if candidate == rule else f"cascade_{candidate}", candidate))
+    kept, dropped = keep_classes(list(records), names)
+    if not kept:
+        raise ValueError(f"no test images with labels in {names}")
+    p1 = predict(stage1, kept, unet, batch_size)
+    p2 = predict(stage2, kept, unet, batch_size)
+    y = cascade_labels([r.label for r in kept], names)
+    pids = [r.patient_key for r in kept]
+    sources = [r.source for r in kept]
+    common = dict(n_boot=n_boot, seed=seed)
+    predictions, sections = {}, {}
+    for key, name in rules:
+        probs = combine_probabilities(p1, p2, rule=name, **routes[name])
+        decision = cascade_decision(p1, p2, rule=name, **routes[name])
+        predictions[key] = (probs, decision)
+        sections[key] = report.evaluate_predictions(
+            y, probs, pids, names, out_dir, name=key, y_pred=decision, rule=name, **common)
+        if by_source:
+            sections[key]["by_source"] = report.group_metrics(
+                y, probs, sources, pids, names, y_pred=decision, **common)
+    y1 = stage1_labels(y, names, stage1.class_names, stage2.class_names)
+    sections["stage1"] = report.evaluate_predictions(
+        y1, p1, pids, stage1.class_names, out_dir, name="stage1", **common)
+    rows, y2 = stage2_subset(y, names, stage2.class_names)
+    keep = [j for j, i in enumerate(rows) if kept[i].dataset == STAGE2_DATASET]
+    rows, y2 = rows[keep], y2[keep]
+    if len(rows) and len(set(y2.tolist())) > 1:
+        sections["stage2"] = report.evaluate_predictions(
+            y2, p2[rows], [pids[i] for i in rows], stage2.class_names, out_dir, name="stage2", **common)
+        sections["stage2"]["population"] = (
+            f"{STAGE2_DATASET} films of the test set whose truth is one of "
+            f"{list(stage2.class_names)} (the paper's Table 5)")
+        if by_source:
+            sections["stage2"]["by_source"] = report.group_metrics(
+                y2, p2[rows], [sources[i] for i in rows], [pids[i] for i in rows],
+                stage2.class_names, **common)
+    else:
+        notes["stage2_section"] = (
+            f"left out: the test set holds no {STAGE2_DATASET} films of both "
+            f"{list(stage2.class_names)}")
+    return CascadeEvaluation(names, rule, kept, y, p1, p2, predictions, sections, notes, dropped)

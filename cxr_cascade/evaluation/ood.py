@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from cxr_cascade.evaluation import data as R
 from cxr_cascade.evaluation.bootstrap import bootstrap_ci
 from cxr_cascade.evaluation.metrics import binary_auc
 
@@ -177,3 +178,25 @@ def predictions_csv(records: Sequence, probs, class_names: Sequence[str]) -> str
     for record, row in zip(records, np.asarray(probs, dtype=np.float64)):
         writer.writerow([Path(record.path).name, record.label, record.patient_key, *[f"{p:.6f}" for p in row]])
     return out.getvalue()
+
+
+def evaluate_ood(stage, records: Sequence, name: str = "ieee8023", *, n_boot: int = 1000, seed: int = 0,
+                 batch_size: int = 16) -> tuple[list, np.ndarray, dict]:
+    """A stage 1 (``cxr_cascade.artifacts.Stage``) on data set `name`'s normal and pneumonia films.
+
+    Args:
+        stage: a stage-1 model whose classes hold ``NORMAL_CLASS``.
+        records: records of any data sets; ``ood_records`` picks the films of the check.
+
+    Returns:
+        ``(records scored, probabilities float32 [N, C], ood_metrics(...))``.
+
+    Raises:
+        ValueError: `name` unknown, no film of one group, a stage without ``NORMAL_CLASS``, or an
+            image that cannot be read.
+    """
+    chosen, y = ood_records(records, name)
+    probs = stage.model.predict(R.load_images(chosen, stage.preprocess), batch_size=batch_size, verbose=0)
+    metrics = ood_metrics(y, probs, [r.patient_key for r in chosen], stage.class_names,
+                          [r.label for r in chosen], n_boot=n_boot, seed=seed)
+    return chosen, probs, metrics

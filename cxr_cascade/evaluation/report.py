@@ -94,7 +94,7 @@ def evaluate_predictions(
     probs,
     patient_ids: Sequence,
     class_names: Sequence[str],
-    out_dir,
+    out_dir=None,
     name: str = "model",
     n_boot: int = 1000,
     seed: int = 0,
@@ -106,7 +106,8 @@ def evaluate_predictions(
 
     Args:
         y_true: int ``[N]``; probs: float ``[N, C]``; patient_ids: ``[N]`` (cluster of each row).
-        class_names: ``C`` names. out_dir: where ``figures/`` go. name: used in figure names.
+        class_names: ``C`` names. out_dir: where ``figures/`` go (None: no figures, no
+            ``figures`` entry). name: used in figure names.
         n_boot: bootstrap replicates (patients resampled with replacement). seed: bootstrap seed.
         n_bins: calibration bins.
         y_pred: int ``[N]`` decisions when they are not the argmax of ``probs`` (the cascade's
@@ -115,7 +116,6 @@ def evaluate_predictions(
     """
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
-    out_dir = Path(out_dir)
     y_pred = probs.argmax(1) if y_pred is None else np.asarray(y_pred)
     metrics = classification_metrics(y_true, probs, class_names, y_pred)
     if rule is not None:
@@ -128,6 +128,8 @@ def evaluate_predictions(
     bins = reliability_bins(y_true, probs, n_bins)
     ece = expected_calibration_error(y_true, probs, n_bins)
     metrics["calibration"] = {"ece": ece, "n_bins": n_bins, "bins": bins}
+    if out_dir is None:
+        return metrics
     fig_dir = EvaluationDir(out_dir).figures
     metrics["figures"] = {
         "roc": str(figures.plot_roc({name: (y_true, probs)}, class_names, fig_dir / f"roc_{name}.png",

@@ -1,4 +1,4 @@
-"""Lung-mask metrics of the U-Net on a test split, with patient-bootstrap CIs (issue 11).
+"""Lung-mask metrics of the U-Net on a test split, with patient-bootstrap CIs.
 
 Per image the pixel confusion ``tp, fp, fn, tn`` of the binarised prediction against the mask
 (lung = 1). Reported:
@@ -16,9 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
+from cxr_cascade.evaluation import data as R
 from cxr_cascade.evaluation.bootstrap import bootstrap_ci
 
-__all__ = ["confusion_counts", "segmentation_metrics"]
+__all__ = ["confusion_counts", "segmentation_metrics", "evaluate_unet", "unet_markdown"]
+METRICS = ("mean_iou", "lung_iou", "dice")
 
 
 def confusion_counts(masks: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -69,3 +71,33 @@ def segmentation_metrics(masks, probs, patient_ids: Sequence, *, threshold: floa
     point = _scores(counts)
     cis = bootstrap_ci(lambda idx: _scores(counts[idx]), list(patient_ids), n_boot=n_boot, seed=seed)
     return {"n": int(len(counts)), **point, "threshold": threshold, "confidence_intervals": cis}
+
+
+def evaluate_unet(stage, records: Sequence, *, n_boot: int = 1000, seed: int = 0,
+                  batch_size: int = 16) -> tuple[list, dict]:
+    """A trained U-Net (``cxr_cascade.artifacts.Stage``) on the records that carry a lung mask file.
+
+    Returns:
+        ``(records scored, segmentation_metrics(...))``: the records with a ``mask_path``, in
+        order, and their mean IoU, lung IoU and Dice with patient-bootstrap CIs.
+
+    Raises:
+        ValueError: no record with a mask file, or an image or mask that cannot be read.
+    """
+    kept = [r for r in records if r.mask_path]
+    if not kept:
+        raise ValueError(f"no test images with a lung mask (mask_path) among the {len(records)} records")
+    images = R.load_images(kept, stage.preprocess)
+    masks = R.load_lung_masks(kept, stage.preprocess)
+    probs = stage.model.predict(images, batch_size=batch_size, verbose=0)
+    return kept, segmentation_metrics(masks, probs, [r.patient_key for r in kept], n_boot=n_boot, seed=seed)
+
+
+def unet_markdown(metrics: dict, title: str, population: str) -> str:
+    """The U-Net report: the three numbers with their 95 % CIs."""
+    ci = metrics["confidence_intervals"]
+    lines = [f"# {title}", "", f"n = {metrics['n']} images ({population}), "
+             "95 % patient-bootstrap CIs", "", "| metric | value | 95 % CI |", "|---|---|---|"]
+    for key in METRICS:
+        lines.append(f"| {key} | {ci[key]['value']:.4f} | {ci[key]['low']:.4f}-{ci[key]['high']:.4f} |")
+    return "\n".join(lines) + "\n"

@@ -326,7 +326,8 @@ def build_bundle(config, records: list, mask_fn=None):
             `cxr_cascade.artifacts.load_unet_mask_fn`) for the segmented copies; None: the training
             records' mask files.
     """
-    from cxr_cascade.training.data import DataBundle, epoch_seed
+    from cxr_cascade.training.data import DataBundle
+    from cxr_cascade.training.seeds import epoch_seed
     from pipelines.balance import balanced_weights, oversample
 
     # Less the random draws that `augment.placement="model"` moves into the network.

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # TensorFlow is imported lazily: the JAX/Torch path never loa
 from cxr_cascade.config import ExperimentConfig
 from cxr_cascade.registry import STAGE2_NEGATIVE_LABELS
 from cxr_cascade.artifacts import RunDir, load_unet_mask_fn
+from cxr_cascade.training.seeds import epoch_seed
 
 # The data-set layouts `--data FORMAT=PATH` may name: the reader registry's (pipelines.readers).
 from pipelines.readers import FORMATS as FORMAT_NAMES  # noqa: E402
@@ -409,11 +410,6 @@ def prepare_data(
         test=build_eval(test_records) if test_records else None,
         steps_per_epoch=max(1, steps),
     )
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The data seed of 0-based `epoch`: order and augmentation of that epoch, nothing else."""
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
 
 
 def describe(bundle: DataBundle) -> str:

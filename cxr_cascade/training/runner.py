@@ -7,8 +7,8 @@ depends on is either in the checkpoint or a pure function of `(seed, e)`:
 
 - model weights and optimizer state (slots, iteration count, hence the learning-rate schedule's
   position) are in `checkpoints/epoch-NNNN.weights.h5`;
-- the training data order and augmentation come from a dataset rebuilt each epoch with
-  `seed + epoch` (never from an iterator that has history);
+- the training data order and augmentation come from a dataset rebuilt each epoch from
+  `seeds.epoch_seed(seed, e)` (never from an iterator that has history);
 - in-model randomness (MoEx pairing, dropout) comes from Keras seed generators whose states are
   reset to a function of `(seed, epoch)` at the start of each epoch, and the global seeds likewise;
 - the history, best metric and the name of the last checkpoint are in `state.json`, written after
@@ -17,7 +17,7 @@ depends on is either in the checkpoint or a pure function of `(seed, e)`:
 Inside an epoch the same holds at step granularity (`time_budget`, SIGTERM, `save_every`): a
 partial checkpoint (`checkpoint.Checkpointer.save_partial`) also records the seed generators'
 states and the epoch's running metric sums, and the resumed epoch skips the batches already
-trained on (the epoch's data set is a pure function of `seed + epoch`, so `skip(k)` yields exactly
+trained on (the epoch's data set is a pure function of `(seed, e)`, so `skip(k)` yields exactly
 the batches the interrupted run had not reached).
 """
 
@@ -39,10 +39,12 @@ from cxr_cascade.artifacts.checkpoints import latest_good_checkpoint, rewind_sta
 from cxr_cascade.artifacts.layout import RunDir
 from cxr_cascade.artifacts.stage import write_model
 from cxr_cascade.config import ExperimentConfig, from_dict
+from cxr_cascade.models.build import build_model
 from cxr_cascade.training import callbacks as cb
 from cxr_cascade.training.budget import BudgetStop, SigtermFlag, StepBudget, budget_spent
 from cxr_cascade.training.checkpoint import Checkpointer
 from cxr_cascade.training.environment import capture_environment
+from cxr_cascade.training.seeds import reset_model_seeds, seed_host_rngs
 from pipelines.atomic import atomic_write_json
 # TensorFlow's strategies on the TF backend, one device on JAX / PyTorch (training.backend).
 from cxr_cascade.training.backend import process_settings, setup_runtime
@@ -56,9 +58,6 @@ class ResumeError(ValueError):
 
 
 # ---------------------------------------------------------------------------- model
-# The experiment's network (re-exported here: `model_fn` default, older imports).
-from cxr_cascade.models.build import build_model  # noqa: E402
-
 
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """SGD/Adam with a constant rate or one cosine-annealing cycle over the whole run.
@@ -106,20 +105,6 @@ def _current_lr(model: keras.Model) -> float:
         return float(keras.ops.convert_to_numpy(rate(optimizer.iterations)))
 
 
-def reset_model_seeds(model: keras.Model, seed: int, epoch: int) -> None:
-    """Sets every in-model seed generator (MoEx pairing, dropout) to a function of (seed, epoch).
-
-    Keras seed-generator states are model variables that `save_weights` does not store; resetting
-    them per epoch makes epoch `e`'s randomness independent of how the run got there.
-    """
-    index = 0
-    for variable in model.variables:
-        if variable.path.endswith("seed_generator_state"):
-            value = np.array([seed * 1_000_003 + index, epoch], dtype=variable.dtype)
-            variable.assign(value)
-            index += 1
-
-
 def _resume_checkpoint(rd: RunDir, config: ExperimentConfig) -> Path:
     """The newest intact checkpoint of the run (`latest_good_checkpoint`); damaged ones passed
     over get one line each on stderr; none left is one `ResumeError` line."""
@@ -139,17 +124,6 @@ def _weights_finite(model: keras.Model) -> bool:
     return all(
         np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.trainable_variables
     )
-
-
-def _epoch_seed(config: ExperimentConfig, epoch: int) -> int:
-    return (config.seed * 7919 + epoch) % (2**31 - 1)
-
-
-def _seed_host_rngs(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 # ---------------------------------------------------------------------------- state
@@ -304,117 +278,39 @@ def _train(
         cb.TrainingDiverged: NaN/inf or divergent loss; the last good checkpoint is kept.
         ResumeError, ValueError, FileNotFoundError: bad run directory, data or config.
     """
-    from cxr_cascade.training import data as data_mod
-
     run_dir = Path(run_dir)
     rd = RunDir(run_dir)
     runtime = setup_runtime(config)
-    chief = runtime.is_chief
-    config, state = prepare_run_dir(config, run_dir, resume, writer=chief)
+    config, state = prepare_run_dir(config, run_dir, resume, writer=runtime.is_chief)
     # Non-chief workers write nothing into the shared run directory.
-    out = rd if chief else None
+    out = rd if runtime.is_chief else None
     started = time.monotonic()
-
     if data is None:
-        data = data_mod.prepare_data(
-            config,
-            data_paths or [],
-            run_dir=run_dir if chief else None,
-            resume=resume,
-            unet_weights=unet_weights,
-            num_replicas=runtime.replicas,
-            skip_bad=skip_bad,
-            # One writer per cache file: TensorFlow refuses a second concurrent cache writer.
-            cache_dir=cache_dir if chief else None,
-        )
-    if config.is_classifier and tuple(data.class_names) != tuple(config.classes):
-        raise ValueError(
-            f"experiment {config.name!r}: the data's classes {list(data.class_names)} differ from the "
-            f"config's `classes` {list(config.classes)}"
-        )
-
+        data = _prepare_data(config, run_dir, runtime, data_paths or [], unet_weights, resume,
+                             skip_bad, cache_dir)
+    _check_data_classes(config, data)
     if out is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume or not rd.config.is_file():
-            atomic_write_json(rd.config, config.to_dict())
-        env = capture_environment()
-        env.update(
-            strategy=runtime.name,
-            replicas=runtime.replicas,
-            precision_policy=runtime.precision_policy,
-            jit_compile=runtime.jit_compile,
-            deterministic=config.deterministic,
-        )
-        atomic_write_json(rd.environment, env)
-        rd.append_command(argv or sys.argv)
-        inputs = rd.inputs
-        if not inputs.is_file() and (data_paths or unet_weights):
-            atomic_write_json(inputs, {
-                "data": [_absolute_data_arg(p) for p in data_paths or []],
-                "unet": str(Path(unet_weights).resolve()) if unet_weights else None,
-            })
-        if data.records:
-            data_mod.write_split_manifest(rd, data.records, resume=resume)
+        _write_run_metadata(out, config, runtime, data, resume, argv or sys.argv, data_paths, unet_weights)
 
-    steps = data.steps_per_epoch
     model_fn = model_fn or build_model
     checkpointer = Checkpointer(rd)
-    partial = None
-    with runtime.strategy.scope():
-        model = model_fn(config)
-        compile_model(model, config, steps, runtime.jit_compile)
-        if state["checkpoint"] or state.get("partial"):
-            model.optimizer.build(model.trainable_variables)
-        if state["checkpoint"]:
-            checkpoint = _resume_checkpoint(rd, config)
-            state = rewind_state(state, run_dir, checkpoint, config.monitor_mode)
-            model.load_weights(checkpoint)
-        if resume:
-            partial = checkpointer.load_partial(model, state)
-
+    model, state, partial = _restore_model(config, rd, state, runtime, data.steps_per_epoch,
+                                           model_fn, checkpointer, resume)
     first = int(state["epochs_completed"])
-    if resume:
-        inside = f", step {partial['step']}/{steps} of epoch {first + 1}" if partial else ""
-        print(f"resuming {config.name} from epoch {first}/{config.epochs}{inside} in {run_dir}",
-              flush=True)
-    if state.get("finished") and first >= config.epochs:
-        print(f"{run_dir}: run already finished ({first} epochs)", flush=True)
-    metric = "mean_iou" if config.task == "unet" else "accuracy"
-    guard = cb.DivergenceGuard()
-    timer = cb.EpochTimer(config.epochs, first)
-    run_epochs = 0
-    stopped: Optional[str] = None
+    _announce(config, run_dir, state, partial, data.steps_per_epoch, resume)
     with SigtermFlag() as sigterm:
         loop = _Loop(
             model=model, config=config, data=data, state=state, rd=rd, out=out,
-            checkpointer=checkpointer, guard=guard, timer=timer, metric=metric, verbose=verbose,
+            checkpointer=checkpointer, guard=cb.DivergenceGuard(), timer=cb.EpochTimer(config.epochs, first),
+            metric="mean_iou" if config.task == "unet" else "accuracy", verbose=verbose,
             scalars=cb.ScalarLog(rd.tensorboard) if out is not None else None,
             deadline=started + time_budget if time_budget is not None else None,
             sigterm=sigterm, save_every=save_every, stop_after_steps=stop_after_steps,
         )
-        for epoch in range(first, config.epochs):
-            if stop_after_epochs is not None and run_epochs >= stop_after_epochs:
-                break
-            stopped = loop.boundary_stop()
-            if stopped is not None:
-                break
-            stopped = _train_epoch(loop, epoch, partial)
-            partial = None
-            if stopped is not None:
-                break
-            run_epochs += 1
+        stopped = _run_epochs(loop, first, partial, stop_after_epochs)
 
     if stopped is not None:
-        where = state.get("partial")
-        at = (f"epoch {where['epoch']}, step {where['step']}/{steps}" if where
-              else f"after epoch {state['epochs_completed']}")
-        state["stopped"] = f"{stopped}: {at}"
-        if out is not None:
-            rd.write_state(state)
-        print(f"{config.name}: stopped ({stopped}) at {at} of {config.epochs} epochs; continue with "
-              f"`cxr-cascade train --resume {run_dir}`", flush=True)
-        return TrainResult(run_dir=run_dir, state=state, results=None, stopped=stopped)
-
+        return _stop_early(config, rd, out, state, stopped, data.steps_per_epoch)
     results = None
     if state["epochs_completed"] >= config.epochs:
         state["finished"] = True
@@ -424,6 +320,125 @@ def _train(
             state["results"] = str(rd.results.relative_to(run_dir))
             rd.write_state(state)
     return TrainResult(run_dir=run_dir, state=state, results=results)
+
+
+# ---------------------------------------------------------------------------- the sections of _train
+def _prepare_data(config: ExperimentConfig, run_dir: Path, runtime, data_paths: list[str],
+                  unet_weights: Optional[str], resume: bool, skip_bad: bool, cache_dir: Optional[str]):
+    """The run's `DataBundle` from `data_paths` (`training.data.prepare_data`)."""
+    from cxr_cascade.training import data as data_mod
+
+    return data_mod.prepare_data(
+        config,
+        data_paths,
+        run_dir=run_dir if runtime.is_chief else None,
+        resume=resume,
+        unet_weights=unet_weights,
+        num_replicas=runtime.replicas,
+        skip_bad=skip_bad,
+        # One writer per cache file: TensorFlow refuses a second concurrent cache writer.
+        cache_dir=cache_dir if runtime.is_chief else None,
+    )
+
+
+def _check_data_classes(config: ExperimentConfig, data) -> None:
+    if config.is_classifier and tuple(data.class_names) != tuple(config.classes):
+        raise ValueError(
+            f"experiment {config.name!r}: the data's classes {list(data.class_names)} differ from the "
+            f"config's `classes` {list(config.classes)}"
+        )
+
+
+def _write_run_metadata(rd: RunDir, config: ExperimentConfig, runtime, data, resume: bool,
+                        argv: list[str], data_paths: Optional[list[str]],
+                        unet_weights: Optional[str]) -> None:
+    """config.json (kept on resume), environment.json, command.txt, inputs.json (first call
+    only) and the split manifest: what the run was, before any epoch of it."""
+    from cxr_cascade.training import data as data_mod
+
+    rd.root.mkdir(parents=True, exist_ok=True)
+    if not resume or not rd.config.is_file():
+        atomic_write_json(rd.config, config.to_dict())
+    env = capture_environment()
+    env.update(
+        strategy=runtime.name,
+        replicas=runtime.replicas,
+        precision_policy=runtime.precision_policy,
+        jit_compile=runtime.jit_compile,
+        deterministic=config.deterministic,
+    )
+    atomic_write_json(rd.environment, env)
+    rd.append_command(argv)
+    inputs = rd.inputs
+    if not inputs.is_file() and (data_paths or unet_weights):
+        atomic_write_json(inputs, {
+            "data": [_absolute_data_arg(p) for p in data_paths or []],
+            "unet": str(Path(unet_weights).resolve()) if unet_weights else None,
+        })
+    if data.records:
+        data_mod.write_split_manifest(rd, data.records, resume=resume)
+
+
+def _restore_model(config: ExperimentConfig, rd: RunDir, state: dict[str, Any], runtime,
+                   steps: int, model_fn: ModelFn, checkpointer: Checkpointer,
+                   resume: bool) -> tuple[keras.Model, dict[str, Any], Optional[dict[str, Any]]]:
+    """The compiled model under the runtime's strategy, with the run's last intact epoch
+    checkpoint and (on resume) its partial checkpoint loaded; returns (model, state rewound to
+    that checkpoint, the partial checkpoint's record or None)."""
+    partial = None
+    with runtime.strategy.scope():
+        model = model_fn(config)
+        compile_model(model, config, steps, runtime.jit_compile)
+        if state["checkpoint"] or state.get("partial"):
+            model.optimizer.build(model.trainable_variables)
+        if state["checkpoint"]:
+            checkpoint = _resume_checkpoint(rd, config)
+            state = rewind_state(state, rd.root, checkpoint, config.monitor_mode)
+            model.load_weights(checkpoint)
+        if resume:
+            partial = checkpointer.load_partial(model, state)
+    return model, state, partial
+
+
+def _announce(config: ExperimentConfig, run_dir: Path, state: dict[str, Any],
+              partial: Optional[dict[str, Any]], steps: int, resume: bool) -> None:
+    first = int(state["epochs_completed"])
+    if resume:
+        inside = f", step {partial['step']}/{steps} of epoch {first + 1}" if partial else ""
+        print(f"resuming {config.name} from epoch {first}/{config.epochs}{inside} in {run_dir}",
+              flush=True)
+    if state.get("finished") and first >= config.epochs:
+        print(f"{run_dir}: run already finished ({first} epochs)", flush=True)
+
+
+def _run_epochs(loop: "_Loop", first: int, partial: Optional[dict[str, Any]],
+                stop_after_epochs: Optional[int]) -> Optional[str]:
+    """Epochs `first` .. `config.epochs - 1` (the first one continued after `partial`); returns
+    None, or why the run stopped early (then resumable)."""
+    run_epochs = 0
+    for epoch in range(first, loop.config.epochs):
+        if stop_after_epochs is not None and run_epochs >= stop_after_epochs:
+            return None
+        stopped = loop.boundary_stop() or _train_epoch(loop, epoch, partial)
+        partial = None
+        if stopped is not None:
+            return stopped
+        run_epochs += 1
+    return None
+
+
+def _stop_early(config: ExperimentConfig, rd: RunDir, out: Optional[RunDir], state: dict[str, Any],
+                stopped: str, steps: int) -> TrainResult:
+    """Records why and where the run stopped in `state.json` and says how to continue it."""
+    where = state.get("partial")
+    at = (f"epoch {where['epoch']}, step {where['step']}/{steps}" if where
+          else f"after epoch {state['epochs_completed']}")
+    state["stopped"] = f"{stopped}: {at}"
+    if out is not None:
+        rd.write_state(state)
+    print(f"{config.name}: stopped ({stopped}) at {at} of {config.epochs} epochs; continue with "
+          f"`cxr-cascade train --resume {rd.root}`", flush=True)
+    return TrainResult(run_dir=rd.root, state=state, results=None, stopped=stopped)
 
 
 @dataclasses.dataclass
@@ -459,11 +474,7 @@ def _train_epoch(loop: _Loop, epoch: int, partial: Optional[dict[str, Any]]) -> 
     SIGTERM, `stop_after_steps`), a partial checkpoint then written."""
     model, config, data, state, rd = loop.model, loop.config, loop.data, loop.state, loop.rd
     run_dir = rd.root
-    # Python and NumPy only: `keras.utils.set_random_seed` would also call `tf.random.set_seed`,
-    # which clears TensorFlow's kernel cache, so every epoch's `fit` would re-instantiate and
-    # re-optimise the train-step graph. The graph needs no TF global seed: data draws are
-    # stateless from `seed + epoch` and in-model generators are reset just below.
-    _seed_host_rngs(_epoch_seed(config, epoch))
+    seed_host_rngs(config.seed, epoch)
     reset_model_seeds(model, config.seed, epoch)
     steps = data.steps_per_epoch
     train_ds = data.make_train(epoch)
@@ -497,7 +508,7 @@ def _train_epoch(loop: _Loop, epoch: int, partial: Optional[dict[str, Any]]) -> 
             epochs=epoch + 1,
             callbacks=callbacks,
             verbose=loop.verbose,
-            shuffle=False,  # the data set is already shuffled per epoch from seed + epoch
+            shuffle=False,  # the data set is already shuffled per epoch from (seed, epoch)
         )
     except BudgetStop as stop:
         save_partial(stop.step)
