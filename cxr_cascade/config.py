@@ -484,6 +484,8 @@ def _set_path(data: dict, key: str, value: Any, name: str) -> None:
     key = compat.resolve_key(key, where)
     known = [f.name for f in dataclasses.fields(ExperimentConfig)]
     head, _, rest = key.partition(".")
+    if rest and head in compat.FLAT_KEYS:  # a flat alias names one value, never a section
+        raise ValueError(f"{where}: `{head}` has no sub-fields; use --set {head}=VALUE")
     if head not in known:
         raise ValueError(
             f"{where}: unknown config key `{head}`.{_suggest(head, known + list(compat.FLAT_KEYS))}")
