@@ -69,6 +69,8 @@ def load_unet_mask_fn(unet: PathLike, image_size: int) -> Callable:
         model = resized
     mask_fn = unet_mask_fn(model)
     # What an ImageCache (`train --cache`) keys masked images by: the U-Net's weights.
-    if stage.weights and Path(stage.weights).is_file():
-        mask_fn.cache_key = f"unet-{sha256_file(stage.weights)}-{image_size}"
+    # `stage.weights` is relative to the run folder (`model.keras`, `checkpoints/...`).
+    weights = Path(stage.source) / stage.weights if stage.weights else None
+    if weights is not None and weights.is_file():
+        mask_fn.cache_key = f"unet-{sha256_file(weights)}-{image_size}"
     return mask_fn
