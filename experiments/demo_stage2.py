@@ -3,13 +3,10 @@
 Paper:   Table 5, row SE-MoEx, DenseNet169 (97.14 %), same network at a small input, a lighter
          data recipe (CLAHE on half the images in place and +-15 degree rotation instead of CLAHE
          and U-Net-segmented copies and +-30 degrees) and a short schedule (Adam with cosine
-         annealing instead of SGD 0.1 -> 1e-8); training curve as Figure 16(b). Phantom accuracy shows the machinery works, never that it diagnoses.
+         annealing instead of SGD 0.1 -> 1e-8); training curve as Figure 16(b). Phantom accuracy
+         shows the machinery works, never that it diagnoses (measured: experiments/results/demo/).
 Command: cxr-cascade train demo_stage2 --data build/demo/phantoms/covid-chestxray-dataset --unet build/demo/runs/unet
          (--unet is accepted but unused here: the demo trains without segmented copies.)
-
-Measured (2026-11-26, `make demo`: phantoms --n 900 --size 256 --seed 0, 2 CPU cores): test
-accuracy 99.1 % (n=112), macro F1 0.984, best epoch 9; 5.3 min with evaluation, ~23 s/epoch.
-Val accuracy jumps around for the first epochs (BN statistics lag at batch 8), then 0.92-1.00.
 """
 
 from experiments.base import MOEX, SE_REDUCTION, STAGE2, derive

@@ -2,10 +2,8 @@
 
 Paper:   Section 4.2, U-Net loss and validation mean IoU as Figure 15(a); Adam with cosine
          annealing as the paper, widths (16, 32, 64, 128, 256) instead of (64, ..., 1024).
+         Measured: experiments/results/demo/.
 Command: cxr-cascade train demo_unet --data build/demo/phantoms/lung-masks
-
-Measured (2026-11-26, `make demo`: phantoms --n 900, 2 CPU cores): test mean IoU 0.980 after
-6 epochs, 75 s with evaluation.
 """
 
 from experiments.base import UNET, derive
