@@ -1,4 +1,4 @@
-"""Issue 14, "nothing leaks, nothing crashes": every bad input gets one line, nothing is lost.
+"""Nothing leaks, nothing crashes: every bad input gets one line, nothing is lost.
 
 Each test builds its bad input itself (tiny files, no real data) and checks what the user sees:
 an exit status, one line naming the file and the problem, and no Python traceback.

@@ -120,7 +120,7 @@ def test_1bit_png_scaled_to_full_range(tmp_path):
 
 
 def test_bmp_and_gif_are_refused_by_the_one_decode_policy(tmp_path, rng):
-    """Only PNG and JPEG are read, by every command and the SavedModel (issue 14, item 6)."""
+    """Only PNG and JPEG are read, by every command and the SavedModel."""
     a = rng.integers(0, 256, (6, 9), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "x.bmp"), a)
     Image.fromarray(a).save(tmp_path / "x.gif")

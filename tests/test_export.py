@@ -1,4 +1,4 @@
-"""Export for TF Serving (issue 7): SavedModels that take file bytes, in TF Serving's layout.
+"""Export for TF Serving: SavedModels that take file bytes, in TF Serving's layout.
 
 One module-scoped export (tiny stage 1 with MoEx and dropout, tiny stage 2 on U-Net lung-masked
 input at another size, a real-builder U-Net) is shared by most tests; the real SEME-ResNet50 builder

@@ -193,7 +193,7 @@ def test_evaluate_and_report_write_json_markdown_and_pngs(tmp_path):
     assert leaked["disjoint_level"] == "image" and leaked["patients_in_several_splits"] == 1
 
 
-# ------------------------------------------------------------------ training metric (issue 11)
+# ----------------------------------------------------------------------------- training metric
 def test_balanced_accuracy_metric_matches_sklearn_over_batches():
     from cxr_cascade.models import BalancedAccuracy
 

@@ -1,4 +1,4 @@
-"""`cxr-cascade export` on run directories, then `cxr-cascade predict` on the export (issue 7)."""
+"""`cxr-cascade export` on run directories, then `cxr-cascade predict` on the export."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A release (issue 11): tiny trained runs -> float16 release -> load, export, predict, segment.
+"""A release: tiny trained runs -> float16 release -> load, export, predict, segment.
 
 The runs are trained here at 32 px on phantoms (stand-in classifiers of test_training, a
 4/8-wide U-Net), so the machinery is what is tested, never the accuracy.

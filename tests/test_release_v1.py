@@ -1,4 +1,4 @@
-"""The published release `releases/v1` (issue 11): it serves on a fresh clone, with no training.
+"""The published release `releases/v1`: it serves on a fresh clone, with no training.
 
 These tests read the committed files only (no run folder, no training). The ones that need the
 real films (its recorded test metrics reproduced, a real film through `predict`) skip when

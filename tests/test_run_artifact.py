@@ -1,6 +1,6 @@
 """A trained run is one artifact: config (with its preprocessing) + model.keras, one loader.
 
-Done-when of issue 13: a run trained with `--set preprocess.clip_limit=3` records it in its
+A run trained with `--set preprocess.clip_limit=3` records it in its
 config.json, `cxr_cascade.artifacts.load` returns it, and the exported serving graph's CLAHE
 equals OpenCV's `cv2.createCLAHE(clipLimit=3)`.
 """

@@ -1,5 +1,5 @@
 """Specification of stage 2's sources: the ieee8023 reader's publishing origin, splits grouped by
-source and leave-one-source-out folds (issue 12, part 3)."""
+source and leave-one-source-out folds."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One split recipe: the trainer's own split and `cxr-cascade data split` share their defaults
-(validation 0.1, test 0.1, near-duplicate detection) and give the same manifest (issue 12)."""
+(validation 0.1, test 0.1, near-duplicate detection) and give the same manifest."""
 
 from __future__ import annotations
 
