@@ -93,7 +93,7 @@ demo: phantoms
 clean:
 	rm -rf build runs
 
-# --- export for TF Serving (issue 7): `make export RUNS="runs/stage1 runs/stage2 runs/unet"`
+# --- export for TF Serving: `make export RUNS="runs/stage1 runs/stage2 runs/unet"`
 RUNS ?=
 MODELS_DIR ?= models
 EXPORT_ARGS ?=
@@ -112,7 +112,7 @@ bench-serving: $(STAMP)
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/bench_pipeline.py --json-out $(BENCH_DIR)/pipeline.json $(BENCH_PIPELINE_ARGS)
 
-# --- evaluation, Grad-CAM, shortcut audit (issue 6)
+# --- evaluation, Grad-CAM, shortcut audit
 # make evaluate RUN=runs/stage1 [STAGE2=runs/stage2] [EVAL_ARGS="--data test.csv --unet runs/unet"]
 # make gradcam RUN=runs/stage1 IMAGES="a.png b.png" [HEATMAPS=heatmaps]
 # make audit RUN=runs/stage2 [AUDIT_ARGS="--unet runs/unet"]
@@ -161,8 +161,8 @@ bench-readme: $(STAMP)
 bench-clahe: $(STAMP)
 	$(BIN)/python benchmarks/bench_clahe.py --json-out $(BENCH_DIR)/clahe.json $(BENCH_CLAHE_ARGS)
 
-# CLAHE and rotation as keras.ops layers on the backend's device vs OpenCV on the host (issue 15,
-# goal 5). The H200 run: KERAS_BACKEND=jax python benchmarks/bench_clahe_ops.py --images DIR
+# CLAHE and rotation as keras.ops layers on the backend's device vs OpenCV on the host (the
+# accelerator preprocessing). The H200 run: KERAS_BACKEND=jax python benchmarks/bench_clahe_ops.py --images DIR
 # --model --json-out benchmarks/results/h200/clahe_ops.json (DIR: 8 ieee8023 radiographs).
 BENCH_CLAHE_OPS_ARGS ?=
 .PHONY: bench-clahe-ops
@@ -170,7 +170,7 @@ bench-clahe-ops: $(STAMP)
 	$(BIN)/python benchmarks/bench_clahe_ops.py --json-out $(BENCH_DIR)/clahe_ops.json $(BENCH_CLAHE_OPS_ARGS)
 
 # Training img/s of our builders vs keras.applications and SE/SEME vs plain (any Keras backend:
-# KERAS_BACKEND=jax make bench-models), float32 and bfloat16 in one run. CPU run as in issue 15:
+# KERAS_BACKEND=jax make bench-models), float32 and bfloat16 in one run. The CPU run:
 # BENCH_MODELS_ARGS="--size 224 --batch 8 --steps 5 --no-jit"; smoke run: add --quick.
 BENCH_MODELS = keras_resnet50,resnet50,seme_resnet50
 BENCH_MODELS_ARGS ?=
@@ -197,7 +197,7 @@ AUDIT_DEMO_ARGS ?=
 audit-demo: $(STAMP)
 	$(BIN)/python -m cxr_cascade.audit.demo --out $(AUDIT_DEMO_DIR) $(AUDIT_DEMO_ARGS)
 
-# --- training (issue 5). `make train-stage1 DATA=/data/chest_xray [TRAIN_ARGS="--set preprocess.image_size=224"]`
+# --- training. `make train-stage1 DATA=/data/chest_xray [TRAIN_ARGS="--set preprocess.image_size=224"]`
 # trains the paper's SEME-ResNet50 (table4_resnet50_seme); `make train-stage2 DATA=/data/covid-chestxray-dataset`
 # SEME-DenseNet169 (table5_seme_densenet169, segmented copies by the U-Net in UNET_RUN);
 # `make train-unet DATA=/data/lung-masks` the U-Net (unet_lungs). Without DATA each target trains the
