@@ -1,15 +1,17 @@
 """The `cxr-cascade` command line: one sub-command module per job.
 
 Each module in `cxr_cascade.commands` exposes `register(subparsers)`, which adds its parser and
-sets `func(args) -> int` as the parser default. Modules are imported lazily by name so that
-`cxr-cascade --help` stays fast and a broken optional dependency only breaks its own command.
+sets `func(args) -> int` as the parser default. Modules are imported by name, and each keeps its
+heavy imports inside the function that runs the command, so that `cxr-cascade --help` stays fast
+and a broken optional dependency only breaks its own command.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
+import faulthandler
+import logging
 import os
 import signal
 import sys
@@ -17,6 +19,7 @@ import threading
 import warnings
 
 from cxr_cascade import __version__
+from cxr_cascade.commands import CLIError, register_command
 
 # (sub-command, module in cxr_cascade.commands)
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -30,10 +33,6 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("release", "release"),
     ("segment", "segment"),
 )
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,22 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def register_command(subparsers, name: str, module_name: str) -> None:
-    """Adds `cxr_cascade.commands.<module_name>`; if a dependency it needs is missing (OpenCV or
-    TensorFlow on an accelerator image), `name` is still listed and says so when run."""
-    try:
-        importlib.import_module(f"cxr_cascade.commands.{module_name}").register(subparsers)
-    except ImportError as error:
-        missing, reason = error.name or str(error), str(error)
-        parser = subparsers.add_parser(name, help=f"(unavailable here: needs {missing})")
-        parser.add_argument("rest", nargs=argparse.REMAINDER)
-
-        def unavailable(args: argparse.Namespace) -> int:
-            raise CLIError(f"needs {missing}, which is not installed ({reason})")
-
-        parser.set_defaults(func=unavailable)
-
-
 def _interrupt(signum, frame) -> None:
     """SIGINT: the first raises KeyboardInterrupt (caught in `main`: one line, exit 130); a
     second one while that unwinds leaves at once, silently."""
@@ -88,8 +71,6 @@ def quiet_logs(verbose: bool) -> None:
     is incomplete"); every problem with the user's input is reported by cxr-cascade itself, one
     line per file. `--verbose` (or CXR_CASCADE_VERBOSE=1) shows them all.
     """
-    import logging
-
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         os.environ["OPENCV_LOG_LEVEL"] = "INFO"
@@ -124,8 +105,6 @@ def _silence_native_stderr():
     )
     os.dup2(devnull, 2)
     os.close(devnull)
-    import faulthandler
-
     if faulthandler.is_enabled():
         faulthandler.enable(file=sys.stderr)
 

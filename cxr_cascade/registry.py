@@ -50,7 +50,10 @@ __all__ = [
     "MIXED_PRECISION",
     "MONITORS",
     "NO_BALANCE",
+    "OOD_SETS",
     "OPTIMIZERS",
+    "PHANTOM_FORMATS",
+    "PHANTOM_SHORTCUTS",
     "RESIZE_MODES",
     "STAGE2_NEGATIVES",
     "STAGE2_NEGATIVE_CLASS",
@@ -98,6 +101,17 @@ STAGE2_NEGATIVE_CLASS = "viral"
 # bacterial or viral).
 CASCADE_RULES = ("gate", "soft", "pneumonia")
 DEFAULT_CASCADE_RULE = "gate"
+
+# Stage 1's out-of-distribution sets (`cxr_cascade.evaluation.ood`):
+# data set name -> (normal labels, pneumonia labels) of the records it contributes
+OOD_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "ieee8023": (("normal",), ("bacterial", "fungal")),
+}
+
+# What `cxr_cascade.phantoms` writes: its data set layouts and the label-correlated shortcuts it
+# can plant (`phantoms.layouts.FORMATS`, `phantoms.draw.SHORTCUTS`, which need OpenCV to import).
+PHANTOM_FORMATS = ("kermany", "ieee8023", "lung-masks")
+PHANTOM_SHORTCUTS = ("marker", "text")
 
 
 def unmatched(kind: str, names: Iterable[str], implementations: Iterable[str]) -> list[str]:

@@ -23,6 +23,11 @@ import argparse
 import csv
 from pathlib import Path
 
+import numpy as np
+
+from cxr_cascade.artifacts import AuditDir, RunDir
+from cxr_cascade.commands import CLIError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -67,11 +72,9 @@ def read_ground_truth(csv_path) -> dict[str, tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    # lazy: TensorFlow, OpenCV and matplotlib stay off cxr-cascade --help
     from cxr_cascade.audit.report import run_audit, write_audit
-    from cxr_cascade.cli import CLIError
-    from cxr_cascade.artifacts import AuditDir, RunDir, load, load_unet_mask_fn
+    from cxr_cascade.artifacts import load, load_unet_mask_fn
     from cxr_cascade.evaluation import data as R
     from cxr_cascade.explain import overlay
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cxr_cascade.commands import register_command
+
 # (sub-command, module in cxr_cascade.commands, one-line help)
 DATA_COMMANDS: tuple[tuple[str, str], ...] = (
     ("index", "data_index"),
@@ -16,7 +18,5 @@ def register(subparsers) -> None:
         "data", help="index, split, check and synthesise chest X-ray data sets"
     )
     data_sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    from cxr_cascade.cli import register_command
-
     for name, module_name in DATA_COMMANDS:
         register_command(data_sub, name, module_name)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxr_cascade.commands.data_index import add_reader_options, reader_options
+from pipelines.check import check_path
+from pipelines.readers import detect_format
+
 
 def register(subparsers) -> None:
-    from cxr_cascade.commands.data_index import add_reader_options
-
     parser = subparsers.add_parser(
         "check",
         help="validate a data set or manifest: every file opens, counts, modes, problems",
@@ -33,10 +35,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from cxr_cascade.commands.data_index import reader_options
-    from pipelines.check import check_path
-    from pipelines.readers import detect_format
-
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1. Received: jobs={args.jobs}")
     format_name = args.format or detect_format(args.path)

@@ -9,13 +9,16 @@ to stderr; `--strict` turns them into exit status 1 (the manifest is still writt
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from pipelines.labels import LABELS
+from pipelines.readers import DEFAULT_VIEWS, FORMATS, detect_format, read_dataset
+from pipelines.records import Problem, RecordTable, count_by, write_manifest
 
 
 def add_reader_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `data index` and `data check`."""
-    from pipelines.readers import DEFAULT_VIEWS, FORMATS
-
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="data set layout (detected when omitted)")
     parser.add_argument("--views", default=",".join(DEFAULT_VIEWS),
@@ -71,11 +74,6 @@ def _usable_manifest_rows(table):
     """A manifest re-indexed: rows with an unknown label (already reported by the reader) and rows
     whose file is missing (reported here) are left out of the output, as every folder reader
     leaves out what it cannot use."""
-    import os
-
-    from pipelines.labels import LABELS
-    from pipelines.records import Problem, RecordTable
-
     kept = RecordTable(problems=table.problems, skipped=getattr(table, "skipped", None))
     for record in table:
         if record.label not in LABELS:
@@ -88,9 +86,6 @@ def _usable_manifest_rows(table):
 
 
 def run(args) -> int:
-    from pipelines.readers import detect_format, read_dataset
-    from pipelines.records import count_by, write_manifest
-
     format_name = args.format or detect_format(args.path)
     table = read_dataset(args.path, format_name, **reader_options(args, format_name))
     if format_name == "manifest":

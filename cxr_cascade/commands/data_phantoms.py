@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import argparse
 
+from cxr_cascade.registry import PHANTOM_FORMATS, PHANTOM_SHORTCUTS
+
 
 def _shortcut(value: str):
     return None if value == "none" else value
 
 
 def register(subparsers) -> None:
-    from cxr_cascade.phantoms import FORMATS, SHORTCUTS
-
     parser = subparsers.add_parser(
         "phantoms",
         help="write synthetic chest X-ray phantoms (Kermany, ieee8023 and lung-mask layouts)",
@@ -31,9 +31,9 @@ def register(subparsers) -> None:
                         help="frontal images in each of the Kermany and ieee8023 layouts")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="seed; same seed, same bytes")
-    parser.add_argument("--formats", default=",".join(FORMATS),
-                        help=f"comma-separated layouts to write, from {','.join(FORMATS)}")
-    parser.add_argument("--shortcut", default="none", choices=("none",) + SHORTCUTS,
+    parser.add_argument("--formats", default=",".join(PHANTOM_FORMATS),
+                        help=f"comma-separated layouts to write, from {','.join(PHANTOM_FORMATS)}")
+    parser.add_argument("--shortcut", default="none", choices=("none",) + PHANTOM_SHORTCUTS,
                         help="plant a label-correlated burned-in mark outside the lungs "
                              "(marker: a bright square whose position encodes the label; "
                              "text: a token word per label)")
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from cxr_cascade.phantoms import write_phantom_dataset
+    from cxr_cascade.phantoms import write_phantom_dataset  # lazy: OpenCV stays off cxr-cascade --help
 
     summary = write_phantom_dataset(
         args.out, args.n, args.size, args.seed, formats=args.formats,

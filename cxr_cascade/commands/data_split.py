@@ -19,11 +19,26 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from pathlib import Path
+
+from cxr_cascade.commands import CLIError
+from pipelines.dedup import (
+    DEFAULT_MIN_CORRELATION,
+    DEFAULT_THRESHOLD,
+    cross_split_groups,
+    find_duplicates,
+)
+from pipelines.records import read_manifest, write_manifest
+from pipelines.splits import (
+    grouping_source,
+    leave_one_source_out,
+    leaking_patients,
+    split_records,
+    split_table,
+)
 
 
 def register(subparsers) -> None:
-    from pipelines.dedup import DEFAULT_MIN_CORRELATION, DEFAULT_THRESHOLD
-
     parser = subparsers.add_parser(
         "split",
         help="patient-grouped, stratified, duplicate-aware train/val/test split of manifests",
@@ -63,8 +78,6 @@ def register(subparsers) -> None:
 
 
 def _read(paths):
-    from pipelines.records import read_manifest
-
     records = []
     for path in paths:
         records.extend(read_manifest(path))
@@ -72,11 +85,6 @@ def _read(paths):
 
 
 def run(args) -> int:
-    from cxr_cascade.cli import CLIError
-    from pipelines.dedup import cross_split_groups, find_duplicates
-    from pipelines.records import write_manifest
-    from pipelines.splits import leaking_patients, split_records, split_table
-
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1. Received: jobs={args.jobs}")
     if not args.verify and not args.out and not args.leave_one_source_out:
@@ -134,12 +142,6 @@ def run(args) -> int:
 
 
 def _leave_one_source_out(args, records, duplicate_groups) -> int:
-    from pathlib import Path
-
-    from cxr_cascade.cli import CLIError
-    from pipelines.records import write_manifest
-    from pipelines.splits import grouping_source, leave_one_source_out
-
     if args.sources:
         held = [name.strip() for name in args.sources.split(",") if name.strip()]
     else:

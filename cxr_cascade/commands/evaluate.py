@@ -31,8 +31,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
-from cxr_cascade.evaluation.ood import OOD_SETS
+from cxr_cascade.artifacts import EvaluationDir, RunDir
+from cxr_cascade.commands import CLIError
+from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE, OOD_SETS
 
 
 def register(subparsers) -> None:
@@ -68,9 +69,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxr_cascade.cli import CLIError
+    # lazy: TensorFlow and matplotlib stay off cxr-cascade --help
     from cxr_cascade.evaluation import report
-    from cxr_cascade.artifacts import EvaluationDir, RunDir, load
+    from cxr_cascade.artifacts import load
     from cxr_cascade.evaluation import data as R
     from cxr_cascade.evaluation.cascade import evaluate_cascade
     from cxr_cascade.evaluation.stages import evaluate_classifiers
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         if RunDir(args.stage2).splits.is_file():
             manifests.append(R.manifest_records(args.stage2))
         if args.data:
+            # lazy: TensorFlow stays off cxr-cascade --help
             from cxr_cascade.training.data import read_sources
 
             records = R.test_records(read_sources(list(args.data)), args.split)
@@ -167,9 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate_unet(args, stage, out: Path) -> int:
     """A U-Net run (or release model): `evaluation.segmentation.evaluate_unet` on its test split."""
-    from cxr_cascade.cli import CLIError
+    # lazy: TensorFlow and matplotlib stay off cxr-cascade --help
     from cxr_cascade.evaluation import report
-    from cxr_cascade.artifacts import EvaluationDir, RunDir
     from cxr_cascade.evaluation import data as R
     from cxr_cascade.evaluation.segmentation import METRICS, evaluate_unet, unet_markdown
 
@@ -196,8 +197,7 @@ def _evaluate_unet(args, stage, out: Path) -> int:
 
 def _evaluate_ood(args, stage) -> int:
     """A stage 1 (run or release) on an out-of-distribution set: `evaluation.ood.evaluate_ood`."""
-    from cxr_cascade.cli import CLIError
-    from cxr_cascade.artifacts import EvaluationDir, RunDir
+    # lazy: TensorFlow and matplotlib stay off cxr-cascade --help
     from cxr_cascade.evaluation import ood, report
     from cxr_cascade.training.data import read_sources
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxr_cascade.commands import CLIError
 from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
 
 
@@ -58,10 +59,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxr_cascade.cli import CLIError
-
     if args.version is not None and args.version < 1:
         raise CLIError(f"--version must be a positive integer. Received: --version={args.version}")
+    # lazy: TensorFlow stays off cxr-cascade --help
     from cxr_cascade.artifacts import find_release, load, read_release
     from cxr_cascade.export import SERVING_NAMES, export_models
 

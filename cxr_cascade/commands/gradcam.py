@@ -17,6 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from cxr_cascade.commands import CLIError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -37,9 +41,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from cxr_cascade.cli import CLIError
+    # lazy: TensorFlow and matplotlib stay off cxr-cascade --help
     from cxr_cascade.artifacts import load, load_unet_mask_fn
     from cxr_cascade.evaluation import data as R
     from cxr_cascade.explain import overlay

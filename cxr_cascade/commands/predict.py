@@ -17,7 +17,9 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
+from cxr_cascade.commands import CLIError
 from cxr_cascade.registry import CASCADE_RULES
 
 
@@ -60,6 +62,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: TensorFlow stays off cxr-cascade --help
     from cxr_cascade.predict import Failure, Predictor, format_table
 
     models = None if args.release else args.models  # --release wins over CXR_CASCADE_MODELS
@@ -68,11 +71,9 @@ def run(args: argparse.Namespace) -> int:
         models = "models"
         if args.release or not os.path.isdir(models):
             from_release = True
-            from cxr_cascade.cli import CLIError
+            # lazy: TensorFlow stays off cxr-cascade --help
             from cxr_cascade.artifacts import NO_RELEASE, find_release, read_release
             from cxr_cascade.export.release import release_models_dir
-
-            from pathlib import Path
 
             release = Path(args.release) if args.release else find_release()
             if release is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cxr_cascade.commands import CLIError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -41,7 +43,7 @@ def register(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from cxr_cascade.cli import CLIError
+    # lazy: TensorFlow stays off cxr-cascade --help
     from cxr_cascade.artifacts import build_release, read_release
     from cxr_cascade.artifacts.release import CARD_FILE, WEIGHTS_FILE
 
@@ -62,7 +64,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from cxr_cascade.artifacts import verify_release
+    from cxr_cascade.artifacts import verify_release  # lazy: TensorFlow stays off cxr-cascade --help
 
     models = verify_release(args.release)
     print(f"{args.release}: {', '.join(models)} verified (sha256 of every file matches "
@@ -71,7 +73,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_seal(args: argparse.Namespace) -> int:
-    from cxr_cascade.artifacts import write_checksums
+    from cxr_cascade.artifacts import write_checksums  # lazy: TensorFlow stays off cxr-cascade --help
 
     path = write_checksums(args.release)
     lines = path.read_text().splitlines()

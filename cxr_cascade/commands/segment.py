@@ -20,6 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from cxr_cascade.commands import CLIError
+from pipelines.atomic import write_png
+from pipelines.image_policy import image_bytes_problem, shape_warning
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -52,15 +58,14 @@ def unique_name(stem: str, suffix: str, used: set) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from cxr_cascade.cli import CLIError
+    # lazy: TensorFlow stays off cxr-cascade --help
     from cxr_cascade.artifacts import NO_RELEASE, find_release, load, load_release
 
     if not 0.0 < args.threshold < 1.0:
         raise CLIError(f"--threshold must be in (0, 1). Received: --threshold={args.threshold}")
     served = None
     if args.unet and (Path(args.unet) / "lung_unet").is_dir():  # an export (MODELS_DIR)
+        # lazy: TensorFlow stays off cxr-cascade --help
         import tensorflow as tf
 
         from cxr_cascade.predict import find_model
@@ -80,14 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if stage is not None and stage.task != "unet":
         raise CLIError(f"--unet {args.unet}: a {stage.task} run, not a U-Net run")
     print(f"lung U-Net: {used}", file=sys.stderr)
+    # lazy: TensorFlow and OpenCV stay off cxr-cascade --help
     import cv2
-
     import tensorflow as tf
 
-    from pipelines.atomic import write_png
-
     from pipelines.decode import decode_image, upright_bytes
-    from pipelines.image_policy import image_bytes_problem, shape_warning
     from pipelines.preprocess import preprocess_image
 
     if stage is not None and stage.preprocess.resize_mode != "stretch":

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from cxr_cascade.artifacts import RunDir, default_run_dir, default_runs_root
+from cxr_cascade.commands import CLIError
+from cxr_cascade.config import apply_overrides, list_experiments, load_experiment, load_resolved
 from cxr_cascade.registry import KERAS_BACKENDS, STRATEGIES
 
 # Stopped early (time budget, SIGTERM) and resumable: sysexits' EX_TEMPFAIL, "try again later".
@@ -99,8 +103,6 @@ def register(subparsers) -> None:
 
 
 def _list() -> int:
-    from cxr_cascade.config import list_experiments, load_experiment
-
     for name in list_experiments():
         config = load_experiment(name)
         print(f"{name:40s} {config.paper}")
@@ -139,10 +141,6 @@ def _command_line(args: argparse.Namespace) -> list[str]:
 
 def _select_backend(backend: str) -> None:
     """Sets KERAS_BACKEND before Keras is imported (it reads the variable once)."""
-    import os
-
-    from cxr_cascade.cli import CLIError
-
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()
         if current != backend:
@@ -155,15 +153,10 @@ def _select_backend(backend: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cxr_cascade.cli import CLIError
-
     if args.list:
         return _list()
     if args.backend:
         _select_backend(args.backend)
-    from cxr_cascade.artifacts import RunDir, default_run_dir, default_runs_root
-    from cxr_cascade.config import apply_overrides, load_experiment, load_resolved
-
     overrides = list(args.overrides)
     if args.strategy:
         overrides.append(f"strategy={args.strategy}")
@@ -199,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         if run_dir is None:
             run_dir = default_run_dir(args.runs or default_runs_root(), config.name)
 
+    # lazy: Keras loads after --backend has chosen its backend; TensorFlow stays off cxr-cascade --help
     from cxr_cascade.training.budget import parse_duration
     from cxr_cascade.training.callbacks import TrainingDiverged
     from cxr_cascade.training.runner import train

@@ -31,10 +31,7 @@ from cxr_cascade.evaluation.bootstrap import bootstrap_ci
 from cxr_cascade.evaluation.metrics import binary_auc
 
 NORMAL_CLASS = "normal"
-# data set name -> (normal labels, pneumonia labels) of the records it contributes
-OOD_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "ieee8023": (("normal",), ("bacterial", "fungal")),
-}
+from cxr_cascade.registry import OOD_SETS  # the valid names, defined once
 METRICS = ("accuracy", "sensitivity", "specificity", "auc")
 
 
