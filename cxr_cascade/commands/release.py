@@ -59,7 +59,7 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"total {release['total_bytes'] / 1e6:.1f} MB -> {path} and {path.parent / CARD_FILE}")
     if release["total_bytes"] > 100e6:
         print(f"warning: {path.parent}: {release['total_bytes'] / 1e6:.1f} MB, over the 100 MB a "
-              "committed release may take (issue 11)", file=sys.stderr)
+              "committed release may take", file=sys.stderr)
     return 0
 
 
