@@ -16,17 +16,17 @@ def has_gpu() -> bool:
     """A GPU visible to the current Keras backend."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        # lazy: only the active backend's library is there (no TensorFlow on the JAX device)
+        # lazy: only the active backend's library loads (the others may be absent)
         import tensorflow as tf
 
         return bool(tf.config.list_physical_devices("GPU"))
     if backend == "jax":
-        # lazy: only the active backend's library is there (no TensorFlow on the JAX device)
+        # lazy: only the active backend's library loads (the others may be absent)
         import jax
 
         return any(d.platform == "gpu" for d in jax.devices())
     if backend == "torch":
-        # lazy: only the active backend's library is there (no TensorFlow on the JAX device)
+        # lazy: only the active backend's library loads (the others may be absent)
         import torch
 
         return bool(torch.cuda.is_available())
