@@ -99,7 +99,7 @@ def dry_run(work: Path, *, n: int, size: int, epochs: int, backend: str | None) 
         files = sorted(p.name for p in out.iterdir())
         print(f"dry run: run {run} sent back {files}", flush=True)
         rebuild(out, runs)
-    # lazy: loading a model imports Keras; the remote driver imports this package with no Keras backend set and no TensorFlow
+    # lazy: Keras stays out of the remote driver (no Keras backend set there, no TensorFlow)
     from cxr_cascade.artifacts import load
 
     loaded = {}

@@ -109,7 +109,7 @@ def _image_size(path: str) -> tuple[int, int]:
 
 def pack_image(path: str, size: int, quality: int) -> tuple[bytes, str]:
     """(bytes, extension) of one image at training size `size` (module docstring)."""
-    # lazy: training.arrays imports Keras; the remote driver imports this package with no Keras backend set and no TensorFlow
+    # lazy: Keras (training.arrays) stays out of the remote driver: no backend set, no TensorFlow
     from cxr_cascade.training import arrays as A
 
     width, height = _image_size(path)
@@ -120,7 +120,7 @@ def pack_image(path: str, size: int, quality: int) -> tuple[bytes, str]:
 
 def pack_mask(mask_path: str, size: int) -> bytes:
     """1-bit PNG of the lung of `mask_path` ("|"-joined files are united), module docstring."""
-    # lazy: training.arrays imports Keras; the remote driver imports this package with no Keras backend set and no TensorFlow
+    # lazy: Keras (training.arrays) stays out of the remote driver: no backend set, no TensorFlow
     from cxr_cascade.training import arrays as A
 
     parts = [p.strip() for p in mask_path.split("|") if p.strip()]
@@ -135,7 +135,7 @@ def pack_mask(mask_path: str, size: int) -> bytes:
 
 def split_records(stage: P.Stage, data_path: Path, overrides: Sequence[str]):
     """(config, records with `split` set) of `stage` on `data_path`, as a CPU run splits them."""
-    # lazy: training.data imports Keras; the remote driver imports this package with no Keras backend set and no TensorFlow
+    # lazy: Keras (training.data) stays out of the remote driver: no backend set, no TensorFlow
     from cxr_cascade.training import data as D
 
     config = load_experiment(stage.experiment, P.stage_overrides(stage.name, tuple(overrides)))

@@ -34,7 +34,8 @@ from pipelines.atomic import atomic_write_text
 
 
 def _restore_model(run: Path) -> None:
-    # lazy: Keras only where a model came back as float16 weights; the remote driver imports this package with no Keras backend set and no TensorFlow
+    # Keras only for a model that came back as float16 weights.
+    # lazy: Keras stays out of the remote driver (no Keras backend set there, no TensorFlow)
     import keras
     from cxr_cascade.artifacts import write_model
     from cxr_cascade.artifacts.release import read_weights

@@ -138,7 +138,7 @@ def probe(experiment: str, overrides: list[str], steps: int = 5, warmup: int = 2
         {"img_per_s", "step_s", "compile_s", "batch_size", "image_size", "backend"}.
     """
     # Keras and the models load in the probe's own child process (KERAS_BACKEND set there).
-    # lazy: the remote driver imports this package with no Keras backend set and no TensorFlow
+    # lazy: Keras stays out of the remote driver (no Keras backend set there, no TensorFlow)
     import keras
     import numpy as np
     from cxr_cascade.models.build import build_model
@@ -174,7 +174,7 @@ def probe(experiment: str, overrides: list[str], steps: int = 5, warmup: int = 2
 
 def finalize(run_dir: str | Path) -> str:
     """model.keras of a run stopped before its end, from its best (else last) checkpoint."""
-    # lazy: Keras loads in the finalize child process; the remote driver imports this package with no Keras backend set and no TensorFlow
+    # lazy: Keras loads in the finalize child only, never in the remote driver (no backend set)
     from cxr_cascade.artifacts import load, write_model
 
     stage = load(run_dir)
@@ -185,7 +185,7 @@ def finalize(run_dir: str | Path) -> str:
 def halve(run_dir: str | Path) -> dict:
     """architecture.json + weights.f16.npz (the release's weight format) of a run's model.keras."""
     # The release format (kernels float16, 1-D arrays as they are), so one reader serves both.
-    # lazy: Keras loads in the halve child process; the remote driver imports this package with no Keras backend set and no TensorFlow
+    # lazy: Keras loads in the halve child only, never in the remote driver (no backend set)
     from cxr_cascade.artifacts import load
     from cxr_cascade.artifacts.release import store_weights
 
