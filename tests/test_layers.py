@@ -34,7 +34,7 @@ PACKAGES = ("cxr_cascade", "pipelines")
 
 LAYERS = (
     ("pipelines", "cxr_cascade.config", "cxr_cascade.compat", "cxr_cascade.registry",
-     "cxr_cascade.numpy_clahe", "cxr_cascade.phantoms", "cxr_cascade"),
+     "cxr_cascade.numpy_clahe", "cxr_cascade.phantoms", "cxr_cascade.selection", "cxr_cascade"),
     ("cxr_cascade.models",),
     ("cxr_cascade.artifacts",),
     ("cxr_cascade.training", "cxr_cascade.device", "cxr_cascade.evaluation", "cxr_cascade.explain",
@@ -62,6 +62,7 @@ FOUNDATIONS = {
     "cxr_cascade.compat": (),
     "cxr_cascade.numpy_clahe": ("pipelines",),
     "cxr_cascade.phantoms": ("pipelines",),
+    "cxr_cascade.selection": ("pipelines", "cxr_cascade.config", "cxr_cascade.registry"),
 }
 ENTRY = {"cxr_cascade.__main__": ("cxr_cascade.cli",), "cxr_cascade.cli": ()}
 LAZY_MARK = "# lazy:"

@@ -14,10 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from cxr_cascade.device.pack import pack_run, python_has
+from cxr_cascade.device.rebuild import rebuild
+from cxr_cascade.device.remote import finalize, halve, probe, run_remote
 
 STARTED = time.monotonic()
 
@@ -65,10 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 def dry_run(work: Path, *, n: int, size: int, epochs: int, backend: str | None) -> dict:
     """The GPU step end to end on this machine: phantoms -> pack a -> tools/device_train.sh ->
     rebuild -> pack b (with the rebuilt U-Net) -> tools/device_train.sh -> rebuild -> load."""
-    import shutil
-
-    from cxr_cascade.device.pack import pack_run, python_has
-    from cxr_cascade.device.rebuild import rebuild
+    # lazy: the phantoms draw with OpenCV, which the accelerator image may lack (dry run only)
     from cxr_cascade.phantoms import write_phantom_dataset
 
     if work.exists():
@@ -97,6 +99,7 @@ def dry_run(work: Path, *, n: int, size: int, epochs: int, backend: str | None) 
         files = sorted(p.name for p in out.iterdir())
         print(f"dry run: run {run} sent back {files}", flush=True)
         rebuild(out, runs)
+    # lazy: Keras stays out of the remote driver (no Keras backend set there, no TensorFlow)
     from cxr_cascade.artifacts import load
 
     loaded = {}
@@ -112,33 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "pack":
-            from cxr_cascade.device.pack import pack_run
-
             pack_run(args.run, args.data_root, args.out, overrides=args.overrides,
                      epochs_cap=args.epochs_cap, wheels=args.wheels, unet_run=args.unet_run,
                      time_limit_s=args.time_limit, backend=args.backend, quality=args.quality,
                      travel_limit=None if args.no_size_limit else 64 * 2**20)
         elif args.command == "remote":
-            from cxr_cascade.device.remote import run_remote
-
             run_remote(args.pack, args.out, time_limit_s=args.time_limit, python_started=STARTED)
         elif args.command == "rebuild":
-            from cxr_cascade.device.rebuild import rebuild
-
             rebuild(args.shards, args.runs, unet_run=args.unet_run)
         elif args.command == "dry-run":
             dry_run(Path(args.work), n=args.n, size=args.size, epochs=args.epochs, backend=args.backend)
         elif args.command == "probe":
-            from cxr_cascade.device.remote import probe
-
             print("PROBE " + json.dumps(probe(args.experiment, args.overrides, args.steps)), flush=True)
         elif args.command == "finalize":
-            from cxr_cascade.device.remote import finalize
-
             print(finalize(args.run_dir), flush=True)
         elif args.command == "halve":
-            from cxr_cascade.device.remote import halve
-
             print(json.dumps(halve(args.run_dir)), flush=True)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -34,9 +34,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from PIL import Image
 
 from cxr_cascade.artifacts.layout import RunDir
+from cxr_cascade.config import load_experiment
 from cxr_cascade.device import plan as P
+from pipelines.records import write_manifest
 
 MIB = 2**20
 TRAVEL_LIMIT = 64 * MIB  # what may travel per remote run: code tree + carried folders
@@ -90,8 +93,6 @@ class _Store:
 
 
 def _encode(array: np.ndarray, fmt: str, quality: int) -> bytes:
-    from PIL import Image
-
     buffer = io.BytesIO()
     if fmt == "JPEG":
         grey = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -102,14 +103,13 @@ def _encode(array: np.ndarray, fmt: str, quality: int) -> bytes:
 
 
 def _image_size(path: str) -> tuple[int, int]:
-    from PIL import Image
-
     with Image.open(path) as image:
         return image.size
 
 
 def pack_image(path: str, size: int, quality: int) -> tuple[bytes, str]:
     """(bytes, extension) of one image at training size `size` (module docstring)."""
+    # lazy: Keras (training.arrays) stays out of the remote driver: no backend set, no TensorFlow
     from cxr_cascade.training import arrays as A
 
     width, height = _image_size(path)
@@ -120,6 +120,7 @@ def pack_image(path: str, size: int, quality: int) -> tuple[bytes, str]:
 
 def pack_mask(mask_path: str, size: int) -> bytes:
     """1-bit PNG of the lung of `mask_path` ("|"-joined files are united), module docstring."""
+    # lazy: Keras (training.arrays) stays out of the remote driver: no backend set, no TensorFlow
     from cxr_cascade.training import arrays as A
 
     parts = [p.strip() for p in mask_path.split("|") if p.strip()]
@@ -134,7 +135,7 @@ def pack_mask(mask_path: str, size: int) -> bytes:
 
 def split_records(stage: P.Stage, data_path: Path, overrides: Sequence[str]):
     """(config, records with `split` set) of `stage` on `data_path`, as a CPU run splits them."""
-    from cxr_cascade.config import load_experiment
+    # lazy: Keras (training.data) stays out of the remote driver: no backend set, no TensorFlow
     from cxr_cascade.training import data as D
 
     config = load_experiment(stage.experiment, P.stage_overrides(stage.name, tuple(overrides)))
@@ -171,9 +172,6 @@ def pack_run(run: str, data_root: str | Path, out: str | Path, *, overrides: Seq
     Returns:
         The plan (also in `out/plan.json`), with the measured sizes under "size".
     """
-    from cxr_cascade.config import load_experiment
-    from pipelines.records import write_manifest
-
     stages = P.check_run(run)
     data_root, out = Path(data_root), Path(out)
     if out.exists():

@@ -19,6 +19,8 @@ float16 or not, the packed data's root), `device-train.log`, `environment.json`'
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import tempfile
@@ -32,8 +34,9 @@ from pipelines.atomic import atomic_write_text
 
 
 def _restore_model(run: Path) -> None:
+    # Keras only for a model that came back as float16 weights.
+    # lazy: Keras stays out of the remote driver (no Keras backend set there, no TensorFlow)
     import keras
-
     from cxr_cascade.artifacts import write_model
     from cxr_cascade.artifacts.release import read_weights
 
@@ -47,8 +50,6 @@ def _restore_model(run: Path) -> None:
 
 def _map_splits(run: Path, record: dict) -> int:
     """Rewrites splits.csv's packed paths to the originals; returns the rows changed."""
-    import csv
-
     rd = RunDir(run)
     splits = rd.splits
     if not splits.is_file():
@@ -73,8 +74,6 @@ def _map_splits(run: Path, record: dict) -> int:
     for row in rows[1:]:
         for column in columns:
             row[column] = original(row[column])
-    import io
-
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     atomic_write_text(splits, buffer.getvalue())

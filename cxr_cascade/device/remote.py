@@ -21,9 +21,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Optional
 
 from cxr_cascade.artifacts.layout import RunDir
+from cxr_cascade.config import load_experiment
 from cxr_cascade.device import plan as P
 from cxr_cascade.device.shards import MAX_TOTAL_BYTES, write_shards
 
@@ -101,8 +104,6 @@ def _child(args: list[str], log_path: Path, timeout: Optional[float], backend: s
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  start_new_session=True)
         deadline = None if timeout is None else started + timeout
-        import selectors
-
         selector = selectors.DefaultSelector()
         selector.register(child.stdout, selectors.EVENT_READ)
         stopped = False
@@ -136,10 +137,10 @@ def probe(experiment: str, overrides: list[str], steps: int = 5, warmup: int = 2
     Returns:
         {"img_per_s", "step_s", "compile_s", "batch_size", "image_size", "backend"}.
     """
+    # Keras and the models load in the probe's own child process (KERAS_BACKEND set there).
+    # lazy: Keras stays out of the remote driver (no Keras backend set there, no TensorFlow)
     import keras
     import numpy as np
-
-    from cxr_cascade.config import load_experiment
     from cxr_cascade.models.build import build_model
     from cxr_cascade.training.backend import process_settings, setup_runtime
     from cxr_cascade.training.runner import compile_model
@@ -173,6 +174,7 @@ def probe(experiment: str, overrides: list[str], steps: int = 5, warmup: int = 2
 
 def finalize(run_dir: str | Path) -> str:
     """model.keras of a run stopped before its end, from its best (else last) checkpoint."""
+    # lazy: Keras loads in the finalize child only, never in the remote driver (no backend set)
     from cxr_cascade.artifacts import load, write_model
 
     stage = load(run_dir)
@@ -183,6 +185,7 @@ def finalize(run_dir: str | Path) -> str:
 def halve(run_dir: str | Path) -> dict:
     """architecture.json + weights.f16.npz (the release's weight format) of a run's model.keras."""
     # The release format (kernels float16, 1-D arrays as they are), so one reader serves both.
+    # lazy: Keras loads in the halve child only, never in the remote driver (no backend set)
     from cxr_cascade.artifacts import load
     from cxr_cascade.artifacts.release import store_weights
 
@@ -194,8 +197,6 @@ def halve(run_dir: str | Path) -> dict:
 
 # ---------------------------------------------------------------------------- the run
 def _count_eval(manifest: Path) -> tuple[int, int]:
-    import csv
-
     with open(manifest, newline="") as handle:
         rows = list(csv.DictReader(handle))
     return sum(r["split"] == "train" for r in rows), sum(r["split"] in ("val", "test") for r in rows)
@@ -217,8 +218,6 @@ def run_remote(pack: str | Path, out: str | Path, *, time_limit_s: Optional[floa
     Returns:
         The run's summary (also `run.json` inside the shards).
     """
-    from cxr_cascade.config import load_experiment
-
     started = python_started or time.monotonic()
     pack, out = Path(pack).resolve(), Path(out)
     plan = json.loads((pack / P.PLAN_FILE).read_text())

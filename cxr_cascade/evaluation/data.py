@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from cxr_cascade.artifacts import RunDir, Stage
 from cxr_cascade.config import load_resolved
+from cxr_cascade.selection import read_sources, select_records, trained_records
+from pipelines.decode import read_mask
+from pipelines.image_policy import image_bytes_problem
+from pipelines.preprocess import preprocess_image_bytes
 from pipelines.records import read_manifest
+from pipelines.transforms import resize_mask
 
 
 def require_classifier(stage: Stage, source) -> Stage:
@@ -43,8 +49,6 @@ def manifest_records(run_dir) -> list:
 
 def data_records(run_dir, data_paths: Sequence[str]) -> list:
     """Records read from ``--data`` paths and selected for the run's task and classes."""
-    from cxr_cascade.training.data import read_sources, select_records
-
     return select_records(run_config(run_dir), read_sources(list(data_paths)), list(data_paths))
 
 
@@ -65,8 +69,6 @@ def as_trained(run_dir, records: list) -> list:
     class); unchanged when the run has no config.json."""
     if not RunDir(run_dir).config.is_file():
         return list(records)
-    from cxr_cascade.training.data import trained_records
-
     return trained_records(run_config(run_dir), records)
 
 
@@ -95,12 +97,6 @@ def load_image(path: str, preprocess, segment: bool = False, mask_path: str = ""
     Lung masking (``segment``) uses the record's mask file when it has one, else ``mask_fn``
     (a U-Net), else it is an error naming the file.
     """
-    import tensorflow as tf
-    from pipelines.decode import read_mask
-    from pipelines.preprocess import preprocess_image_bytes
-
-    from pipelines.image_policy import image_bytes_problem
-
     data = _read_bytes(path)
     problem = image_bytes_problem(data)  # the shared decode policy (format, size, pixel cap)
     if problem is not None:
@@ -135,10 +131,6 @@ def load_lung_masks(records: list, preprocess, mask_fn: Optional[Callable] = Non
                     images: Optional[np.ndarray] = None) -> np.ndarray:
     """Lung masks ``[N, S, S]`` bool with the images' geometry: the record's mask file, else
     ``mask_fn`` applied to the preprocessed image, else a ``ValueError`` naming the file."""
-    import tensorflow as tf
-    from pipelines.decode import read_mask
-    from pipelines.transforms import resize_mask
-
     size = preprocess.image_size
     mode = preprocess.resize_mode
     masks = []

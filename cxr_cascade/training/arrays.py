@@ -38,8 +38,14 @@ from typing import Optional, Sequence
 
 import keras
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from cxr_cascade.numpy_clahe import clahe_numpy
+from cxr_cascade.training.bundle import DataBundle
+from cxr_cascade.training.seeds import epoch_seed
+from pipelines.balance import balanced_weights, oversample
 from pipelines.config import NO_BALANCE
+from pipelines.image_policy import image_bytes_problem, png_sample_bits, png_sbit
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # pipelines.decode.LUMA_WEIGHTS (ITU-R BT.601)
 MASK_SEPARATOR = "|"  # pipelines.decode.MASK_SEPARATOR
@@ -56,10 +62,6 @@ def decode_image_file(path: str) -> np.ndarray:
     Raises:
         ValueError: naming the file, for a file the policy refuses or Pillow cannot decode.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    from pipelines.image_policy import image_bytes_problem, png_sample_bits, png_sbit
-
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -95,8 +97,6 @@ def decode_image_file(path: str) -> np.ndarray:
 
 
 def _resample(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    from PIL import Image
-
     resized = Image.fromarray(np.ascontiguousarray(image, np.float32)).resize(
         (width, height), Image.Resampling.BILINEAR
     )
@@ -146,8 +146,6 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size: Sequence[i
 
     `tile_grid_size` is OpenCV's (tiles along the width, tiles along the height).
     """
-    from cxr_cascade.numpy_clahe import clahe_numpy
-
     quantised = np.round(np.clip(image, 0.0, 1.0).astype(np.float32) * np.float32(255.0)).astype(np.uint8)
     enhanced = clahe_numpy(quantised, clip_limit, (int(tile_grid_size[1]), int(tile_grid_size[0])))
     return enhanced.astype(np.float32) * _INV255
@@ -326,10 +324,6 @@ def build_bundle(config, records: list, mask_fn=None):
             `cxr_cascade.artifacts.load_unet_mask_fn`) for the segmented copies; None: the training
             records' mask files.
     """
-    from cxr_cascade.training.data import DataBundle
-    from cxr_cascade.training.seeds import epoch_seed
-    from pipelines.balance import balanced_weights, oversample
-
     # Less the random draws that `augment.placement="model"` moves into the network.
     pre, aug = config.preprocess, config.augment.for_host()
     unsupported = {

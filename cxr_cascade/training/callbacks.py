@@ -157,6 +157,7 @@ def plot_curves(
     The layout follows the paper's Figures 10, 15a and 16: x = epoch, one line per split.
     """
     try:
+        # lazy: matplotlib is optional (a bare accelerator image lacks it), only for this figure
         from matplotlib.figure import Figure  # object API: no pyplot state, no GUI backend
         from matplotlib.ticker import MaxNLocator
     except ImportError:  # a bare accelerator image: history.csv holds the same numbers
@@ -199,6 +200,7 @@ class ScalarLog:
             # The event writer is TensorFlow's; on JAX / PyTorch the same numbers are in
             # history.csv and curves.png.
             return
+        # lazy: TensorFlow only on its own backend (absent where JAX / PyTorch train)
         import tensorflow as tf
         from tensorflow.core.framework import summary_pb2
 

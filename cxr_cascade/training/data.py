@@ -19,13 +19,12 @@ Steps (each one fails with one line naming the path and the problem):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -33,126 +32,18 @@ if TYPE_CHECKING:  # TensorFlow is imported lazily: the JAX/Torch path never loa
     import tensorflow as tf
 
 from cxr_cascade.config import ExperimentConfig
-from cxr_cascade.registry import STAGE2_NEGATIVE_LABELS
 from cxr_cascade.artifacts import RunDir, load_unet_mask_fn
+# Reading and selecting the records is shared with evaluation (`cxr_cascade.selection`); the
+# names are read from here too.
+from cxr_cascade.selection import label_counts, read_sources, select_records, trained_records
+from cxr_cascade.training.arrays import build_bundle
+from cxr_cascade.training.backend import is_tensorflow
+from cxr_cascade.training.bundle import DataBundle
 from cxr_cascade.training.seeds import epoch_seed
-
-# The data-set layouts `--data FORMAT=PATH` may name: the reader registry's (pipelines.readers).
-from pipelines.readers import FORMATS as FORMAT_NAMES  # noqa: E402
-
-
-@dataclasses.dataclass
-class DataBundle:
-    """Everything the runner needs from the data.
-
-    Attributes:
-        class_names: class order of the labels (empty for the U-Net).
-        records: every record used, with `split` set (written to the run's split manifest).
-        make_train: epoch (0-based) -> the training `tf.data.Dataset` for that epoch.
-        val: validation data set (fixed order, no augmentation).
-        test: test data set, or None.
-        steps_per_epoch: training batches per epoch (cosine schedule length).
-    """
-
-    class_names: tuple[str, ...]
-    records: list
-    make_train: Callable[[int], tf.data.Dataset]
-    val: tf.data.Dataset
-    test: Optional[tf.data.Dataset]
-    steps_per_epoch: int
-
-    def split_counts(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
-        for record in self.records:
-            row = counts.setdefault(record.split or "-", {})
-            row[record.label] = row.get(record.label, 0) + 1
-        return counts
-
-
-# ---------------------------------------------------------------------------- reading
-def parse_data_arg(text: str) -> tuple[Optional[str], str]:
-    """`PATH` or `FORMAT=PATH` -> (format or None, path)."""
-    name, sep, path = text.partition("=")
-    if sep and name in FORMAT_NAMES:
-        return name, path
-    return None, text
-
-
-def read_sources(data_paths: Sequence[str]) -> list:
-    """All records of all `data_paths`, reader problems printed (first few) to stderr."""
-    from pipelines.readers import read_dataset
-
-    if not data_paths:
-        raise ValueError(
-            "no data: pass --data PATH (a Kermany chest_xray/ folder, an ieee8023 "
-            "covid-chestxray-dataset/ folder, a lung-masks/ folder or a manifest .csv)"
-        )
-    records: list = []
-    for text in data_paths:
-        fmt, path = parse_data_arg(text)
-        if not Path(path).exists():
-            raise FileNotFoundError(f"--data {path}: no such file or folder")
-        table = read_dataset(path, fmt)
-        errors = [p for p in getattr(table, "problems", []) if getattr(p, "severity", "error") == "error"]
-        if errors:
-            print(
-                f"warning: {path}: {len(errors)} file(s) or row(s) left out, e.g. {errors[0]}",
-                file=sys.stderr,
-            )
-        if not table:
-            raise ValueError(f"--data {path}: no usable images found")
-        records.extend(table)
-    return records
-
-
-def _counts(records) -> str:
-    counts = Counter(r.label for r in records)
-    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no images"
-
-
-def select_records(config: ExperimentConfig, records: list, data_paths: Sequence[str]) -> list:
-    """The images `config.task` trains on, or a clear error when a class is missing."""
-    where = ", ".join(data_paths)
-    if config.task == "unet":
-        chosen = [r for r in records if r.mask_path]
-        if not chosen:
-            raise ValueError(
-                f"--data {where}: no image has a lung mask; the U-Net needs a lung-masks folder "
-                "(images/ + masks/) or a manifest with a mask_path column"
-            )
-        return chosen
-    classes = set(config.classes)
-    if config.task == "stage2":
-        negative = set(STAGE2_NEGATIVE_LABELS[config.stage2_negative]) - classes
-        kermany_viral = [r for r in records if r.source == "kermany" and r.label in classes]
-        others = [r for r in records if r.source != "kermany" and r.label in classes
-                  or r.dataset == "ieee8023" and r.label in negative]
-        if config.stage2_negative == "ieee8023_plus_kermany_viral":
-            if not kermany_viral:
-                raise ValueError(
-                    f"--data {where}: stage2_negative=ieee8023_plus_kermany_viral needs the Kermany "
-                    "set too: add --data /path/to/chest_xray"
-                )
-            chosen = others + [r for r in kermany_viral if r.label == "viral"]
-        else:
-            chosen = others
-    else:
-        chosen = [r for r in records if r.label in classes]
-    found = Counter(config.trained_label(r.label) for r in chosen)
-    missing = [c for c in config.classes if not found.get(c)]
-    if missing:
-        raise ValueError(
-            f"--data {where}: no images of class {', '.join(repr(m) for m in missing)} "
-            f"(found: {_counts(records)}); experiment {config.name!r} needs classes "
-            f"{', '.join(config.classes)}"
-        )
-    return chosen
-
-
-def trained_records(config: ExperimentConfig, records: list) -> list:
-    """`records` with the label each trains as (`ExperimentConfig.trained_label`), for the pipelines."""
-    return [r if config.trained_label(r.label) == r.label
-            else dataclasses.replace(r, label=config.trained_label(r.label)) for r in records]
+from pipelines.dedup import DEFAULT_THRESHOLD, find_duplicates
+from pipelines.image_cache import ImageCache
+from pipelines.records import read_manifest, write_manifest
+from pipelines.splits import LeakageError, split_problems, split_records
 
 
 # ---------------------------------------------------------------------------- splitting
@@ -187,8 +78,6 @@ def _cap_per_class(records: list, cap: int, seed: int) -> list:
 
 def split(config: ExperimentConfig, records: list) -> list:
     """Records with `split` set: kept when complete, else by `pipelines.splits.split_records`."""
-    from pipelines.splits import LeakageError, split_problems, split_records
-
     splits = {r.split for r in records}
     # Refuse what `data check` and `data split --verify` flag: a file listed twice, a patient
     # or a file in two splits (a given split manifest is trusted for nothing else).
@@ -204,8 +93,6 @@ def split(config: ExperimentConfig, records: list) -> list:
     else:
         groups: list = []
         if config.dedup != "off":
-            from pipelines.dedup import DEFAULT_THRESHOLD, find_duplicates
-
             threshold = DEFAULT_THRESHOLD if config.dedup == "near" else None
             try:
                 report = find_duplicates(records, threshold=threshold)
@@ -240,15 +127,13 @@ def split(config: ExperimentConfig, records: list) -> list:
             if missing:
                 raise ValueError(
                     f"experiment {config.name!r}: no training images of class "
-                    f"{', '.join(map(repr, missing))} after the patient split (train: {_counts(part)})"
+                    f"{', '.join(map(repr, missing))} after the patient split (train: {label_counts(part)})"
                 )
     return result
 
 
 def write_split_manifest(rd: RunDir, records: list, resume: bool) -> None:
     """splits.csv + splits.sha256; on resume, verifies the stored hash instead."""
-    from pipelines.records import write_manifest
-
     if resume and rd.splits.is_file() and rd.splits_hash.is_file():
         rd.check_splits_hash()
         return
@@ -257,8 +142,6 @@ def write_split_manifest(rd: RunDir, records: list, resume: bool) -> None:
 
 
 def _read_resume_split(run_dir: Path) -> Optional[list]:
-    from pipelines.records import read_manifest
-
     rd = RunDir(run_dir)
     if not rd.splits.is_file():
         return None
@@ -310,17 +193,14 @@ def prepare_data(
             f"experiment {config.name!r}: batch_size={batch} is not divisible by the "
             f"{num_replicas} replicas of the strategy"
         )
-    from cxr_cascade.training.backend import is_tensorflow
-
     if not is_tensorflow():
-        from cxr_cascade.training.arrays import build_bundle
-
         mask_fn = None
         if config.is_classifier and config.augment.segmented_copies and unet_weights:
             mask_fn = load_unet_mask_fn(unet_weights, config.image_size)
         bundle = build_bundle(config, trained, mask_fn=mask_fn)
         bundle.records = records  # splits.csv keeps each film's own label
         return bundle
+    # lazy: tf.data pipelines import TensorFlow, absent where JAX / PyTorch train
     from pipelines.datasets import build_dataset, build_segmentation_dataset
 
     drop = len(train_records) >= batch  # no ragged last batch for BatchNorm / MoEx pairing
@@ -330,8 +210,6 @@ def prepare_data(
     train_cache: Any = False
     eval_cache: Any = True  # in memory: the evaluation sets are built once per run
     if cache_dir:
-        from pipelines.image_cache import ImageCache
-
         eval_cache = ImageCache(cache_dir, name=f"{config.name}-eval")
         redrawn = config.balance == "oversample" or (aug.clahe_mode == "add" and aug.clahe_fraction > 0)
         if redrawn:

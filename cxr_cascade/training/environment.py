@@ -69,6 +69,7 @@ def _optional_versions(info: dict[str, Any], modules) -> None:
 def _portable_devices(backend: str) -> dict[str, Any]:
     """Versions and devices of a JAX or PyTorch backend (no TensorFlow imported)."""
     if backend == "jax":
+        # lazy: only the active backend's library loads (the others may be absent)
         import jax
 
         return {
@@ -77,6 +78,7 @@ def _portable_devices(backend: str) -> dict[str, Any]:
             "gpus": [{"name": d.device_kind} for d in jax.devices() if d.platform == "gpu"],
         }
     if backend == "torch":
+        # lazy: only the active backend's library loads (the others may be absent)
         import torch
 
         gpus = [{"name": torch.cuda.get_device_name(i)} for i in range(torch.cuda.device_count())]

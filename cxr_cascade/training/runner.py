@@ -39,8 +39,13 @@ from cxr_cascade.artifacts.checkpoints import latest_good_checkpoint, rewind_sta
 from cxr_cascade.artifacts.layout import RunDir
 from cxr_cascade.artifacts.stage import write_model
 from cxr_cascade.config import ExperimentConfig, from_dict
+# The one metrics module: the same numbers `cxr-cascade evaluate` reports.
+from cxr_cascade.evaluation.metrics import classification_metrics
+from cxr_cascade.models import BalancedAccuracy, DiceBCELoss, mean_iou
 from cxr_cascade.models.build import build_model
+from cxr_cascade.selection import parse_data_arg
 from cxr_cascade.training import callbacks as cb
+from cxr_cascade.training import data as data_mod
 from cxr_cascade.training.budget import BudgetStop, SigtermFlag, StepBudget, budget_spent
 from cxr_cascade.training.checkpoint import Checkpointer
 from cxr_cascade.training.environment import capture_environment
@@ -82,14 +87,10 @@ def compile_model(model: keras.Model, config: ExperimentConfig, steps_per_epoch:
                   jit_compile: bool) -> None:
     optimizer = make_optimizer(config, steps_per_epoch)
     if config.task == "unet":
-        from cxr_cascade import models
-
-        loss: Any = models.DiceBCELoss()
-        metrics: list[Any] = [models.mean_iou()]
+        loss: Any = DiceBCELoss()
+        metrics: list[Any] = [mean_iou()]
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
-        from cxr_cascade.models import BalancedAccuracy
-
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         if config.monitor == "val_balanced_accuracy":  # model selection a majority class cannot game
             metrics.append(BalancedAccuracy(len(config.classes)))
@@ -326,8 +327,6 @@ def _train(
 def _prepare_data(config: ExperimentConfig, run_dir: Path, runtime, data_paths: list[str],
                   unet_weights: Optional[str], resume: bool, skip_bad: bool, cache_dir: Optional[str]):
     """The run's `DataBundle` from `data_paths` (`training.data.prepare_data`)."""
-    from cxr_cascade.training import data as data_mod
-
     return data_mod.prepare_data(
         config,
         data_paths,
@@ -354,8 +353,6 @@ def _write_run_metadata(rd: RunDir, config: ExperimentConfig, runtime, data, res
                         unet_weights: Optional[str]) -> None:
     """config.json (kept on resume), environment.json, command.txt, inputs.json (first call
     only) and the split manifest: what the run was, before any epoch of it."""
-    from cxr_cascade.training import data as data_mod
-
     rd.root.mkdir(parents=True, exist_ok=True)
     if not resume or not rd.config.is_file():
         atomic_write_json(rd.config, config.to_dict())
@@ -553,8 +550,6 @@ def _train_epoch(loop: _Loop, epoch: int, partial: Optional[dict[str, Any]]) -> 
 
 
 def _absolute_data_arg(text: str) -> str:
-    from cxr_cascade.training.data import parse_data_arg
-
     fmt, path = parse_data_arg(text)
     path = str(Path(path).resolve())
     return f"{fmt}={path}" if fmt else path
@@ -610,9 +605,6 @@ def evaluate_run(config: ExperimentConfig, run_dir: Path, data, model_fn: ModelF
         probs = np.concatenate(y_prob)
         if y_true_arr.ndim == 1 and probs.shape[0] != y_true_arr.shape[0]:
             raise ValueError("labels and predictions differ in length")
-        # The one metrics module: the same numbers `cxr-cascade evaluate` reports.
-        from cxr_cascade.evaluation.metrics import classification_metrics
-
         results.update(classification_metrics(y_true_arr, probs, config.classes))
     else:
         scores = model.evaluate(dataset, verbose=0, return_dict=True)

@@ -19,6 +19,16 @@ from typing import Any, Optional
 
 import tensorflow as tf
 import keras
+from tensorflow.python.framework import config as tf_config  # no public getter exists
+
+# Which CPUs train in bfloat16 under mixed_precision="auto" (AMX only) and why: training.precision,
+# the one backend-neutral copy of the rule (its names are read from here too).
+from cxr_cascade.training.precision import (  # noqa: F401
+    BF16_CPU_FLAGS,
+    BF16_NATIVE_CPU_FLAGS,
+    cpu_flags,
+    precision_policy,
+)
 
 
 @dataclass
@@ -110,16 +120,6 @@ def _patch_multiworker_reduce(strategy: tf.distribute.Strategy) -> tf.distribute
     return strategy
 
 
-# Which CPUs train in bfloat16 under mixed_precision="auto" (AMX only) and why: training.backend.
-# The precision rule is backend-neutral: one copy, in training.backend.
-from cxr_cascade.training.backend import (  # noqa: E402,F401
-    BF16_CPU_FLAGS,
-    BF16_NATIVE_CPU_FLAGS,
-    cpu_flags,
-    precision_policy,
-)
-
-
 def resolve_jit(mode: str) -> bool:
     """XLA for `model.compile(jit_compile=...)`: "auto" compiles on GPUs only."""
     if mode == "on":
@@ -143,8 +143,6 @@ def process_settings() -> Any:
     Training is a library call too (tests, notebooks): it must not leave mixed precision or
     deterministic kernels switched on for whatever runs next in the process.
     """
-    from tensorflow.python.framework import config as tf_config  # no public getter exists
-
     policy = keras.mixed_precision.global_policy().name
     deterministic = tf_config.is_op_determinism_enabled()
     try:
