@@ -34,6 +34,7 @@ from pathlib import Path
 from cxr_cascade.artifacts import EvaluationDir, RunDir
 from cxr_cascade.commands import CLIError
 from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE, OOD_SETS
+from cxr_cascade.selection import read_sources
 
 
 def register(subparsers) -> None:
@@ -126,9 +127,6 @@ def run(args: argparse.Namespace) -> int:
         if RunDir(args.stage2).splits.is_file():
             manifests.append(R.manifest_records(args.stage2))
         if args.data:
-            # lazy: TensorFlow stays off cxr-cascade --help
-            from cxr_cascade.training.data import read_sources
-
             records = R.test_records(read_sources(list(args.data)), args.split)
         elif len(manifests) == 2:
             seen, records = set(), []
@@ -199,7 +197,6 @@ def _evaluate_ood(args, stage) -> int:
     """A stage 1 (run or release) on an out-of-distribution set: `evaluation.ood.evaluate_ood`."""
     # lazy: TensorFlow and matplotlib stay off cxr-cascade --help
     from cxr_cascade.evaluation import ood, report
-    from cxr_cascade.training.data import read_sources
 
     if args.stage2 or len(args.runs) > 1:
         raise CLIError(f"--ood checks one stage 1 alone (no --stage2, one RUN). Received: {len(args.runs)} "

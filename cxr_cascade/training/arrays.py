@@ -312,7 +312,7 @@ def _training_lungs(part: list, images: np.ndarray, mask_fn, size, resize_mode: 
 
 
 def build_bundle(config, records: list, mask_fn=None):
-    """`training.data.DataBundle` of `ArrayDataset`s for split `records` (see the module docstring).
+    """`training.bundle.DataBundle` of `ArrayDataset`s for split `records` (see the module docstring).
 
     Preprocessing and augmentation come from the run's `config.preprocess` / `config.augment`
     (resize mode, CLAHE clip limit and tile grid, CLAHE fraction and mode, rotation, segmented
