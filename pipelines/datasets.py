@@ -53,6 +53,7 @@ from pipelines.config import (
 )
 from pipelines.image_cache import ImageCache, resolve_cache
 from pipelines.preprocess import preprocess_image
+from pipelines.records import read_manifest
 
 __all__ = [
     "LABEL_MODES",
