@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from pipelines.dedup import find_duplicates
 from pipelines.image_policy import (
@@ -111,6 +110,8 @@ def _png16_read_bits(path: str) -> str:
 
 def inspect_image(path: PathLike) -> ImageInfo:
     """Opens `path` with Pillow and reports format, mode, bit depth, size and problems; never raises."""
+    from PIL import Image, UnidentifiedImageError  # lazy: Pillow stays off cxr-cascade --help
+
     path = str(path)
     info = ImageInfo(path)
 
