@@ -19,7 +19,10 @@ from typing import Iterable, Optional, Sequence, Union
 
 import tensorflow as tf
 
+from cxr_cascade.explain.gradcam import cam_from_gradients, normalise_maps
+from cxr_cascade.explain.overlay import save_png, side_by_side
 from cxr_cascade.export.archive import INFO_FILE, existing_versions
+from cxr_cascade.models.cascade import cascade_decision, check_rule, combine_probabilities, route_indices
 from pipelines.decode import upright_bytes
 from pipelines.image_policy import ORIENTATIONS, image_bytes_problem, shape_warning
 
@@ -146,8 +149,6 @@ class Predictor:
         self.class_names = list(self.info.get("class_names") or [])
         self.is_cascade = "stage1_probabilities" in outputs
         if rule is not None:
-            from cxr_cascade.models.cascade import check_rule
-
             check_rule(rule)
         self.rule = rule if self.is_cascade else None
         # A release's chance-level marks, carried into the export's info file.
@@ -181,8 +182,6 @@ class Predictor:
             result.stage2 = {n: float(p) for n, p in zip(self._names("stage2", len(p2)), p2)}
             exported = self.info.get("decision_rule", "soft")
             if self.rule is not None and self.rule != exported:
-                from cxr_cascade.models.cascade import cascade_decision, combine_probabilities, route_indices
-
                 route = route_indices(self._names("stage1", len(p1)), self._names("stage2", len(p2)),
                                       self.info.get("refined_class", "viral"), self.rule)
                 index = int(cascade_decision(p1[None], p2[None], rule=self.rule, **route)[0])
@@ -198,9 +197,6 @@ class Predictor:
         For the cascade that is stage 2 when the diagnosis is one of stage 2's classes (the
         paper's Fig. 17), else stage 1 (Fig. 11).
         """
-        from cxr_cascade.explain.gradcam import cam_from_gradients, normalise_maps
-        from cxr_cascade.explain.overlay import save_png, side_by_side
-
         pre = self.loaded.signatures["preprocess"](image_bytes=tf.constant([data]))
         if self.is_cascade:
             stage2_names = list((self.info.get("stage2") or {}).get("class_names") or [])

@@ -32,7 +32,17 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from pipelines.dedup import find_duplicates
+from pipelines.image_policy import (
+    ORIENTATIONS,
+    exif_orientation,
+    image_bytes_problem,
+    png_sample_bits,
+    png_sbit,
+    shape_warning,
+)
 from pipelines.labels import LABELS
+from pipelines.readers import detect_format, load_mask, read_dataset
 from pipelines.records import MASK_SEPARATOR, PathLike, Problem, Record, RecordTable
 from pipelines.splits import leaking_patients, split_table
 
@@ -82,9 +92,8 @@ def _png_bit_depth(path: str) -> Optional[int]:
 def _png16_read_bits(path: str) -> str:
     """The bit depth every reader uses for a 16-bit PNG (`pipelines.image_policy.png_sample_bits`)
     and its ground: "12-bit (sBIT 12)" or "12-bit (largest value 4095, no sBIT)"."""
-    import cv2  # local: the largest sample of 16-bit colour too (Pillow reduces RGB48 to 8 bits)
-
-    from pipelines.image_policy import png_sample_bits, png_sbit
+    # OpenCV: the largest sample of 16-bit colour too (Pillow reduces RGB48 to 8 bits)
+    import cv2  # lazy: OpenCV is absent on the accelerator image
 
     data = np.fromfile(path, dtype=np.uint8)
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -101,7 +110,7 @@ def _png16_read_bits(path: str) -> str:
 
 def inspect_image(path: PathLike) -> ImageInfo:
     """Opens `path` with Pillow and reports format, mode, bit depth, size and problems; never raises."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy: Pillow stays off cxr-cascade --help
 
     path = str(path)
     info = ImageInfo(path)
@@ -125,8 +134,6 @@ def inspect_image(path: PathLike) -> ImageInfo:
         return error("empty file (0 bytes)")
     # The decode policy every other command applies (format, CMYK, size, pixel cap), from the
     # header: a refused file is never handed to Pillow (a 20000x20000 PNG is not decoded here).
-    from pipelines.image_policy import image_bytes_problem
-
     try:
         with open(path, "rb") as handle:
             head = handle.read(1 << 20)
@@ -182,8 +189,6 @@ def inspect_image(path: PathLike) -> ImageInfo:
              f"(2**{info.read_bits.split()[0]} - 1)")
     elif info.bits and info.bits > 8:
         warn(f"{info.bits}-bit image ({mode}): decode as uint{16 if info.bits <= 16 else 32} and rescale")
-    from pipelines.image_policy import ORIENTATIONS, exif_orientation, shape_warning
-
     orientation = exif_orientation(head)
     if orientation != 1:
         warn(f"EXIF orientation {orientation} ({ORIENTATIONS[orientation]} when displayed): predict "
@@ -204,8 +209,7 @@ def inspect_image(path: PathLike) -> ImageInfo:
 
 def _inspect_mask(mask_path: str, image: ImageInfo) -> tuple[list[Problem], Optional[str]]:
     """Problems of a record's mask(s) and a key naming its value set."""
-    from pipelines.readers import load_mask  # local: readers imports cv2
-    import cv2
+    import cv2  # lazy: OpenCV is absent on the accelerator image
 
     problems = []
     values_key = None
@@ -412,8 +416,6 @@ def check_records(
     if masks_checked:
         summary["masks"] = {"checked": masks_checked, "values": dict(mask_values.most_common())}
     if duplicates:
-        from pipelines.dedup import find_duplicates
-
         report = find_duplicates(records, jobs=jobs)
         summary["duplicates"] = report.summary()
         problems.extend(report.as_problems())
@@ -436,8 +438,6 @@ def check_path(
     Raises only when nothing can be read at all (no such path, unknown layout, a manifest without
     the required columns): FileNotFoundError or ValueError naming the path.
     """
-    from pipelines.readers import detect_format, read_dataset
-
     format = format or detect_format(path)
     table: RecordTable = read_dataset(path, format, **reader_options)
     return check_records(

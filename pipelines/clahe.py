@@ -49,6 +49,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+try:  # TensorFlow's XLA-context flag lives in an internal module
+    from tensorflow.python.ops import control_flow_util
+except ImportError:  # pragma: no cover - a TensorFlow without the internal helper
+    control_flow_util = None
+
 from pipelines.config import check_clip_limit, check_tile_grid_size
 
 __all__ = ["clahe", "equalize_hist", "CLAHE"]
@@ -230,9 +235,9 @@ def _in_xla() -> bool:
     Reads TensorFlow's own XLA-context flag (`control_flow_util`, an internal module); where
     that is unavailable the answer is True, which only costs the plain graph some speed.
     """
+    if control_flow_util is None:  # pragma: no cover - a TensorFlow without the internal helper
+        return True
     try:
-        from tensorflow.python.ops import control_flow_util
-
         return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
     except Exception:  # pragma: no cover - a TensorFlow without the internal helper
         return True

@@ -53,6 +53,7 @@ from pipelines.config import (
 )
 from pipelines.image_cache import ImageCache, resolve_cache
 from pipelines.preprocess import preprocess_image
+from pipelines.records import read_manifest
 
 __all__ = [
     "LABEL_MODES",
@@ -78,8 +79,6 @@ _U_CLAHE, _U_ANGLE, _U_SHIFT_X, _U_SHIFT_Y, _U_ZOOM = range(5)
 def _as_table(records, what: str = "records"):
     """(paths, labels, mask_paths) from records, a manifest CSV or a (paths, labels[, masks])."""
     if isinstance(records, (str, os.PathLike)):
-        from pipelines.records import read_manifest
-
         records = read_manifest(records)
     if isinstance(records, tuple) and len(records) in (2, 3) and not hasattr(records, "path"):
         paths = [os.fspath(p) for p in records[0]]

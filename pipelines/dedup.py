@@ -77,7 +77,7 @@ def exact_hash(pixels: np.ndarray) -> str:
 
 def thumbnail(pixels: np.ndarray) -> np.ndarray:
     """32x32 float32 grayscale area-resize of an image array (H, W) or (H, W, C), any dtype."""
-    import cv2
+    import cv2  # lazy: OpenCV is absent on the accelerator image
 
     pixels = np.asarray(pixels)
     if pixels.ndim == 3:
@@ -96,7 +96,7 @@ def _standardise(small: np.ndarray) -> np.ndarray:
 
 def phash(pixels: np.ndarray, *, small: Optional[np.ndarray] = None) -> int:
     """64-bit DCT perceptual hash of an image array (H, W) or (H, W, C), any integer or float dtype."""
-    import cv2
+    import cv2  # lazy: OpenCV is absent on the accelerator image
 
     small = thumbnail(pixels) if small is None else small
     low = cv2.dct(small)[:8, :8].flatten()
@@ -108,7 +108,7 @@ def phash(pixels: np.ndarray, *, small: Optional[np.ndarray] = None) -> int:
 
 def fingerprint_file(path: str) -> tuple[Optional[Fingerprint], Optional[str]]:
     """(fingerprint, None), or (None, why) when the file cannot be decoded."""
-    import cv2
+    import cv2  # lazy: OpenCV is absent on the accelerator image
 
     try:
         if not os.path.isfile(path):

@@ -30,6 +30,7 @@ No TensorFlow import: `data check` uses it without loading TensorFlow.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from typing import Optional
@@ -189,8 +190,6 @@ ORIENTATIONS = {
 def exif_orientation(data: bytes) -> int:
     """The EXIF orientation (1-8) of a JPEG (APP1) or PNG (``eXIf`` chunk); 1 when there is none
     or it is unreadable. Reads the header only."""
-    import io
-
     from PIL import Image  # lazy: the rest of this module needs no Pillow
 
     fmt = _sniff_format(data[:8])

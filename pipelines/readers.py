@@ -545,7 +545,7 @@ def load_mask(mask_path: Union[PathLike, Sequence[PathLike]]) -> np.ndarray:
         FileNotFoundError / ValueError: naming the file that is missing, unreadable or whose size
             differs from the others.
     """
-    import cv2
+    import cv2  # lazy: OpenCV is absent on the accelerator image
 
     if isinstance(mask_path, (str, os.PathLike)):
         parts = [p for p in str(mask_path).split(MASK_SEPARATOR) if p]

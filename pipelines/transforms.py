@@ -25,9 +25,11 @@ import math
 import numbers
 from typing import Callable, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
+from pipelines.clahe import clahe
 from pipelines.config import (  # noqa: F401  (re-exported: the TF-free home of these checks)
     FILL_MODES,
     RESIZE_MODES,
@@ -35,6 +37,7 @@ from pipelines.config import (  # noqa: F401  (re-exported: the TF-free home of 
     check_resize_mode,
     normalize_image_size,
 )
+from pipelines.decode import to_unit_float
 
 __all__ = [
     "RESIZE_MODES",
@@ -120,8 +123,6 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
 
 
 def _cv2_clahe_numpy(image: np.ndarray, clip_limit: float, tile_grid_size) -> np.ndarray:
-    import cv2  # only the cv2 backend (benchmarks, comparisons) needs OpenCV
-
     op = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=tuple(int(t) for t in tile_grid_size))
     return op.apply(np.ascontiguousarray(image[..., 0]))[..., None]
 
@@ -129,9 +130,6 @@ def _cv2_clahe_numpy(image: np.ndarray, clip_limit: float, tile_grid_size) -> np
 @functools.lru_cache(maxsize=32)
 def _xla_apply_clahe(clip_limit: float, tile_grid_size: tuple):
     """`apply_clahe(..., backend="tf-xla")` for static shapes: one XLA-compiled function."""
-    from pipelines.clahe import clahe
-    from pipelines.decode import to_unit_float
-
     def apply(image):
         enhanced = clahe(to_uint8(image), clip_limit=clip_limit, tile_grid_size=tile_grid_size)
         return to_unit_float(enhanced, 255)
@@ -168,8 +166,6 @@ def apply_clahe(
         return _xla_apply_clahe(float(clip_limit), tuple(int(t) for t in tile_grid_size))(image)
     quantised = to_uint8(image)
     if backend in ("tf", "tf-xla"):
-        from pipelines.clahe import clahe
-
         enhanced = clahe(
             quantised,
             clip_limit=clip_limit,
@@ -185,8 +181,6 @@ def apply_clahe(
         )
     enhanced = tf.reshape(enhanced, tf.shape(quantised))
     enhanced.set_shape(image.shape)
-    from pipelines.decode import to_unit_float
-
     return to_unit_float(enhanced, 255)
 
 

@@ -34,7 +34,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import keras
 import numpy as np
+
+from cxr_cascade import phantoms
+from cxr_cascade.audit.report import FLAG_RULE_TEXT, calibrate, run_audit, write_audit
+from cxr_cascade.evaluation.report import write_json_atomic, write_text_atomic
+from cxr_cascade.explain import overlay
 
 CLASSES = ("normal", "bacterial", "viral")
 MODELS = ("marker", "clean", "masked")
@@ -47,8 +53,6 @@ def phantom_arrays(n: int, size: int, seed: int, classes: Sequence[str] = CLASSE
     labels [n])``; labels cycle through ``classes``; each image has its own seeded generator.
     With probability ``strength`` the marker encodes the image's label, otherwise a label drawn
     uniformly from ``classes``."""
-    from cxr_cascade import phantoms
-
     images, lungs, lesions, labels = [], [], [], []
     for i in range(n):
         label = i % len(classes)
@@ -70,8 +74,6 @@ def phantom_arrays(n: int, size: int, seed: int, classes: Sequence[str] = CLASSE
 
 def tiny_net(size: int, num_classes: int = len(CLASSES), seed: int = 0):
     """A 4-conv flat functional classifier with the project's layer names (compiled, Adam)."""
-    import keras
-
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 1), name="image")
     x = inputs
@@ -93,8 +95,6 @@ def conflicting_markers(n: int, size: int, seed: int, classes: Sequence[str] = C
 
     The ground truth that only phantoms give: a model that reads the marker follows it on these
     films, a model that reads the lungs follows the label."""
-    from cxr_cascade import phantoms
-
     images, marks = [], []
     for i in range(n):
         label = i % len(classes)
@@ -141,8 +141,6 @@ def train_and_audit(size: int = 64, n_train: int = 240, n_test: int = 150, epoch
         ``{strength: result}`` when ``power`` (strength 1.0 is the marker model), and
         ``"train_seconds"``: ``{name: seconds}``.
     """
-    from cxr_cascade.audit.report import calibrate, run_audit
-
     test = phantom_arrays(n_test, size, seed=2 * seed + 2)
     # Sources assigned at random: a probe that decodes them would be a bug.
     sources = ["site_a" if i % 2 else "site_b" for i in range(n_test)]
@@ -207,10 +205,6 @@ def _summary_entry(result: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cxr_cascade.audit.report import FLAG_RULE_TEXT, write_audit
-    from cxr_cascade.evaluation.report import write_json_atomic, write_text_atomic
-    from cxr_cascade.explain import overlay
-
     parser = argparse.ArgumentParser(prog="python -m cxr_cascade.audit.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--size", type=int, default=64)

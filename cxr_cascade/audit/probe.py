@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 def pooled_features(model, images, layer: str = "cam_features", batch_size: int = 32) -> np.ndarray:
     """Global-average-pooled output of ``layer``: float32 ``[N, K]`` (inference mode)."""
-    import keras  # deferred: the probe itself needs only sklearn
+    import keras  # lazy: the probe itself needs only scikit-learn, not Keras and TensorFlow
 
     names = {l.name for l in model.layers}
     if layer not in names:

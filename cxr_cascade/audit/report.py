@@ -44,6 +44,9 @@ from cxr_cascade.audit.attention import lung_attention
 from cxr_cascade.audit.pointing import lesion_area_share, pointing_game
 from cxr_cascade.audit.probe import pooled_features, source_probe, source_probe_within_classes
 from cxr_cascade.audit.swap import outside_swap_effects
+from cxr_cascade.evaluation.bootstrap import bootstrap_ci
+from cxr_cascade.evaluation.report import write_json_atomic, write_text_atomic
+from cxr_cascade.explain.gradcam import GradCAM
 
 OUTSIDE_MARGIN = 0.025
 ATTENTION_MARGIN = 0.05
@@ -81,8 +84,6 @@ def audit_tests(predict, images, labels, lung_masks, maps, num_classes: int,
                 pointing_tolerance: int = 0) -> dict:
     """The calibrated tests (module docstring) with patient-bootstrap CIs: ``{name: {"value",
     "low", "high", "margin", "fires_when", "used", "fired", "what"}}``."""
-    from cxr_cascade.evaluation.bootstrap import bootstrap_ci
-
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     patient_ids = np.asarray([str(p) for p in (patient_ids if patient_ids is not None else range(n))])
@@ -208,8 +209,6 @@ def run_audit(
     Returns:
         ``(result dict, Grad-CAM maps [N, H, W])``; the maps are returned for overlays.
     """
-    from cxr_cascade.explain.gradcam import GradCAM  # TensorFlow only when auditing
-
     images = np.asarray(images, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     predict = lambda x: model.predict(x, batch_size=batch_size, verbose=0)  # noqa: E731
@@ -314,8 +313,6 @@ def audit_markdown(result: dict, title: str = "Shortcut audit", figures: Sequenc
 
 def write_audit(out_dir, result: dict, figures: Sequence[str] = (), extra: dict | None = None) -> Path:
     """Write ``audit.json`` and ``audit.md`` under ``out_dir`` (atomically)."""
-    from cxr_cascade.evaluation.report import write_json_atomic, write_text_atomic
-
     files = AuditDir(out_dir)
     write_json_atomic(files.result, {**(extra or {}), **result})
     write_text_atomic(files.report, audit_markdown(result, figures=figures))

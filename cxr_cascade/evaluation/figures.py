@@ -26,12 +26,11 @@ from cxr_cascade.evaluation.metrics import (  # noqa: E402
     normalise_confusion,
     roc_curve,
 )
+from pipelines.atomic import atomic_path  # noqa: E402
 
 
 def save_figure(fig, path) -> Path:
     """Save ``fig`` as PNG at ``path`` atomically (write-then-rename) and close it."""
-    from pipelines.atomic import atomic_path
-
     path = Path(path)
     try:
         with atomic_path(path, suffix=".png") as tmp:

@@ -27,12 +27,11 @@ from cxr_cascade.evaluation import figures
 from cxr_cascade.evaluation.bootstrap import bootstrap_ci, classification_cis
 from cxr_cascade.evaluation.calibration import expected_calibration_error, reliability_bins
 from cxr_cascade.evaluation.metrics import classification_metrics
+from pipelines.atomic import atomic_write_text
 
 
 def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (`pipelines.atomic`)."""
-    from pipelines.atomic import atomic_write_text
-
     atomic_write_text(path, text)
     return Path(path)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
+
+from pipelines.atomic import atomic_path
 
 
 def _gray_uint8(image: np.ndarray) -> np.ndarray:
@@ -55,8 +58,6 @@ def side_by_side(image, heatmap, alpha: float = 0.4, gap: int = 4,
         image = image.mean(axis=-1)
     heatmap = np.asarray(heatmap, dtype=np.float32)
     if min_size and min(image.shape[:2]) < min_size:
-        import cv2
-
         scale = min_size / min(image.shape[:2])
         dsize = (round(image.shape[1] * scale), round(image.shape[0] * scale))
         image = cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR)
@@ -70,8 +71,6 @@ def side_by_side(image, heatmap, alpha: float = 0.4, gap: int = 4,
 
 def save_png(path, rgb: np.ndarray) -> Path:
     """Write a uint8 image as PNG via a temporary file and rename (never a half-written file)."""
-    from pipelines.atomic import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
@@ -80,8 +79,6 @@ def save_png(path, rgb: np.ndarray) -> Path:
 
 def save_npy(path, array: np.ndarray) -> Path:
     """Save an array as ``.npy`` via a temporary file and rename."""
-    from pipelines.atomic import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(array))

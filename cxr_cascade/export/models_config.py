@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Union
 
+from pipelines.atomic import atomic_write_text
+
 __all__ = ["discover_models", "parse_models_config", "render_models_config", "write_models_config"]
 
 PathLike = Union[str, os.PathLike]
@@ -68,8 +70,6 @@ def write_models_config(models_dir: PathLike, base_path: str = "/models") -> Pat
     root = Path(models_dir)
     text = render_models_config(discover_models(root), base_path)
     target = root / CONFIG_NAME
-    from pipelines.atomic import atomic_write_text
-
     atomic_write_text(target, text)
     return target
 

@@ -41,6 +41,12 @@ from typing import Callable, Optional, Sequence
 import keras
 import tensorflow as tf
 
+from cxr_cascade.models.cascade import CascadeCombine, CascadeDecision, check_rule, route_indices
+from cxr_cascade.models.cascade import cascade_class_names as _cascade_class_names
+from cxr_cascade.models.unet import unet_mask_fn as _unet_mask_fn
+from pipelines.preprocess import preprocess_image_bytes
+from pipelines.transforms import normalize_image_size
+
 __all__ = [
     "BYTES_ENDPOINT",
     "Endpoints",
@@ -187,9 +193,6 @@ class StagePreprocessing:
         """The evaluation pipeline's preprocessing: `pipelines.preprocess.preprocess_image_bytes`
         with `config` (a `pipelines.preprocess.PreprocessConfig`) and, when `unet` is given, lung
         masking by that U-Net (`unet_mask_fn`)."""
-        from pipelines.preprocess import preprocess_image_bytes
-        from pipelines.transforms import normalize_image_size
-
         height, width = normalize_image_size(config.image_size)
         if height != width:
             raise ValueError(
@@ -215,9 +218,7 @@ def unet_mask_fn(unet: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     the classifier's size S itself (`StagePreprocessing.from_config` rebuilds it there), not
     through a resize.
     """
-    from cxr_cascade.models.unet import unet_mask_fn as mask_fn_of
-
-    return mask_fn_of(inference_model(unet))
+    return _unet_mask_fn(inference_model(unet))
 
 
 def _check_magic(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -434,9 +435,7 @@ def cascade_class_names(
 ) -> list[str]:
     """The cascade's classes: stage 1's, with `refined` replaced in place by stage 2's classes
     (`cxr_cascade.evaluation.cascade.cascade_class_names`, shared with evaluation)."""
-    from cxr_cascade.models.cascade import cascade_class_names as names
-
-    return names(stage1_names, stage2_names, refined)
+    return _cascade_class_names(stage1_names, stage2_names, refined)
 
 
 def cascade_probabilities(p1: tf.Tensor, p2: tf.Tensor, refined_index: int, rule: str = "gate",
@@ -444,8 +443,6 @@ def cascade_probabilities(p1: tf.Tensor, p2: tf.Tensor, refined_index: int, rule
     """The cascade's distribution (Lv et al. 2020, Fig. 1) by evaluation's own `CascadeCombine`:
     p(c2) = p1(refined) * p2(c2 | refined); the other stage-1 classes keep their probability.
     Rule "pneumonia": that route's distribution (`cxr_cascade.models.cascade`)."""
-    from cxr_cascade.models.cascade import CascadeCombine
-
     layer = CascadeCombine(refined_index, rule, normal_index, negative_index)
     return layer([tf.cast(p1, tf.float32), tf.cast(p2, tf.float32)])
 
@@ -479,8 +476,6 @@ def cascade_endpoints(
             normal; its negative keeps stage 1's call), by evaluation's own `CascadeDecision`.
             Under "pneumonia" the default `combine` is that route's distribution too.
     """
-    from cxr_cascade.models.cascade import CascadeDecision, check_rule, route_indices
-
     check_rule(rule)
     stage1, tensors1 = _rebuild(stage1)
     stage2, tensors2 = _rebuild(stage2)
