@@ -104,7 +104,7 @@ class ExperimentConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 8
     val_fraction: float = 0.1
-    test_fraction: float = 0.1  # one default with `cxr-cascade data split --test` (issue 12)
+    test_fraction: float = 0.1  # one default with `cxr-cascade data split --test`
     balance: str = NO_BALANCE  # training class balance, one of `registry.BALANCE_MODES`
     max_per_class: Optional[int] = None  # smoke runs and demos: cap the images per class
     dedup: str = "near"  # duplicates kept in one split (`registry.DEDUP_MODES`); as `data split`

@@ -109,7 +109,8 @@ OOD_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 # What `cxr_cascade.phantoms` writes: its data set layouts and the label-correlated shortcuts it
-# can plant (`phantoms.layouts.FORMATS`, `phantoms.draw.SHORTCUTS`, which need OpenCV to import).
+# can plant. Defined here, not in `phantoms` (which needs OpenCV), so that the light CLI parser
+# can list them.
 PHANTOM_FORMATS = ("kermany", "ieee8023", "lung-masks")
 PHANTOM_SHORTCUTS = ("marker", "text")
 

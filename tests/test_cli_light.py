@@ -68,9 +68,15 @@ def test_ood_sets_are_the_registry():
 
 
 def test_phantom_names_are_the_registry():
-    """The CLI reads the phantoms' layouts and shortcuts from the registry (the phantom modules
-    need OpenCV); they are the ones `cxr_cascade.phantoms` implements."""
+    """The CLI lists the phantoms' layouts and shortcuts from the registry (the phantom modules
+    need OpenCV); each one listed is one the generator implements: a layout folder per format, and
+    each shortcut changes the rendered film."""
+    import numpy as np
+
     from cxr_cascade import phantoms
 
-    assert registry.PHANTOM_FORMATS == phantoms.FORMATS
-    assert registry.PHANTOM_SHORTCUTS == phantoms.SHORTCUTS
+    assert set(phantoms.LAYOUT_DIRS) == set(registry.PHANTOM_FORMATS)
+    plain = phantoms.render_phantom("normal", 64, np.random.default_rng(0)).image
+    for shortcut in registry.PHANTOM_SHORTCUTS:
+        marked = phantoms.render_phantom("normal", 64, np.random.default_rng(0), shortcut=shortcut).image
+        assert not np.array_equal(plain, marked), shortcut

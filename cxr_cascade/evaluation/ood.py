@@ -29,9 +29,9 @@ import numpy as np
 from cxr_cascade.evaluation import data as R
 from cxr_cascade.evaluation.bootstrap import bootstrap_ci
 from cxr_cascade.evaluation.metrics import binary_auc
+from cxr_cascade.registry import OOD_SETS
 
 NORMAL_CLASS = "normal"
-from cxr_cascade.registry import OOD_SETS  # the valid names, defined once
 METRICS = ("accuracy", "sensitivity", "specificity", "auc")
 
 

@@ -1,4 +1,4 @@
-"""Export for TensorFlow Serving: SavedModels that take image file bytes (issue 7).
+"""Export for TensorFlow Serving: SavedModels that take image file bytes.
 
 * `serving`: the endpoint functions (bytes in, all evaluation preprocessing in the graph).
 * `archive`: `keras.export.ExportArchive` writer, atomic version folders.

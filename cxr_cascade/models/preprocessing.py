@@ -1,7 +1,7 @@
 """CLAHE and random rotation as Keras layers in `keras.ops`: preprocessing inside the model.
 
 The tf.data pipelines (`pipelines.clahe`, `pipelines.transforms`) run on the host's CPU cores,
-which at 512 px feed a GPU about a tenth of what it trains on (issue 15). The layers here put the
+which at 512 px feed a GPU about a tenth of what it trains on. The layers here put the
 same two steps inside the model, so they run on the accelerator under any Keras backend
 (TensorFlow, JAX, PyTorch):
 

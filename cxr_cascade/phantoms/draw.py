@@ -15,8 +15,10 @@ from typing import Iterable, Optional, Sequence
 import cv2
 import numpy as np
 
+from cxr_cascade.registry import PHANTOM_SHORTCUTS
+
 LABELS: tuple[str, ...] = ("normal", "bacterial", "viral", "covid19")
-SHORTCUTS: tuple[str, ...] = ("marker", "text")
+SHORTCUTS: tuple[str, ...] = PHANTOM_SHORTCUTS
 
 # Planted-shortcut geometry: one slot per label along the bottom edge (below the diaphragm, so a
 # lung mask removes it) for "marker"; one token word per label for "text".

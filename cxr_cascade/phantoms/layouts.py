@@ -12,9 +12,11 @@ from typing import Optional
 
 import numpy as np
 
+from cxr_cascade.registry import PHANTOM_FORMATS
+
 GENERATOR_VERSION = "1.0"
 
-FORMATS: tuple[str, ...] = ("kermany", "ieee8023", "lung-masks")
+FORMATS: tuple[str, ...] = PHANTOM_FORMATS
 
 # Where each layout lives under `out` (the publishers' folder names).
 LAYOUT_DIRS = {

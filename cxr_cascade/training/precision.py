@@ -35,7 +35,7 @@ def has_gpu() -> bool:
 
 # CPU flags under which `mixed_precision="auto"` trains in bfloat16: AMX's bf16 tiles, where
 # oneDNN's bfloat16 convolutions were measured faster than float32 (6.1-6.3 vs 4.8-5.6 img/s,
-# SEME-ResNet50 at 224 px, issue 15). AVX512-BF16 alone is not enough: on a 2-core AVX512-BF16
+# SEME-ResNet50 at 224 px). AVX512-BF16 alone is not enough: on a 2-core AVX512-BF16
 # machine without AMX, bfloat16 training steps took 1.38-1.48x as long (`make bench-models`).
 BF16_CPU_FLAGS = ("amx_bf16",)
 # Flags that give a CPU native bfloat16 arithmetic of some kind (reported by `make bench-models`).
