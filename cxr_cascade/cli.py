@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"{command}: error: {error}", file=sys.stderr)
             return 2
+        except ModuleNotFoundError as error:
+            # a command's deliberately lazy import (OpenCV, TensorFlow) on an image without it
+            print(f"{command}: error: needs {error.name or error}, which is not installed ({error})",
+                  file=sys.stderr)
+            return 2
         except Exception as error:  # OSError, TensorFlow op errors: one line, never a traceback
             line = _error_line(error)
             if line is None:

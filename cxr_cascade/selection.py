@@ -62,6 +62,12 @@ def label_counts(records) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no images"
 
 
+def missing_classes(config: ExperimentConfig, records: Sequence) -> list:
+    """The experiment's classes that none of `records` is trained as, in the config's order."""
+    found = Counter(config.trained_label(r.label) for r in records)
+    return [c for c in config.classes if not found.get(c)]
+
+
 def select_records(config: ExperimentConfig, records: list, data_paths: Sequence[str]) -> list:
     """The images `config.task` trains on, or a clear error when a class is missing."""
     where = ", ".join(data_paths)
@@ -90,8 +96,7 @@ def select_records(config: ExperimentConfig, records: list, data_paths: Sequence
             chosen = others
     else:
         chosen = [r for r in records if r.label in classes]
-    found = Counter(config.trained_label(r.label) for r in chosen)
-    missing = [c for c in config.classes if not found.get(c)]
+    missing = missing_classes(config, chosen)
     if missing:
         raise ValueError(
             f"--data {where}: no images of class {', '.join(repr(m) for m in missing)} "

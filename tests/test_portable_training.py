@@ -390,7 +390,7 @@ def test_cli_without_opencv_names_what_a_command_needs(tmp_path):
     runner = tmp_path / "no_tf.py"
     runner.write_text(NO_TF_RUNNER)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.run([sys.executable, str(runner), "cxr_cascade", "data", "phantoms", "out"],
+    proc = subprocess.run([sys.executable, str(runner), "cxr_cascade", "data", "phantoms", "--out", str(tmp_path / "out")],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs cv2" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

@@ -9,7 +9,6 @@ and serving. A file that cannot be read raises one ``ValueError`` naming it.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -17,7 +16,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from cxr_cascade.artifacts import RunDir, Stage
+from cxr_cascade.artifacts import RunDir, Stage, sha256_file
 from cxr_cascade.config import load_resolved
 from cxr_cascade.selection import read_sources, select_records, trained_records
 from pipelines.decode import read_mask
@@ -153,7 +152,7 @@ def duplicate_images_across_splits(records: list) -> int:
     by_hash: dict[str, set] = {}
     for record in records:
         try:
-            digest = hashlib.sha256(Path(record.path).read_bytes()).hexdigest()
+            digest = sha256_file(record.path)
         except OSError:
             continue
         by_hash.setdefault(digest, set()).add(record.split)

@@ -35,7 +35,9 @@ from cxr_cascade.config import ExperimentConfig
 from cxr_cascade.artifacts import RunDir, load_unet_mask_fn
 # Reading and selecting the records is shared with evaluation (`cxr_cascade.selection`); the
 # names are read from here too.
-from cxr_cascade.selection import label_counts, read_sources, select_records, trained_records
+from cxr_cascade.selection import (
+    label_counts, missing_classes, read_sources, select_records, trained_records,
+)
 from cxr_cascade.training.arrays import build_bundle
 from cxr_cascade.training.backend import is_tensorflow
 from cxr_cascade.training.bundle import DataBundle
@@ -122,8 +124,7 @@ def split(config: ExperimentConfig, records: list) -> list:
                 f"({len(result)} images in all); use more data or change val_fraction/test_fraction"
             )
         if config.is_classifier and name == "train":
-            found = Counter(config.trained_label(r.label) for r in part)
-            missing = [c for c in config.classes if not found.get(c)]
+            missing = missing_classes(config, part)
             if missing:
                 raise ValueError(
                     f"experiment {config.name!r}: no training images of class "
