@@ -279,7 +279,7 @@ define run_two_queues
 	echo "training in the background at nice 19: tail -f $(1)/logs/queue-a.log $(1)/logs/queue-b.log"; \
 	if [ -n "$(TRAIN_FOREGROUND)" ]; then wait; fi
 endef
-.PHONY: train-release release evaluate-release study-stage1
+.PHONY: train-release release evaluate-release study-stage1 study-stage1-summary
 train-release: $(STAMP)
 	$(call run_two_queues,$(RELEASE_RUNS),\
 $(RELEASE_RUNS)/stage1 $(STAGE1_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/chest_xray\n,\
@@ -306,6 +306,13 @@ study-stage1: $(STAMP)
 	$(call run_two_queues,$(STUDY_RUNS),\
 $(foreach s,$(STUDY_SEEDS),$(foreach a,$(wordlist 1,2,$(STUDY_ARMS)),$(STUDY_RUNS)/$(a)-seed$(s) study_stage1_$(a) --data $(STUDY_MANIFEST) --set seed=$(s) --set test_fraction=0\n)),\
 $(foreach s,$(STUDY_SEEDS),$(foreach a,$(wordlist 3,4,$(STUDY_ARMS)),$(STUDY_RUNS)/$(a)-seed$(s) study_stage1_$(a) --data $(STUDY_MANIFEST) --set seed=$(s) --set test_fraction=0\n)))
+
+# The study's table, curves and pre-registered choice; --keep-records copies each run's small
+# records (config, state, results: a few kB, no weights) into the write-up, to be committed, so
+# that finished runs outlive the machine that trained them.
+STUDY_OUT ?= experiments/results/study-stage1
+study-stage1-summary: $(STAMP)
+	$(BIN)/python tools/study_summary.py $(STUDY_RUNS) --out $(STUDY_OUT) --keep-records
 
 release: $(STAMP)
 	$(CLI) evaluate $(RELEASE_RUNS)/unet
