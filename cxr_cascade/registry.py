@@ -38,6 +38,7 @@ __all__ = [
     "BACKBONES",
     "BALANCE_MODES",
     "CASCADE_RULES",
+    "CASCADE_RULES_HELP",
     "CLAHE_MODES",
     "CLASSIFIER_TASKS",
     "DEDUP_MODES",
@@ -101,6 +102,12 @@ STAGE2_NEGATIVE_CLASS = "viral"
 # bacterial or viral).
 CASCADE_RULES = ("gate", "soft", "pneumonia")
 DEFAULT_CASCADE_RULE = "gate"
+# One line per rule for every command that takes --rule.
+CASCADE_RULES_HELP = (
+    "gate (the paper's: stage 2 decides the films stage 1 calls viral), soft (argmax of the "
+    "products p1 * p2, which stay the scores) or pneumonia (stage 2 decides every film stage 1 "
+    "calls bacterial or viral)"
+)
 
 # Stage 1's out-of-distribution sets (`cxr_cascade.evaluation.ood`):
 # data set name -> (normal labels, pneumonia labels) of the records it contributes

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from cxr_cascade.artifacts import EvaluationDir, RunDir
 from cxr_cascade.commands import CLIError
-from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE, OOD_SETS
+from cxr_cascade.registry import CASCADE_RULES, CASCADE_RULES_HELP, DEFAULT_CASCADE_RULE, OOD_SETS
 from cxr_cascade.selection import read_sources
 
 
@@ -59,9 +59,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="inference batch size (default: 16)")
     parser.add_argument("--rule", choices=CASCADE_RULES, default=DEFAULT_CASCADE_RULE,
-                        help="cascade decision: gate (the paper's, default), soft (argmax of p1 * p2) "
-                             "or pneumonia (stage 2 decides every film stage 1 calls bacterial or "
-                             "viral); the report shows the other rules too")
+                        help=f"cascade decision: {CASCADE_RULES_HELP}; default: {DEFAULT_CASCADE_RULE}; "
+                             "the report shows the other rules too")
     parser.add_argument("--by", choices=("source",), help="also report per-group metrics (source)")
     parser.add_argument("--ood", choices=tuple(OOD_SETS), metavar="SET",
                         help="out-of-distribution check of a stage 1 on SET's adult normal and "

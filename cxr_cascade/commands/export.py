@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from cxr_cascade.commands import CLIError
-from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
+from cxr_cascade.registry import CASCADE_RULES, CASCADE_RULES_HELP, DEFAULT_CASCADE_RULE
 
 
 def register(subparsers) -> None:
@@ -51,9 +51,7 @@ def register(subparsers) -> None:
     parser.add_argument("--no-cascade", action="store_true", help="do not write the cascade model")
     parser.add_argument(
         "--rule", choices=CASCADE_RULES, default=DEFAULT_CASCADE_RULE,
-        help="the cascade's decision: gate (the paper's: stage 2 decides the films stage 1 calls "
-             "viral, default), soft (argmax of the products p1 * p2, which stay the scores) or "
-             "pneumonia (stage 2 decides every film stage 1 calls bacterial or viral)",
+        help=f"the cascade's decision: {CASCADE_RULES_HELP}; default: {DEFAULT_CASCADE_RULE}",
     )
     parser.set_defaults(func=run)
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from cxr_cascade.commands import CLIError
-from cxr_cascade.registry import CASCADE_RULES
+from cxr_cascade.registry import CASCADE_RULES, CASCADE_RULES_HELP
 
 
 def register(subparsers) -> None:
@@ -54,8 +54,7 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
         "--rule", choices=CASCADE_RULES, default=None,
-        help="the cascade's decision: gate (the paper's), soft (argmax of p1 * p2) or pneumonia "
-             "(stage 2 decides every film stage 1 calls bacterial or viral); "
+        help=f"the cascade's decision: {CASCADE_RULES_HELP}; "
              "default: the rule the cascade was exported with",
     )
     parser.set_defaults(func=run)
