@@ -303,6 +303,15 @@ study-stage1: $(STAMP)
 	  $(BIN)/python -c "import csv, sys; rows = list(csv.DictReader(open(sys.argv[1]))); \
 	  w = csv.DictWriter(open(sys.argv[2], 'w', newline=''), fieldnames=list(rows[0])); w.writeheader(); \
 	  w.writerows(r for r in rows if r['split'] != 'test')" $(STUDY_RUNS)/kermany-all.csv $(STUDY_MANIFEST); }
+	# Finished runs whose records are committed (make study-stage1-summary) are not trained again
+	# on a new machine: the study needs their validation numbers, not their weights.
+	for rec in $(STUDY_OUT)/runs/*-seed*; do \
+	  run=$(STUDY_RUNS)/$$(basename $$rec); \
+	  if [ ! -e $$run ] && [ -f $$rec/results.json ] && $(BIN)/python -c 'import json, sys; \
+	    sys.exit(not json.load(open(sys.argv[1])).get("finished"))' $$rec/state.json; then \
+	    mkdir -p $$run && cp $$rec/*.json $$rec/command.txt $$run/ && echo "study-stage1: $$run restored from $$rec (finished)"; \
+	  fi; \
+	done
 	$(call run_two_queues,$(STUDY_RUNS),\
 $(foreach s,$(STUDY_SEEDS),$(foreach a,$(wordlist 1,2,$(STUDY_ARMS)),$(STUDY_RUNS)/$(a)-seed$(s) study_stage1_$(a) --data $(STUDY_MANIFEST) --set seed=$(s) --set test_fraction=0\n)),\
 $(foreach s,$(STUDY_SEEDS),$(foreach a,$(wordlist 3,4,$(STUDY_ARMS)),$(STUDY_RUNS)/$(a)-seed$(s) study_stage1_$(a) --data $(STUDY_MANIFEST) --set seed=$(s) --set test_fraction=0\n)))
