@@ -150,6 +150,30 @@ def test_pack_refuses_run_b_without_a_unet_and_a_foreign_out(phantoms, tmp_path)
         pack_run("c", phantoms, tmp_path / "c")
 
 
+def test_pack_trains_the_experiment_given_for_a_stage(phantoms, tmp_path):
+    from cxr_cascade.device.pack import pack_run
+
+    plan = pack_run("a", phantoms, tmp_path / "a", overrides=["preprocess.image_size=32", "dedup=off"],
+                    epochs_cap=1, travel_limit=None, log=lambda *_: None,
+                    experiments={"stage1": "study_stage1_geometric"})
+    assert [(s["name"], s["experiment"]) for s in plan["stages"]] == [
+        ("unet", "release_unet_256"), ("stage1", "study_stage1_geometric")]
+
+
+def test_pack_refuses_an_experiment_of_another_stage_or_task(phantoms, tmp_path):
+    from cxr_cascade.device import __main__ as cli
+    from cxr_cascade.device.pack import pack_run
+
+    with pytest.raises(ValueError, match="may name"):  # run a has no stage 2
+        pack_run("a", phantoms, tmp_path / "a", experiments={"stage2": "release_stage2_224"})
+    with pytest.raises(ValueError, match="must be a 'stage1' experiment"):
+        pack_run("a", phantoms, tmp_path / "a", experiments={"stage1": "release_stage2_224"})
+    assert not (tmp_path / "a").exists()  # refused before anything is written
+    assert cli._pairs(["stage1=x", "unet=y"]) == {"stage1": "x", "unet": "y"}
+    with pytest.raises(ValueError, match="STAGE=NAME"):
+        cli._pairs(["stage1"])
+
+
 # ---------------------------------------------------------------------------- end to end
 # `make train-device DRY_RUN=1`: both remote runs through tools/device_train.sh on this CPU, then
 # the rebuilt folders load as CPU runs do and a damaged shard is refused. The default suite runs

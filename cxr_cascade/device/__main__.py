@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     pack.add_argument("--wheels", help="folder of .whl files the remote lacks")
     pack.add_argument("--unet-run", help="run b: the U-Net run rebuilt from run a")
     pack.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pack.add_argument("--experiment", dest="experiments", action="append", default=[], metavar="STAGE=NAME",
+                      help="train experiment NAME for STAGE instead of the release's (e.g. stage1=release_stage1_v2_224)")
     pack.add_argument("--epochs-cap", type=int, help="at most this many epochs (default: the paper rows')")
     pack.add_argument("--time-limit", type=float, default=500.0, help="remote seconds for the run (default 500)")
     pack.add_argument("--backend", default="jax", choices=("jax", "tensorflow", "torch"))
@@ -111,6 +113,16 @@ def dry_run(work: Path, *, n: int, size: int, epochs: int, backend: str | None) 
     return loaded
 
 
+def _pairs(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        stage, sep, name = item.partition("=")
+        if not sep or not stage or not name:
+            raise ValueError(f"--experiment must be STAGE=NAME. Received: --experiment={item!r}")
+        pairs[stage] = name
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -118,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             pack_run(args.run, args.data_root, args.out, overrides=args.overrides,
                      epochs_cap=args.epochs_cap, wheels=args.wheels, unet_run=args.unet_run,
                      time_limit_s=args.time_limit, backend=args.backend, quality=args.quality,
-                     travel_limit=None if args.no_size_limit else 64 * 2**20)
+                     travel_limit=None if args.no_size_limit else 64 * 2**20,
+                     experiments=_pairs(args.experiments))
         elif args.command == "remote":
             run_remote(args.pack, args.out, time_limit_s=args.time_limit, python_started=STARTED)
         elif args.command == "rebuild":

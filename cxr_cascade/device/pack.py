@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -149,11 +149,20 @@ def split_records(stage: P.Stage, data_path: Path, overrides: Sequence[str]):
     return config, records
 
 
+def _check_task(stage: P.Stage) -> None:
+    """An experiment given for `stage` trains the same task as the release's (a U-Net for "unet")."""
+    task = load_experiment(stage.experiment).task
+    expected = load_experiment(P.STAGES[stage.name].experiment).task
+    if task != expected:
+        raise ValueError(f"`experiments` for {stage.name!r} must be a {expected!r} experiment. "
+                         f"Received: {stage.name}={stage.experiment!r} (task {task!r})")
+
+
 def pack_run(run: str, data_root: str | Path, out: str | Path, *, overrides: Sequence[str] = (),
              epochs_cap: Optional[int] = None, wheels: Optional[str | Path] = None,
              unet_run: Optional[str | Path] = None, time_limit_s: float = 500.0,
              backend: str = "jax", quality: int = 95, travel_limit: Optional[int] = TRAVEL_LIMIT,
-             log=print) -> dict:
+             experiments: Optional[Mapping[str, str]] = None, log=print) -> dict:
     """Writes the pack of remote run `run` ("a" or "b", `plan.RUNS`) into `out`.
 
     Args:
@@ -168,11 +177,15 @@ def pack_run(run: str, data_root: str | Path, out: str | Path, *, overrides: Seq
         backend: Keras backend on the remote.
         quality: JPEG quality of the re-encoded images.
         travel_limit: refuse a pack that with the code tree exceeds this (None: report only).
+        experiments: stage name -> experiment to train instead of the release's (e.g. the v2
+            stage 1 recipe); of the same task as the stage it replaces.
 
     Returns:
         The plan (also in `out/plan.json`), with the measured sizes under "size".
     """
-    stages = P.check_run(run)
+    stages = P.stages_of(run, experiments)
+    for stage in stages:
+        _check_task(stage)
     data_root, out = Path(data_root), Path(out)
     if out.exists():
         if not (out / P.PLAN_FILE).is_file():
@@ -181,8 +194,8 @@ def pack_run(run: str, data_root: str | Path, out: str | Path, *, overrides: Seq
     out.mkdir(parents=True)
     store = _Store(out)
     entries, origins = [], {}
-    for name in stages:
-        stage = P.STAGES[name]
+    for stage in stages:
+        name = stage.name
         source = data_root / stage.data
         if not source.exists():
             raise FileNotFoundError(f"{source}: no such folder (the data of {stage.experiment})")
@@ -211,7 +224,7 @@ def pack_run(run: str, data_root: str | Path, out: str | Path, *, overrides: Seq
         log(f"pack {run}: {name}: {len(records)} images ({counts}), {len(store.used[name])} files")
     (out / P.ORIGINS_FILE).write_text(json.dumps(origins, sort_keys=True))
     unet_source = None
-    if any(P.STAGES[n].needs_unet for n in stages):
+    if any(stage.needs_unet for stage in stages):
         if unet_run is None:
             raise ValueError(f"run {run} trains stage 2, which needs the U-Net: pass --unet-run RUN_DIR "
                              "(the U-Net rebuilt from run a)")

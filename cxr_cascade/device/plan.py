@@ -19,6 +19,7 @@ row's epoch count (`Stage.target`): the release files' 3-4 epochs were the CPU's
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 PLAN_FILE = "plan.json"
 ORIGINS_FILE = "origins.json"
@@ -59,6 +60,20 @@ def stage_overrides(stage: str, user: tuple[str, ...] | list[str] = ()) -> list[
     """The `--set` list of `stage` on the device: the device's settings, then the user's."""
     extra = CLASSIFIER_OVERRIDES if stage != "unet" else ()
     return [*DEVICE_OVERRIDES, *extra, *user]
+
+
+def stages_of(run: str, experiments: Mapping[str, str] | None = None) -> list[Stage]:
+    """The stages of remote run `run`, each with its experiment from `experiments` (stage name ->
+    experiment name, e.g. ``{"stage1": "release_stage1_v2_224"}``) or the release's default.
+    The experiment must be of the stage's task (checked where it is loaded, `pack`)."""
+    names = check_run(run)
+    experiments = dict(experiments or {})
+    unknown = sorted(set(experiments) - set(names))
+    if unknown:
+        raise ValueError(f"`experiments` of run {run!r} may name {list(names)}. "
+                         f"Received: experiments={experiments!r}")
+    return [dataclasses.replace(STAGES[n], experiment=experiments.get(n, STAGES[n].experiment))
+            for n in names]
 
 
 def check_run(run: str) -> tuple[str, ...]:
