@@ -289,6 +289,19 @@ STAGE1_EXP_RELEASE ?= release_stage1_224
 UNET_EXP_RELEASE ?= release_unet_256
 STAGE2_EXP_RELEASE ?= release_stage2_224
 
+# Release v2's trainings on the CPU (the GPU step trains the same files: `make train-device
+# DEVICE_ARGS="--experiment stage1=release_stage1_v2_224"`): stage 1 with the recipe the study
+# chose; the U-Net; stage 2 twice, against other viral pneumonia (the paper's gate and the soft
+# rule) and against every non-COVID pneumonia of ieee8023 (the pneumonia rule).
+RELEASE_V2_RUNS ?= $(RUNS_ROOT)/release-v2
+.PHONY: train-release-v2
+train-release-v2: $(STAMP)
+	$(call run_two_queues,$(RELEASE_V2_RUNS),\
+$(RELEASE_V2_RUNS)/stage1 release_stage1_v2_224 --data $(abspath $(SHARED_DATA))/chest_xray\n,\
+$(RELEASE_V2_RUNS)/unet $(UNET_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/lung-masks\n\
+$(RELEASE_V2_RUNS)/stage2 $(STAGE2_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/covid-chestxray-dataset --unet $(RELEASE_V2_RUNS)/unet\n\
+$(RELEASE_V2_RUNS)/stage2-pneumonia release_stage2_pneumonia_224 --data $(abspath $(SHARED_DATA))/covid-chestxray-dataset --unet $(RELEASE_V2_RUNS)/unet\n)
+
 # The stage 1 recipe study (experiments/study_stage1_*.py; write-up experiments/results/study-stage1/):
 # four arms x two seeds at 128 px, trained on Kermany's official *train* split only (validation
 # and the runs' own held-out split come from it), so the official test films stay unseen until
