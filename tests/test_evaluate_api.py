@@ -198,3 +198,59 @@ def test_evaluate_classifiers_shapes_round_trip_and_bad_arguments(setup, tmp_pat
         evaluate_classifiers({"a": stage1, "b": stage2}, records)
     with pytest.raises(ValueError, match=r"`n_boot` must be a positive integer"):
         evaluate_classifiers({"a": stage1}, records, n_boot=0)
+
+
+def _with_manifest(setup, tmp_path, splits: dict):
+    """A copy of run 2 whose splits.csv puts film i in ``splits.get(i, "test")``."""
+    import shutil
+
+    from pipelines.records import write_manifest
+
+    run = tmp_path / "other"
+    shutil.copytree(setup["run2"], run)
+    write_manifest([r.replace(split=splits.get(i, "test")) for i, r in enumerate(setup["records"])],
+                   run / "splits.csv")
+    return run
+
+
+def test_unseen_records_leaves_out_repeats_and_films_a_run_used_elsewhere(setup, tmp_path):
+    from cxr_cascade.evaluation.data import unseen_records
+
+    records = list(setup["records"])
+    other = _with_manifest(setup, tmp_path, {0: "train", 5: "val"})
+    kept, left = unseen_records(records + records[1:4], [setup["run1"], other], "test")
+    assert [r.path for r in kept] == [r.path for i, r in enumerate(records) if i not in (0, 5)]
+    assert left == {"duplicates": 3, "used_by_a_run": 2}
+    # negative controls: a run without splits.csv knows no film; the evaluated split is kept
+    assert unseen_records(records, [setup["run1"]], "test")[0] == records
+    kept, left = unseen_records(records, [other], "val")
+    assert [r.path for r in kept] == [records[5].path] and left["used_by_a_run"] == 15
+
+
+def test_test_records_keeps_the_split_and_films_without_one():
+    from cxr_cascade.evaluation.data import test_records
+    from pipelines.records import Record
+
+    rows = [Record(path=f"{s or 'x'}{i}.png", label="normal", patient_id=str(i), source="kermany",
+                      split=s)
+            for i, s in enumerate(["train", "test", "", "val"])]
+    assert [r.path for r in test_records(rows)] == ["test1.png", "x2.png"]
+    assert [r.path for r in test_records(rows, "val")] == ["x2.png", "val3.png"]
+    with pytest.raises(ValueError, match="no images in split 'test'"):
+        test_records(rows[:1])
+
+
+def test_evaluate_command_unseen_by_leaves_out_what_another_run_trained_on(setup, tmp_path):
+    from cxr_cascade.cli import main
+
+    other = _with_manifest(setup, tmp_path, {0: "train", 1: "train", 2: "val"})
+    out = tmp_path / "cmd"
+    argv = ["evaluate", str(setup["run1"]), "--stage2", str(setup["run2"]), "--data",
+            str(setup["manifest"]), "--n-boot", "3"]
+    assert main([*argv, "--out", str(out), "--unseen-by", str(other)]) == 0
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["left_out"] == {"duplicates": 0, "used_by_a_run": 3}
+    assert written["unseen_by"] == [str(other)]
+    assert written["models"]["cascade"]["n"] == 13
+    assert main([*argv, "--out", str(tmp_path / "all")]) == 0  # negative control: all 16
+    assert json.loads((tmp_path / "all" / "metrics.json").read_text())["models"]["cascade"]["n"] == 16

@@ -20,6 +20,10 @@ Its stage-2 section is computed on the paper's Table 5 population: ieee8023 film
 stage-2 class (not Kermany's pediatric viral films). --by source adds per-source figures.
 Several runs of one task are evaluated on the first run's test set (or --data) and compared in
 one ROC figure and one row of confusion matrices, as the paper's Figures 12, 13, 18 and 19.
+Whatever the test set, a film is evaluated only once, and only if every run that knows it (the
+evaluated runs and --unseen-by RUN, through their splits.csv) put it in --split: no run is scored
+on a film it trained on, and no test film enters a validation score. Two cascades with different
+stage-2 runs are compared on the same films by naming the other one with --unseen-by.
 --ood ieee8023 (with --data PATH/covid-chestxray-dataset) checks a stage 1 out of distribution:
 ieee8023's adult "No Finding" and bacterial / fungal frontal films, normal vs pneumonia collapsed
 (score p(bacterial) + p(viral), call: argmax not normal), accuracy, sensitivity, specificity and
@@ -29,6 +33,7 @@ ROC AUC with patient-bootstrap CIs (default --out RUN/evaluation-ood-ieee8023).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cxr_cascade.artifacts import EvaluationDir, RunDir
@@ -53,6 +58,11 @@ def register(subparsers) -> None:
         help="test data instead of the runs' test splits (repeatable; a manifest or a data set folder)",
     )
     parser.add_argument("--split", default="test", help="split of the manifest to evaluate (default: test)")
+    parser.add_argument(
+        "--unseen-by", action="append", default=[], metavar="RUN",
+        help="also leave out the films RUN used for another split than --split (repeatable; the "
+             "evaluated runs always count): several cascades compared on the same films",
+    )
     parser.add_argument("--unet", metavar="RUN_DIR", help="U-Net run for lung masking when records carry no masks")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN/evaluation)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: 1000)")
@@ -101,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             records = R.test_records(manifests[0], args.split)
         else:
             raise CLIError(f"{args.run}: no splits.csv; pass --data")
+        records = _unseen(args, records, args.runs, extra)
         stages = {}
         for i, run_dir in enumerate(args.runs):
             stage = stage1 if i == 0 else R.require_classifier(load(run_dir), run_dir)
@@ -128,14 +139,10 @@ def run(args: argparse.Namespace) -> int:
         if args.data:
             records = R.test_records(read_sources(list(args.data)), args.split)
         elif len(manifests) == 2:
-            seen, records = set(), []
-            for manifest in manifests:
-                for r in R.test_records(manifest, args.split):
-                    if r.path not in seen:
-                        seen.add(r.path)
-                        records.append(r)
+            records = [r for manifest in manifests for r in manifest if r.split == args.split]
         else:
             raise CLIError("the cascade needs a 4-class test set: pass --data (both runs need splits.csv otherwise)")
+        records = _unseen(args, records, [args.run, args.stage2], extra)
         result = evaluate_cascade(stage1, stage2, records, rule=args.rule, **common)
         sections = result.sections
         extra.update(result.notes)
@@ -228,3 +235,20 @@ def _evaluate_ood(args, stage) -> int:
               f"{k} {'n/a' if ci[k]['value'] is None else format(ci[k]['value'], '.3f')}" for k in ood.METRICS))
     print(f"wrote {files.metrics}, {files.report} and {files.predictions}")
     return 0
+
+
+def _unseen(args, records: list, runs: list, extra: dict) -> list:
+    """`records` without repeats and without films a run used for another split (`unseen_records`
+    over the evaluated runs and --unseen-by); what was left out goes to stderr and the report."""
+    from cxr_cascade.evaluation import data as R  # lazy: TensorFlow stays off cxr-cascade --help
+
+    kept, left_out = R.unseen_records(records, [*runs, *args.unseen_by], args.split)
+    extra["left_out"] = left_out
+    if args.unseen_by:
+        extra["unseen_by"] = [str(r) for r in args.unseen_by]
+    if left_out["used_by_a_run"]:
+        print(f"note: {left_out['used_by_a_run']} film(s) left out: a run used them for another split "
+              f"than {args.split!r}", file=sys.stderr)
+    if not kept:
+        raise CLIError(f"no {args.split} films left once the films the runs used for other splits are left out")
+    return kept

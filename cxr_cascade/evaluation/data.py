@@ -9,6 +9,7 @@ and serving. A file that cannot be read raises one ``ValueError`` naming it.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -52,14 +53,55 @@ def data_records(run_dir, data_paths: Sequence[str]) -> list:
 
 
 def test_records(records: list, split: str = "test") -> list:
-    """Records of ``split``; records without any split (an external test set) are all kept."""
-    if all(not r.split for r in records):
-        return list(records)
-    chosen = [r for r in records if r.split == split]
+    """Records of ``split``, and every record without a split (an external test set, e.g. an
+    ieee8023 folder beside a manifest), in order.
+
+    Raises:
+        ValueError: no record is in ``split`` or without a split (names the splits found).
+    """
+    chosen = [r for r in records if not r.split or r.split == split]
     if not chosen:
         found = ", ".join(f"{k or '-'} {v}" for k, v in sorted(Counter(r.split for r in records).items()))
         raise ValueError(f"no images in split {split!r} (found: {found})")
     return chosen
+
+
+def _film_key(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def unseen_records(records: list, runs: Sequence, split: str = "test") -> tuple[list, dict]:
+    """``records`` once each (by file), without the films any of ``runs`` used for another split.
+
+    A film may be evaluated as ``split`` only if every run whose split manifest (``splits.csv``)
+    knows it put it in ``split``: a film one run trained or validated on is never a test film of
+    a cascade that contains that run, and a test film of one run never enters a validation set
+    (rules and recipes are chosen on validation, tested once). Runs without a manifest know
+    no film.
+
+    Args:
+        records: candidate records (e.g. `test_records` of ``--data`` or of the runs' manifests).
+        runs: run directories or release model folders.
+        split: the split being evaluated.
+
+    Returns:
+        (records kept, {"duplicates": n, "used_by_a_run": n}): what was left out and why.
+    """
+    other = set()
+    for run in runs:
+        if run is not None and RunDir(run).splits.is_file():
+            other.update(_film_key(r.path) for r in manifest_records(run) if r.split != split)
+    kept, seen, duplicates, used = [], set(), 0, 0
+    for r in records:
+        key = _film_key(r.path)
+        if key in seen:
+            duplicates += 1
+        elif key in other:
+            used += 1
+        else:
+            seen.add(key)
+            kept.append(r)
+    return kept, {"duplicates": duplicates, "used_by_a_run": used}
 
 
 def as_trained(run_dir, records: list) -> list:
