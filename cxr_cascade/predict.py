@@ -41,6 +41,8 @@ class Prediction:
         probabilities: {class name: probability} over the model's classes.
         stage1, stage2: the cascade's per-stage probabilities (stage 2 conditional on the refined
             class), or None for a single classifier.
+        rule: the cascade rule that made the call (`cxr_cascade.registry.CASCADE_RULES`), or None
+            for a single classifier.
         heatmap: path of the Grad-CAM overlay, when requested and written.
         heatmap_error: ``PATH: reason`` when the overlay could not be written (the diagnosis
             stands; the command reports the line and exits 1).
@@ -53,6 +55,7 @@ class Prediction:
     probabilities: dict
     stage1: Optional[dict] = None
     stage2: Optional[dict] = None
+    rule: Optional[str] = None
     heatmap: Optional[str] = None
     heatmap_error: Optional[str] = None
     notes: list = dataclasses.field(default_factory=list)
@@ -67,6 +70,8 @@ class Prediction:
         if self.stage1 is not None:
             data["stage1_probabilities"] = self.stage1
             data["stage2_probabilities"] = self.stage2
+        if self.rule is not None:
+            data["rule"] = self.rule
         if self.heatmap is not None:
             data["heatmap"] = self.heatmap
         if self.heatmap_error is not None:
@@ -181,6 +186,7 @@ class Predictor:
             result.stage1 = {n: float(p) for n, p in zip(self._names("stage1", len(p1)), p1)}
             result.stage2 = {n: float(p) for n, p in zip(self._names("stage2", len(p2)), p2)}
             exported = self.info.get("decision_rule", "soft")
+            result.rule = self.rule or exported
             if self.rule is not None and self.rule != exported:
                 route = route_indices(self._names("stage1", len(p1)), self._names("stage2", len(p2)),
                                       self.info.get("refined_class", "viral"), self.rule)

@@ -299,3 +299,84 @@ def test_chance_level_marks_a_model_whose_auc_ci_reaches_one_half():
                                          "stage1": dict(entry)}})
     assert "**Warning: stage2 is no better than chance.**" in card
     assert "Warning: stage1" not in card
+
+
+def test_release_rule_travels_to_export_and_predict_and_a_release_model_is_reused(release, tmp_path, capsys):
+    """`release build --rule` records the cascade rule; export and predict default to it; a model
+    taken from another release keeps that release's account of its training."""
+    runs, v1 = release["runs"], release["out"]
+    out = tmp_path / "releases" / "v2"
+    assert main(["release", "build", "--stage1", str(runs["stage1"]), "--stage2", str(runs["stage2"]),
+                 "--unet", str(v1 / "unet"), "--rule", "pneumonia", "--out", str(out)]) == 0
+    assert "cascade rule: pneumonia" in capsys.readouterr().out
+    data = json.loads((out / "release.json").read_text())
+    old = json.loads((v1 / "release.json").read_text())["models"]["unet"]
+    assert data["cascade_rule"] == "pneumonia"
+    assert data["models"]["unet"]["from_release"]["name"] == "v1"
+    assert data["models"]["unet"]["test_metrics"] == old["test_metrics"] and data["models"]["unet"]["run"] == old["run"]
+    assert data["models"]["unet"]["files"]["weights.npz"] == old["files"]["weights.npz"]  # float16 kept bit for bit
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "taken unchanged from release v1" in card and "(rule pneumonia)" in card
+    assert main(["release", "verify", str(out)]) == 0
+    models = tmp_path / "models"
+    assert main(["export", "--release", str(out), "--out", str(models)]) == 0
+    info = json.loads((models / "cascade" / "1" / "assets.extra" / "cxr_cascade.json").read_text())
+    assert info["decision_rule"] == "pneumonia"
+    capsys.readouterr()
+    scan = str(release["scans"][0])
+    assert main(["predict", scan, "--models", str(models), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["rule"] == "pneumonia"
+    assert "cascade rule: pneumonia (the export's own" in captured.err
+    assert main(["predict", scan, "--models", str(models), "--json", "--rule", "gate"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rule"] == "gate"
+    # negative control: without --rule a release keeps the paper's gate; --rule needs both stages
+    assert json.loads((v1 / "release.json").read_text())["cascade_rule"] == "gate"
+    assert main(["release", "build", "--stage1", str(runs["stage1"]), "--rule", "soft",
+                 "--out", str(tmp_path / "v3")]) == 2
+    assert "--rule needs --stage1 and --stage2" in capsys.readouterr().err
+
+
+def test_release_card_records_the_release_s_own_evaluation(release, tmp_path, capsys):
+    out = tmp_path / "v1"
+    shutil.copytree(release["out"], out)
+    evaluation = tmp_path / "eval"
+    v1 = release["out"]  # evaluated where its splits.csv paths resolve; the copy gets the card
+    assert main(["evaluate", str(v1 / "unet"), "--n-boot", "10", "--out", str(evaluation / "unet")]) == 0
+    assert main(["evaluate", str(v1 / "stage1"), "--stage2", str(v1 / "stage2"), "--n-boot", "10",
+                 "--rule", "soft", "--out", str(evaluation / "cascade")]) == 0
+    (evaluation / "rules").mkdir()
+    (evaluation / "rules" / "rules.json").write_text(json.dumps({
+        "criterion": "highest validation balanced accuracy", "reason": "a test stand-in",
+        "choice": {"rule": "soft", "stage2": "s2"},
+        "rows": [{"rule": "soft", "stage2": "s2", "split": "val", "balanced_accuracy": 0.5, "n": 4}]}))
+    capsys.readouterr()
+    assert main(["release", "card", str(out), "--evaluation", str(evaluation)]) == 0
+    data = json.loads((out / "release.json").read_text())
+    assert data["models"]["unet"]["evaluated"]["folder"] == str(evaluation / "unet")
+    assert [c["rule"] for c in data["cascade_evaluations"]] == ["soft"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## The cascade, every rule" in card and "| soft | " in card and "| gate (release) | " in card
+    assert "## How the rule was chosen" in card and "**Choice: soft**" in card
+    assert main(["release", "verify", str(out)]) == 0  # re-sealed: still verifies
+    # an evaluation folder with nothing to record: one line, nothing rewritten
+    before = (out / "release.json").read_bytes()
+    assert main(["release", "card", str(out), "--evaluation", str(tmp_path / "empty")]) == 2
+    assert "no <model>/metrics.json" in capsys.readouterr().err
+    assert (out / "release.json").read_bytes() == before
+    # a damaged release is refused before anything is rewritten
+    weights = out / "stage1" / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    assert main(["release", "card", str(out), "--evaluation", str(evaluation)]) == 2
+    assert "truncated" in capsys.readouterr().err and (out / "release.json").read_bytes() == before
+
+
+def test_find_release_takes_the_highest_version(tmp_path):
+    from cxr_cascade.artifacts.release import find_release
+
+    for name in ("v1", "v2", "v10", "v9"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+        (tmp_path / "releases" / name / "release.json").write_text("{}")
+    assert find_release(root=tmp_path).name == "v10"
+    (tmp_path / "releases" / "v10" / "release.json").unlink()
+    assert find_release(root=tmp_path).name == "v9"

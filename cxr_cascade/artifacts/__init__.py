@@ -6,7 +6,7 @@
     stage          `Stage`, `load_run` (a run folder), `write_model` (its model.keras)
     release        a release: read, verify, load (`load_release`), find, seal (SHA256SUMS)
     model_card     a release's MODEL_CARD.md from its release.json
-    release_build  `build_release` from trained runs
+    release_build  `build_release` from trained runs; `record_evaluation` of the release itself
     loader         `load(path)`: a run folder, a model file in one, or a release model folder
 
 Layers: config, pipelines, models -> artifacts -> training, evaluation, explain, audit, export,
@@ -26,8 +26,8 @@ _LAZY = {
     "load": "loader", "load_unet_mask_fn": "loader",
     "NO_RELEASE": "release", "ReleaseError": "release", "find_release": "release",
     "load_release": "release", "read_release": "release", "verify_release": "release",
-    "write_checksums": "release",
-    "build_release": "release_build",
+    "write_checksums": "release", "cascade_rule": "release",
+    "build_release": "release_build", "record_evaluation": "release_build",
     "render_model_card": "model_card",
 }
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -43,11 +44,12 @@ from cxr_cascade.artifacts.checksums import sha256_file
 from cxr_cascade.artifacts.layout import RunDir
 from cxr_cascade.artifacts.stage import Stage
 from cxr_cascade.config import REPO_ROOT, from_dict
+from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
 from pipelines.atomic import atomic_write_text
 
 __all__ = [
     "CARD_FILE", "MODELS", "NO_RELEASE", "RELEASE_FILE", "SUMS_FILE", "ReleaseError",
-    "find_release", "is_release_model", "load_release", "read_release", "read_weights",
+    "cascade_rule", "find_release", "is_release_model", "load_release", "read_release", "read_weights",
     "store_weights", "verify_model", "verify_release", "write_checksums",
 ]
 
@@ -196,6 +198,20 @@ def read_release(path: PathLike, *, checked: bool = False) -> tuple[Path, dict]:
     return folder, data
 
 
+def cascade_rule(release: dict) -> str:
+    """The cascade rule a release was chosen with (release.json ``cascade_rule``; releases built
+    before it was recorded ran the paper's gate).
+
+    Raises:
+        ReleaseError: a rule that is not one of `CASCADE_RULES`.
+    """
+    rule = release.get("cascade_rule", DEFAULT_CASCADE_RULE)
+    if rule not in CASCADE_RULES:
+        raise ReleaseError(f"{RELEASE_FILE}: cascade_rule must be one of {list(CASCADE_RULES)}. "
+                           f"Received: cascade_rule={rule!r}")
+    return rule
+
+
 def verify_model(folder: Path, release: dict, model: str) -> dict:
     """The model's entry in release.json after checking each file's sha256 (ReleaseError else)."""
     entry = (release.get("models") or {}).get(model)
@@ -286,14 +302,20 @@ def find_release(name: Optional[PathLike] = None, *, root: Optional[PathLike] = 
         return Path(explicit)
     roots = [Path(root)] if root is not None else [Path.cwd(), REPO_ROOT]
     for base in roots:
-        found = sorted((base / "releases").glob(f"*/{RELEASE_FILE}"))
+        found = sorted((base / "releases").glob(f"*/{RELEASE_FILE}"), key=lambda p: _version_key(p.parent.name))
         if found:
             return found[-1].parent
     return None
 
 
+def _version_key(name: str) -> tuple:
+    """Orders release names as versions: v2 before v10 (numbers compare as numbers)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", name) if part)
+
+
 NO_RELEASE = (
     "no trained models: no --models, no ./models and no release in releases/ (the repository "
-    "ships releases/v1; or train with `make train-release`, then `make release`, which runs "
-    "`cxr-cascade release build --unet RUN --stage1 RUN --stage2 RUN --out releases/v1`)"
+    "ships one; or train with `make train-release`, then `make release`, which runs "
+    "`cxr-cascade release build --unet RUN --stage1 RUN --stage2 RUN --out releases/vN`)"
 )

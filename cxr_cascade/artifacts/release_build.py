@@ -24,20 +24,54 @@ from cxr_cascade.artifacts.release import (
     WEIGHTS_FILE,
     PathLike,
     _read_json,
+    is_release_model,
+    read_release,
     store_weights,
+    verify_model,
     write_checksums,
 )
+from cxr_cascade.registry import CASCADE_RULES, DEFAULT_CASCADE_RULE
 from pipelines.atomic import atomic_write_json, atomic_write_text
 from pipelines.records import read_manifest, write_manifest
 
-__all__ = ["build_release"]
+__all__ = ["build_release", "record_evaluation"]
 
 # headline numbers copied from a run's results.json
 HEADLINE = ("accuracy", "macro_f1", "macro_auc", "mean_iou", "dice", "loss")
 
 
+# what a model's entry in an earlier release says of its training, carried into a new release
+CARRIED = ("run", "test_split", "test_metrics", "split_counts", "best_epoch", "epochs",
+           "training_seconds", "command", "machine", "evaluation", "evaluated", "chance_level",
+           "shortcut_audit")
+
+
+def _released_summary(model: Path) -> dict:
+    """What release.json says of a model taken from another release (``releases/v1/unet``): that
+    release's account of its run, and where it came from; the weights are copied unchanged."""
+    folder, release = read_release(model.parent, checked=True)
+    entry = (release.get("models") or {}).get(model.name) or {}
+    return {**{k: entry[k] for k in CARRIED if k in entry},
+            "from_release": {"name": release.get("name"), "folder": str(folder),
+                             "created_utc": release.get("created_utc")}}
+
+
+def _evaluation_summary(evaluation: dict) -> dict:
+    """`cxr-cascade evaluate`'s metrics.json sections as a release entry keeps them."""
+    sections = evaluation.get("models") or {}
+    return {
+        name: {"n": s.get("n"), "confidence_intervals": s.get("confidence_intervals"),
+               "macro_auc": s.get("macro_auc"),
+               "class_counts": {c: v.get("support") for c, v in (s.get("per_class") or {}).items()
+                                if isinstance(v, dict)} or None}
+        for name, s in sections.items() if isinstance(s, dict)
+    }
+
+
 def _run_summary(run: Path) -> dict:
     """What release.json says of a run: metrics, evaluation CIs, time, machine."""
+    if is_release_model(run):
+        return _released_summary(run)
     rd = RunDir(run)
     results = _read_json(rd.results) or {}
     environment = _read_json(rd.environment) or {}
@@ -56,15 +90,9 @@ def _run_summary(run: Path) -> dict:
                      "keras_backend", "gpus")
                     if k in environment},
     }
-    if evaluation:
-        sections = evaluation.get("models") or {}  # `cxr-cascade evaluate RUN`'s sections
-        summary["evaluation"] = {
-            name: {"n": s.get("n"), "confidence_intervals": s.get("confidence_intervals"),
-                   "macro_auc": s.get("macro_auc"),
-                   "class_counts": {c: v.get("support") for c, v in (s.get("per_class") or {}).items()
-                                    if isinstance(v, dict)} or None}
-            for name, s in sections.items() if isinstance(s, dict)
-        }
+    if evaluation:  # `cxr-cascade evaluate RUN`'s sections
+        summary["evaluation"] = _evaluation_summary(evaluation)
+        summary["evaluated"] = {"folder": str(rd.evaluation.root), "split": evaluation.get("split")}
     summary["chance_level"] = chance_level(summary.get("evaluation"))
     audit = _read_json(rd.audit.result)  # `cxr-cascade audit RUN`
     if audit and isinstance(audit.get("flag"), dict):
@@ -77,7 +105,8 @@ def _run_summary(run: Path) -> dict:
     return summary
 
 
-def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, force: bool = False) -> Path:
+def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, force: bool = False,
+                  rule: Optional[str] = None) -> Path:
     """Writes a release folder from trained runs.
 
     Args:
@@ -86,6 +115,8 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
             takes)}; each run's task must match its key.
         name: the release name in release.json (default: the folder's name).
         force: replace an existing folder's files.
+        rule: the cascade rule the release is served with (release.json ``cascade_rule``; export
+            and predict default to it); default the paper's gate. Only with both stages.
 
     Returns:
         The path of release.json.
@@ -99,6 +130,10 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
         raise ValueError(f"`runs` keys must be among {list(MODELS)}. Received: {unknown}")
     if not runs:
         raise ValueError("a release needs at least one run. Received: runs={}")
+    if rule is not None and rule not in CASCADE_RULES:
+        raise ValueError(f"`rule` must be one of {list(CASCADE_RULES)}. Received: rule={rule!r}")
+    if rule is not None and not {"stage1", "stage2"} <= set(runs):
+        raise ValueError(f"`rule` needs both stages (a cascade). Received: rule={rule!r} with {sorted(runs)}")
     if (out / RELEASE_FILE).exists() and not force:
         raise ValueError(f"{out}: a release exists there already; choose another --out or pass --force")
     release: dict = {
@@ -108,6 +143,8 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
         "weights_format": f"{WEIGHTS_FILE}: model.weights order; kernels float16, 1-D arrays float32",
         "models": {},
     }
+    if {"stage1", "stage2"} <= set(runs):
+        release["cascade_rule"] = rule or DEFAULT_CASCADE_RULE
     stages = {}
     for role in MODELS:  # every run is checked before anything is written
         if role in runs:
@@ -157,3 +194,58 @@ def _copy_manifest_relative(source: Path, target: Path) -> None:
     it is cloned. Same records, same order; `read_manifest` resolves the paths back.
     """
     write_manifest(read_manifest(source), target, relative=True)
+
+
+def record_evaluation(path: PathLike, evaluation_dir: PathLike) -> Path:
+    """Records the release's own evaluation (``make evaluate-release``) in release.json and its card.
+
+    Reads ``evaluation_dir``: ``<model>/metrics.json`` (`cxr-cascade evaluate releases/vN/<model>`)
+    replaces that model's ``evaluation`` (the numbers of the released float16 weights, on the split
+    the evaluation names) and its chance-level mark; ``cascade*/metrics.json`` (the cascade, every
+    rule) goes to ``cascade_evaluations``; ``ood-*/metrics.json`` (`evaluate --ood`) to
+    ``ood_evaluations``; ``rules/rules.json`` (the rule comparison that chose ``cascade_rule``) to
+    ``rule_comparison``. The weights are untouched; release.json, MODEL_CARD.md and SHA256SUMS are
+    rewritten (so a verified release stays verified).
+
+    Raises:
+        ReleaseError: the release does not verify before the change.
+        FileNotFoundError: ``evaluation_dir`` holds no metrics.json this function reads.
+    """
+    folder, release = read_release(path, checked=True)
+    for model in release.get("models") or {}:  # nothing is rewritten over a damaged release
+        verify_model(folder, release, model)
+    root = Path(evaluation_dir)
+    found = 0
+    for role, entry in (release.get("models") or {}).items():
+        metrics = _read_json(root / role / "metrics.json")
+        if metrics:
+            entry["evaluation"] = _evaluation_summary(metrics)
+            entry["evaluated"] = {"folder": str(root / role), "split": metrics.get("split")}
+            entry["chance_level"] = chance_level(entry["evaluation"])
+            found += 1
+    cascades = []
+    for metrics_path in sorted(root.glob("cascade*/metrics.json")):
+        metrics = _read_json(metrics_path) or {}
+        cascades.append({"folder": str(metrics_path.parent), "rule": metrics.get("decision_rule"),
+                         "split": metrics.get("split"), "stage2_run": metrics.get("stage2_run"),
+                         "sections": _evaluation_summary(metrics)})
+    oods = []
+    for metrics_path in sorted(root.glob("ood-*/metrics.json")):
+        metrics = _read_json(metrics_path) or {}
+        for name, section in (metrics.get("models") or {}).items():
+            oods.append({"folder": str(metrics_path.parent), "set": metrics.get("ood"), "model": name,
+                         **{k: section.get(k) for k in ("n", "n_normal", "n_pneumonia", "n_patients",
+                                                        "confusion", "confidence_intervals", "score", "call")}})
+    rules = _read_json(root / "rules" / "rules.json")
+    if not (found or cascades or oods or rules):
+        raise FileNotFoundError(f"{root}: no <model>/metrics.json, cascade*/, ood-*/ or rules/rules.json "
+                                "to record (run `make evaluate-release` first)")
+    release["cascade_evaluations"] = cascades
+    release["ood_evaluations"] = oods
+    if rules:
+        release["rule_comparison"] = rules
+    release["evaluation_recorded_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(folder / RELEASE_FILE, release)
+    atomic_write_text(folder / CARD_FILE, render_model_card(release))
+    write_checksums(folder)
+    return folder / RELEASE_FILE

@@ -50,8 +50,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--no-cascade", action="store_true", help="do not write the cascade model")
     parser.add_argument(
-        "--rule", choices=CASCADE_RULES, default=DEFAULT_CASCADE_RULE,
-        help=f"the cascade's decision: {CASCADE_RULES_HELP}; default: {DEFAULT_CASCADE_RULE}",
+        "--rule", choices=CASCADE_RULES, default=None,
+        help=f"the cascade's decision: {CASCADE_RULES_HELP}; default: a release's own rule "
+             f"(release.json cascade_rule), for runs {DEFAULT_CASCADE_RULE}",
     )
     parser.set_defaults(func=run)
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.version is not None and args.version < 1:
         raise CLIError(f"--version must be a positive integer. Received: --version={args.version}")
     # lazy: TensorFlow stays off cxr-cascade --help
-    from cxr_cascade.artifacts import find_release, load, read_release
+    from cxr_cascade.artifacts import cascade_rule, find_release, load, read_release
     from cxr_cascade.export import SERVING_NAMES, export_models
 
     if bool(args.runs) == bool(args.release):
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         folder, data = read_release(find_release(args.release), checked=True)
         runs = [str(folder / role) for role in data.get("models") or {}]
         chance = {role: m.get("chance_level") for role, m in (data.get("models") or {}).items()}
+        if args.rule is None:
+            args.rule = cascade_rule(data)
         print(f"release {folder}: {', '.join(data.get('models') or {})}")
     stages: dict = {}
     for path in runs:
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             refined_class=args.refined_class,
             base_path=args.base_path,
             cascade=not args.no_cascade,
-            rule=args.rule,
+            rule=args.rule or DEFAULT_CASCADE_RULE,
             chance_level=chance,
             **stages,
         )

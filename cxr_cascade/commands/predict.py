@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
                     print(f"warning: {role} of this release is no better than chance "
                           f"({m['chance_level']}); see its MODEL_CARD.md", file=sys.stderr, flush=True)
     predictor = Predictor(models, args.model, rule=args.rule)
+    if predictor.is_cascade:
+        own = "" if args.rule else " (the export's own; --rule to change)"
+        print(f"cascade rule: {predictor.rule or predictor.info.get('decision_rule', 'soft')}{own}",
+              file=sys.stderr, flush=True)
     if not from_release:  # the release's own marks are printed above
         for role, reason in predictor.chance_level.items():
             print(f"warning: {role} of {models} is no better than chance ({reason})",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from cxr_cascade.artifacts.checksums import sha256_file
-from cxr_cascade.artifacts.release import SUMS_FILE, load_release, read_release, verify_release
+from cxr_cascade.artifacts.release import SUMS_FILE, cascade_rule, load_release, read_release, verify_release
 from cxr_cascade.export.exporter import SERVING_NAMES, export_models
 
 __all__ = ["export_release", "release_models_dir"]
@@ -35,9 +35,12 @@ def release_models_dir(release: PathLike, cache: Optional[PathLike] = None) -> P
 
 
 def export_release(release: PathLike, models_dir: PathLike, **kwargs) -> dict:
-    """`export_models` on the release's verified models (its chance-level marks travel along)."""
+    """`export_models` on the release's verified models (its chance-level marks and its cascade
+    rule travel along; ``rule=`` overrides the rule)."""
     folder, data = read_release(release, checked=True)
     present = data.get("models") or {}
     stages = {name: load_release(folder, role) for role, name in SERVING_NAMES.items() if role in present}
     kwargs.setdefault("chance_level", {role: m.get("chance_level") for role, m in present.items()})
+    if kwargs.get("rule") is None:
+        kwargs["rule"] = cascade_rule(data)
     return export_models(models_dir, **stages, **kwargs)
