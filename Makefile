@@ -254,16 +254,17 @@ chain-stage2: $(STAMP)
 #       TensorFlow thread each), at nice 19 in the background; run it again at any time: finished
 #       runs are skipped, unfinished ones resumed (tools/train_queue.sh). Logs: RELEASE_RUNS/logs/.
 #       TRAIN_FOREGROUND=1 waits for both chains instead.
-#   make release                                       evaluates and audits the runs, writes RELEASE_DIR
-#   make evaluate-release                              evaluates the release end to end into RELEASE_EVAL
+#   (v1's runs; v2's: `make train-release-v2` below)
+#   make release                 audits the chosen v2 runs, writes RELEASE_DIR (needs make compare-rules)
+#   make evaluate-release        evaluates the release end to end into RELEASE_EVAL and its card
 # Run folders live outside the work tree (CXR_CASCADE_RUNS, default ~/.cache/cxr-cascade/runs), so
 # that a fresh checkout or `git clean` keeps them and later work on the machine finds them.
 # The release's split manifests (splits.csv) hold paths relative to the release folder.
 SHARED_DATA ?= ../shared/data
 RUNS_ROOT ?= $(or $(CXR_CASCADE_RUNS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cxr-cascade/runs)
 RELEASE_RUNS ?= $(RUNS_ROOT)/release
-RELEASE_DIR ?= releases/v1
-RELEASE_EVAL ?= experiments/results/release-v1
+RELEASE_DIR ?= releases/v2
+RELEASE_EVAL ?= experiments/results/release-v2
 TRAIN_FOREGROUND ?=
 # Two queues side by side, each `tools/train_queue.sh QUEUE`, one thread each, nice 19; in the
 # background unless TRAIN_FOREGROUND is set. $(1): folder of the queues and logs, $(2), $(3): queues.
@@ -289,18 +290,54 @@ STAGE1_EXP_RELEASE ?= release_stage1_224
 UNET_EXP_RELEASE ?= release_unet_256
 STAGE2_EXP_RELEASE ?= release_stage2_224
 
-# Release v2's trainings on the CPU (the GPU step trains the same files: `make train-device
-# DEVICE_ARGS="--experiment stage1=release_stage1_v2_224"`): stage 1 with the recipe the study
-# chose; the U-Net; stage 2 twice, against other viral pneumonia (the paper's gate and the soft
-# rule) and against every non-COVID pneumonia of ieee8023 (the pneumonia rule).
+# --- Release v2 (experiments/results/release-v2/README.md): stage 1 is the recipe study's chosen
+# run (study_stage1_paper, seed 0: the higher validation balanced accuracy of its two seeds);
+# v1's U-Net, restored from git history with its weights unchanged; stage 2 trained twice on it,
+# against other viral pneumonia (the paper's gate and the soft rule) and against every non-COVID
+# pneumonia of ieee8023 (the pneumonia rule); the rule and its stage 2 chosen on validation only
+# (`make compare-rules`, tools/compare_rules.py); then `make release` and `make evaluate-release`.
+# The GPU step trains a deeper stage 1 from the same recipe: `make train-device
+# DEVICE_ARGS="--experiment stage1=release_stage1_v2_224"`.
+RELEASE_V1_COMMIT ?= 99ccec5826d64860030691ca2fb61ac932eb5aa0
 RELEASE_V2_RUNS ?= $(RUNS_ROOT)/release-v2
-.PHONY: train-release-v2
-train-release-v2: $(STAMP)
+V2_STAGE1 ?= $(RUNS_ROOT)/study-stage1/paper-seed0
+V2_UNET ?= $(RELEASE_V2_RUNS)/release-v1/unet
+V2_STAGE2 ?= $(RELEASE_V2_RUNS)/stage2
+V2_STAGE2_PNEUMONIA ?= $(RELEASE_V2_RUNS)/stage2-pneumonia
+V2_STAGE2_EPOCHS ?= 8
+RULES_OUT ?= $(RELEASE_EVAL)/rules
+KERMANY_DATA = $(abspath $(SHARED_DATA))/chest_xray
+IEEE_DATA = $(abspath $(SHARED_DATA))/covid-chestxray-dataset
+.PHONY: train-release-v2 compare-rules restore-release-v1
+restore-release-v1: $(V2_UNET)/weights.npz
+$(V2_UNET)/weights.npz:
+	mkdir -p $(RELEASE_V2_RUNS)
+	tmp=$$(mktemp -d) && git archive $(RELEASE_V1_COMMIT) releases/v1 | tar -x -C $$tmp && \
+	  rm -rf $(RELEASE_V2_RUNS)/release-v1 && mv $$tmp/releases/v1 $(RELEASE_V2_RUNS)/release-v1 && rm -rf $$tmp
+	$(CLI) release verify $(RELEASE_V2_RUNS)/release-v1
+
+train-release-v2: $(STAMP) $(V2_UNET)/weights.npz
 	$(call run_two_queues,$(RELEASE_V2_RUNS),\
-$(RELEASE_V2_RUNS)/stage1 release_stage1_v2_224 --data $(abspath $(SHARED_DATA))/chest_xray\n,\
-$(RELEASE_V2_RUNS)/unet $(UNET_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/lung-masks\n\
-$(RELEASE_V2_RUNS)/stage2 $(STAGE2_EXP_RELEASE) --data $(abspath $(SHARED_DATA))/covid-chestxray-dataset --unet $(RELEASE_V2_RUNS)/unet\n\
-$(RELEASE_V2_RUNS)/stage2-pneumonia release_stage2_pneumonia_224 --data $(abspath $(SHARED_DATA))/covid-chestxray-dataset --unet $(RELEASE_V2_RUNS)/unet\n)
+$(V2_STAGE2) $(STAGE2_EXP_RELEASE) --data $(IEEE_DATA) --unet $(V2_UNET) --set epochs=$(V2_STAGE2_EPOCHS)\n,\
+$(V2_STAGE2_PNEUMONIA) release_stage2_pneumonia_224 --data $(IEEE_DATA) --unet $(V2_UNET) --set epochs=$(V2_STAGE2_EPOCHS)\n)
+
+# The three rules on the same films, once on validation (the choice) and once on test (reported):
+# each stage-2 run is evaluated with the other named by --unseen-by, so that no film either run
+# trained on, and no test film in the validation set, is scored. Validation: stage 1's validation
+# split (from Kermany's train films) and both stage-2 runs' validation splits; test: Kermany's
+# official test films and both stage-2 runs' test splits.
+RULE_DATA_val = --data $(V2_STAGE1)/splits.csv --data $(V2_STAGE2)/splits.csv --data $(V2_STAGE2_PNEUMONIA)/splits.csv
+RULE_DATA_test = --data kermany=$(KERMANY_DATA) --data $(V2_STAGE2)/splits.csv --data $(V2_STAGE2_PNEUMONIA)/splits.csv
+compare-rules: $(STAMP)
+	for split in val test; do \
+	  data="$(RULE_DATA_val)"; [ $$split = test ] && data="$(RULE_DATA_test)"; \
+	  $(CLI) evaluate $(V2_STAGE1) --stage2 $(V2_STAGE2) --unet $(V2_UNET) --rule gate --split $$split \
+	    --unseen-by $(V2_STAGE2_PNEUMONIA) $$data --out $(RULES_OUT)/$$split-other-viral || exit $$?; \
+	  $(CLI) evaluate $(V2_STAGE1) --stage2 $(V2_STAGE2_PNEUMONIA) --unet $(V2_UNET) --rule pneumonia --split $$split \
+	    --unseen-by $(V2_STAGE2) $$data --out $(RULES_OUT)/$$split-pneumonia || exit $$?; \
+	done
+	$(BIN)/python tools/compare_rules.py --val $(RULES_OUT)/val-other-viral $(RULES_OUT)/val-pneumonia \
+	  --test $(RULES_OUT)/test-other-viral $(RULES_OUT)/test-pneumonia --out $(RULES_OUT)
 
 # The stage 1 recipe study (experiments/study_stage1_*.py; write-up experiments/results/study-stage1/):
 # four arms x two seeds at 128 px, trained on Kermany's official *train* split only (validation
@@ -336,27 +373,31 @@ STUDY_OUT ?= experiments/results/study-stage1
 study-stage1-summary: $(STAMP)
 	$(BIN)/python tools/study_summary.py $(STUDY_RUNS) --out $(STUDY_OUT) --keep-records
 
+# The release from the chosen runs: stage 2 and the rule as compare-rules chose them on validation.
+RULE_CHOICE = $(shell $(BIN)/python -c "import json, sys; print(json.load(open(sys.argv[1]))['choice'][sys.argv[2]])" $(RULES_OUT)/rules.json $(1) 2>/dev/null)
 release: $(STAMP)
-	$(CLI) evaluate $(RELEASE_RUNS)/unet
-	$(CLI) evaluate $(RELEASE_RUNS)/stage1
-	$(CLI) evaluate $(RELEASE_RUNS)/stage2 --by source
-	$(CLI) audit $(RELEASE_RUNS)/stage1 --unet $(RELEASE_RUNS)/unet
-	$(CLI) audit $(RELEASE_RUNS)/stage2 --unet $(RELEASE_RUNS)/unet
-	$(CLI) release build --unet $(RELEASE_RUNS)/unet --stage1 $(RELEASE_RUNS)/stage1 \
-		--stage2 $(RELEASE_RUNS)/stage2 --out $(RELEASE_DIR)
+	@test -f $(RULES_OUT)/rules.json || { echo "make release: run make compare-rules first ($(RULES_OUT)/rules.json)"; exit 2; }
+	test -f $(V2_STAGE1)/audit/audit.json || $(CLI) audit $(V2_STAGE1) --data kermany=$(KERMANY_DATA) --unet $(V2_UNET)
+	test -f $(call RULE_CHOICE,stage2_run)/audit/audit.json || $(CLI) audit $(call RULE_CHOICE,stage2_run) --unet $(V2_UNET)
+	$(CLI) release build --unet $(V2_UNET) --stage1 $(V2_STAGE1) --stage2 $(call RULE_CHOICE,stage2_run) \
+		--rule $(call RULE_CHOICE,rule) --out $(RELEASE_DIR)
 	$(CLI) release verify $(RELEASE_DIR)
 
-# U-Net mean IoU / lung IoU / Dice on its test split; stage 1 on Kermany's official test (624);
-# stage 2 on its patient-grouped test split by source; the 4-class cascade on the union of both
-# test splits under the paper's gate rule (and the soft rule beside it); patient-bootstrap CIs,
-# confusion matrices and ROC curves in each folder's report.md and figures/.
+# The release's own numbers (float16 weights): U-Net IoU / Dice on its test split; stage 1 on
+# Kermany's official test (624); stage 2 on its patient-grouped test split by source; the 4-class
+# cascade on Kermany's test and stage 2's test split, every rule (the release's as "cascade");
+# stage 1 out of distribution on ieee8023's adult films; then `release card` writes them, with
+# the rule comparison, into release.json and MODEL_CARD.md.
 evaluate-release: $(STAMP)
 	$(CLI) release verify $(RELEASE_DIR)
 	$(CLI) evaluate $(RELEASE_DIR)/unet --out $(RELEASE_EVAL)/unet
-	$(CLI) evaluate $(RELEASE_DIR)/stage1 --out $(RELEASE_EVAL)/stage1
+	$(CLI) evaluate $(RELEASE_DIR)/stage1 --data kermany=$(KERMANY_DATA) --out $(RELEASE_EVAL)/stage1
 	$(CLI) evaluate $(RELEASE_DIR)/stage2 --by source --out $(RELEASE_EVAL)/stage2
 	$(CLI) evaluate $(RELEASE_DIR)/stage1 --stage2 $(RELEASE_DIR)/stage2 --unet $(RELEASE_DIR)/unet \
-		--rule gate --by source --out $(RELEASE_EVAL)/cascade
+		--rule $$($(BIN)/python -c "import json; print(json.load(open('$(RELEASE_DIR)/release.json')).get('cascade_rule', 'gate'))") \
+		--data kermany=$(KERMANY_DATA) --data $(RELEASE_DIR)/stage2/splits.csv --by source --out $(RELEASE_EVAL)/cascade
+	$(CLI) evaluate $(RELEASE_DIR)/stage1 --ood ieee8023 --data $(IEEE_DATA) --out $(RELEASE_EVAL)/ood-stage1
+	$(CLI) release card $(RELEASE_DIR) --evaluation $(RELEASE_EVAL)
 
 # --- the GPU step (cxr_cascade/device; README "Training on the GPU machine"): the release's
 # U-Net, stage 1 and stage 2 trained on the remote accelerator in two runs of at most 9 minutes.
