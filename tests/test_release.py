@@ -380,3 +380,14 @@ def test_find_release_takes_the_highest_version(tmp_path):
     assert find_release(root=tmp_path).name == "v10"
     (tmp_path / "releases" / "v10" / "release.json").unlink()
     assert find_release(root=tmp_path).name == "v9"
+
+
+def test_a_model_folder_copied_out_of_its_release_is_named_as_such(release, tmp_path, capsys):
+    alone = tmp_path / "unet"
+    shutil.copytree(release["out"] / "unet", alone)  # without release.json and SHA256SUMS
+    assert main(["segment", str(release["scans"][0]), "--out", str(tmp_path / "m"), "--unet", str(alone)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a release's model folder without its release" in err[0]
+    # the control: the same folder inside its release loads
+    assert main(["segment", str(release["scans"][0]), "--out", str(tmp_path / "m"),
+                 "--unet", str(release["out"] / "unet")]) == 0

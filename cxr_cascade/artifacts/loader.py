@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from cxr_cascade.artifacts.checksums import sha256_file
-from cxr_cascade.artifacts.release import is_release_model, load_release
+from cxr_cascade.artifacts.layout import MODEL_FILE
+from cxr_cascade.artifacts.release import RELEASE_FILE, SUMS_FILE, WEIGHTS_FILE, is_release_model, load_release
 from cxr_cascade.artifacts.stage import PathLike, Stage, load_run
 from cxr_cascade.models.build import build_model
 from cxr_cascade.models.unet import unet_mask_fn
@@ -38,6 +39,11 @@ def load(path: PathLike, *, verbose: bool = True) -> Stage:
     """
     if is_release_model(path):
         return load_release(Path(path).parent, Path(path).name)
+    if (Path(path) / WEIGHTS_FILE).is_file() and not (Path(path) / MODEL_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path}: a release's model folder without its release ({RELEASE_FILE} and {SUMS_FILE} "
+            "belong in the folder above it, which verifies the weights); copy or name the whole "
+            "release folder, e.g. releases/v1/unet inside releases/v1")
     return load_run(path, verbose=verbose)
 
 
