@@ -327,7 +327,8 @@ def test_release_rule_travels_to_export_and_predict_and_a_release_model_is_reuse
     assert main(["predict", scan, "--models", str(models), "--json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out.strip().splitlines()[-1])["rule"] == "pneumonia"
-    assert "cascade rule: pneumonia (the export's own" in captured.err
+    assert main(["predict", scan, "--release", str(out)]) == 0
+    assert "; cascade rule pneumonia; no --models" in capsys.readouterr().err
     assert main(["predict", scan, "--models", str(models), "--json", "--rule", "gate"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rule"] == "gate"
     # negative control: without --rule a release keeps the paper's gate; --rule needs both stages

@@ -83,7 +83,7 @@ def test_predict_uses_the_release_on_a_phantom_film(release, tmp_path, monkeypat
     captured = capsys.readouterr()
     assert f"release {PUBLISHED}" in captured.err
     rule = release.get("cascade_rule", "gate")
-    assert f"cascade rule: {rule}" in captured.err
+    assert f"; cascade rule {rule};" in captured.err
     for role, entry in release["models"].items():
         warned = f"warning: {role} of this release is no better than chance" in captured.err
         assert warned == bool(entry.get("chance_level")), role

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if args.release or not os.path.isdir(models):
             from_release = True
             # lazy: TensorFlow stays off cxr-cascade --help
-            from cxr_cascade.artifacts import NO_RELEASE, find_release, read_release
+            from cxr_cascade.artifacts import NO_RELEASE, cascade_rule, find_release, read_release
             from cxr_cascade.export.release import release_models_dir
 
             release = Path(args.release) if args.release else find_release()
@@ -79,19 +79,17 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(NO_RELEASE)
 
             models = release_models_dir(release)
-            entries = read_release(release)[1].get("models") or {}
+            data = read_release(release)[1]
+            entries = data.get("models") or {}
             used = ", ".join(f"{role} {m.get('experiment')}" for role, m in entries.items())
-            print(f"models: release {release} ({used}; no --models and no ./models)",
+            rule = f"; cascade rule {args.rule or cascade_rule(data)}" if args.model == "cascade" else ""
+            print(f"models: release {release} ({used}{rule}; no --models and no ./models)",
                   file=sys.stderr, flush=True)
             for role, m in entries.items():
                 if m.get("chance_level"):
                     print(f"warning: {role} of this release is no better than chance "
                           f"({m['chance_level']}); see its MODEL_CARD.md", file=sys.stderr, flush=True)
     predictor = Predictor(models, args.model, rule=args.rule)
-    if predictor.is_cascade:
-        own = "" if args.rule else " (the export's own; --rule to change)"
-        print(f"cascade rule: {predictor.rule or predictor.info.get('decision_rule', 'soft')}{own}",
-              file=sys.stderr, flush=True)
     if not from_release:  # the release's own marks are printed above
         for role, reason in predictor.chance_level.items():
             print(f"warning: {role} of {models} is no better than chance ({reason})",
