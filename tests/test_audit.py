@@ -416,6 +416,8 @@ def test_evaluate_cascade_command(phantom_audits, tmp_path):
     assert [models[k]["decision_rule"] for k in ("cascade", "cascade_soft", "cascade_pneumonia")] == [
         "gate", "soft", "pneumonia"]
     assert metrics["decision_rule"] == "gate"
+    # the split filtered on and the data named are recorded apart (tools/compare_rules.py labels rows by split)
+    assert metrics["split"] == "test" and metrics["data_args"] == [str(tmp_path / "test4.csv")]
     # the gate's and the pneumonia route's scores differ only in the classes stage 2 can change
     gate_auc = models["cascade"]["per_class"]["normal"]["auc"]
     assert models["cascade_pneumonia"]["per_class"]["normal"]["auc"] == gate_auc

@@ -49,12 +49,12 @@ def _pair(root, split, paper, pneumonia):
 def test_rows_read_every_rule_with_balanced_accuracy_over_the_classes_present(tmp_path):
     folder = _evaluation(tmp_path, "e", "s2", "val", "soft",
                          {"soft": (1.0, 0.5, 0.0, None), "gate": (1.0, 1.0, 1.0, 1.0)})
-    rows = {r["rule"]: r for r in compare_rules.rows_of(folder)}
+    rows = {r["rule"]: r for r in compare_rules.rows_of(folder, "val")}
     assert set(rows) == {"soft", "gate"}  # stage1 is not a cascade row
     assert rows["soft"]["balanced_accuracy"] == pytest.approx(0.5)  # viral absent: mean of 3
     assert rows["soft"]["stage2"] == "s2" and rows["soft"]["split"] == "val"
     with pytest.raises(ValueError, match="not a readable metrics.json"):
-        compare_rules.rows_of(tmp_path / "missing")
+        compare_rules.rows_of(tmp_path / "missing", "val")
 
 
 def test_choice_is_the_best_validation_row_and_test_rows_never_enter_it(tmp_path):

@@ -42,8 +42,10 @@ def _stage2_name(run) -> str:
         return Path(str(run)).name
 
 
-def rows_of(folder: Path) -> list[dict]:
+def rows_of(folder: Path, split: str) -> list[dict]:
     """One row per cascade rule of one `cxr-cascade evaluate --stage2` output folder.
+
+    `split` labels the rows ("val" or "test": which argument named the folder).
 
     Raises:
         ValueError: no metrics.json with cascade sections there (names the folder).
@@ -67,7 +69,7 @@ def rows_of(folder: Path) -> list[dict]:
             "rule": rule,
             "stage2": _stage2_name(metrics.get("stage2_run")),
             "stage2_run": metrics.get("stage2_run"),
-            "split": metrics.get("split"),
+            "split": split,
             "folder": str(folder),
             "n": section.get("n"),
             "balanced_accuracy": sum(recalls) / len(recalls) if recalls else None,
@@ -123,9 +125,9 @@ def markdown(result: dict) -> str:
 
 
 def compare(val: list, test: list) -> dict:
-    val_rows = [row for folder in val for row in rows_of(folder)]
-    test_rows = [row for folder in test for row in rows_of(folder)]
-    reference_stage2 = rows_of(val[0])[0]["stage2"]
+    val_rows = [row for folder in val for row in rows_of(folder, "val")]
+    test_rows = [row for folder in test for row in rows_of(folder, "test")]
+    reference_stage2 = rows_of(val[0], "val")[0]["stage2"]
     choice, why = choose(val_rows, reference_stage2)
     return {"criterion": CRITERION, "reference": {"rule": REFERENCE_RULE, "stage2": reference_stage2},
             "choice": {k: choice[k] for k in ("rule", "stage2", "stage2_run")}, "reason": why,

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         return _evaluate_unet(args, stage1, out)
     stage1 = R.require_classifier(stage1, args.run)
     manifests = [R.manifest_records(args.run)] if RunDir(args.run).splits.is_file() else []
-    extra = {"run": str(args.run), "split": args.split if not args.data else "--data " + " ".join(args.data)}
+    extra = {"run": str(args.run), "split": args.split, **({"data_args": list(args.data)} if args.data else {})}
     comparison = None
 
     if not args.stage2:
