@@ -301,7 +301,9 @@ STAGE2_EXP_RELEASE ?= release_stage2_224
 RELEASE_V1_COMMIT ?= 99ccec5826d64860030691ca2fb61ac932eb5aa0
 RELEASE_V2_RUNS ?= $(RUNS_ROOT)/release-v2
 V2_STAGE1 ?= $(RUNS_ROOT)/study-stage1/paper-seed0
-V2_UNET ?= $(RELEASE_V2_RUNS)/release-v1/unet
+# v1 restored inside the checkout at the depth of releases/v1, where its splits.csv's relative paths resolve
+RELEASE_V1_RESTORED ?= build/release-v1
+V2_UNET ?= $(RELEASE_V1_RESTORED)/unet
 V2_STAGE2 ?= $(RELEASE_V2_RUNS)/stage2
 V2_STAGE2_PNEUMONIA ?= $(RELEASE_V2_RUNS)/stage2-pneumonia
 V2_STAGE2_EPOCHS ?= 8
@@ -311,10 +313,10 @@ IEEE_DATA = $(abspath $(SHARED_DATA))/covid-chestxray-dataset
 .PHONY: train-release-v2 compare-rules restore-release-v1
 restore-release-v1: $(V2_UNET)/weights.npz
 $(V2_UNET)/weights.npz:
-	mkdir -p $(RELEASE_V2_RUNS)
+	mkdir -p $(dir $(RELEASE_V1_RESTORED))
 	tmp=$$(mktemp -d) && git archive $(RELEASE_V1_COMMIT) releases/v1 | tar -x -C $$tmp && \
-	  rm -rf $(RELEASE_V2_RUNS)/release-v1 && mv $$tmp/releases/v1 $(RELEASE_V2_RUNS)/release-v1 && rm -rf $$tmp
-	$(CLI) release verify $(RELEASE_V2_RUNS)/release-v1
+	  rm -rf $(RELEASE_V1_RESTORED) && mv $$tmp/releases/v1 $(RELEASE_V1_RESTORED) && rm -rf $$tmp
+	$(CLI) release verify $(RELEASE_V1_RESTORED)
 
 train-release-v2: $(STAMP) $(V2_UNET)/weights.npz
 	$(call run_two_queues,$(RELEASE_V2_RUNS),\

@@ -338,6 +338,23 @@ def test_release_rule_travels_to_export_and_predict_and_a_release_model_is_reuse
     assert "--rule needs --stage1 and --stage2" in capsys.readouterr().err
 
 
+def test_release_build_refuses_a_model_whose_splits_do_not_resolve(release, tmp_path, capsys):
+    """A release restored at another depth than releases/vN: its relative splits.csv points nowhere,
+    and a release built from it would ship a manifest that evaluates nothing."""
+    runs = release["runs"]
+    deeper = tmp_path / "a" / "b" / "c" / "v1"
+    shutil.copytree(release["out"], deeper)
+    out = tmp_path / "v2"
+    assert main(["release", "build", "--stage1", str(runs["stage1"]), "--unet", str(deeper / "unet"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--unet {deeper / 'unet'}: its splits.csv names" in err and "not there" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()  # refused before anything is written
+    # control: the same model where its paths resolve (the release itself) builds
+    assert main(["release", "build", "--stage1", str(runs["stage1"]), "--unet", str(release["out"] / "unet"),
+                 "--out", str(out)]) == 0
+
+
 def test_release_card_records_the_release_s_own_evaluation(release, tmp_path, capsys):
     out = tmp_path / "v1"
     shutil.copytree(release["out"], out)

@@ -151,6 +151,7 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
             stages[role] = load(runs[role])
             if stages[role].task != role:
                 raise ValueError(f"--{role} {runs[role]}: a {stages[role].task} run, not a {role} run")
+            _require_resolvable_manifest(role, runs[role])
     for role, stage in stages.items():
         run = Path(runs[role])
         folder = out / role
@@ -184,6 +185,24 @@ def build_release(out: PathLike, runs: dict, *, name: Optional[str] = None, forc
     atomic_write_text(out / CARD_FILE, render_model_card(release))
     write_checksums(out)
     return out / RELEASE_FILE
+
+
+def _require_resolvable_manifest(role: str, run: PathLike) -> None:
+    """Refuses a run whose splits.csv names images that are not there (before anything is written).
+
+    The release's manifest is rewritten relative to the release folder from the resolved paths; a
+    manifest that does not resolve (a release model folder restored at another depth than
+    ``releases/vN``, so that its relative paths point elsewhere) would ship a manifest that
+    evaluates nothing, silently.
+    """
+    splits = RunDir(run).splits
+    if not splits.is_file():
+        return
+    missing = [r.path for r in read_manifest(splits) if not Path(r.path).is_file()]
+    if missing:
+        raise ValueError(f"--{role} {run}: its splits.csv names {len(missing)} image(s) that are not there, "
+                         f"e.g. {missing[0]} (a release model folder restored at another depth than "
+                         "releases/vN resolves its relative paths elsewhere)")
 
 
 def _copy_manifest_relative(source: Path, target: Path) -> None:
