@@ -341,6 +341,26 @@ compare-rules: $(STAMP)
 	$(BIN)/python tools/compare_rules.py --val $(RULES_OUT)/val-other-viral $(RULES_OUT)/val-pneumonia \
 	  --test $(RULES_OUT)/test-other-viral $(RULES_OUT)/test-pneumonia --out $(RULES_OUT)
 
+# The rules on a source stage 2 has never seen, at training size (224 px, the release's stage-2
+# recipe and epochs): leave-one-source-out, one fold per LOSO_SOURCES entry (eurorad.org: the
+# largest origin holding COVID-19, other viral, bacterial and normal films). The fold's test split
+# is every film of that origin; stage 1 (Kermany only) has seen none of them.
+LOSO_SOURCES ?= eurorad.org
+COMMA := ,
+SPACE := $(subst ,, )
+LOSO_DIR ?= $(RELEASE_V2_RUNS)/loso
+.PHONY: loso-release-v2
+loso-release-v2: $(STAMP) $(V2_UNET)/weights.npz
+	$(CLI) data index --format ieee8023 --out $(LOSO_DIR)/ieee.csv $(IEEE_DATA)
+	$(CLI) data split $(LOSO_DIR)/ieee.csv --leave-one-source-out $(LOSO_DIR)/folds \
+	  --sources $(subst $(SPACE),$(COMMA),$(addprefix ieee8023/,$(LOSO_SOURCES)))
+	for s in $(LOSO_SOURCES); do \
+	  nice -n 19 $(CLI) train $(STAGE2_EXP_RELEASE) --data $(LOSO_DIR)/folds/ieee8023_$$s.csv --unet $(V2_UNET) \
+	    --set epochs=$(V2_STAGE2_EPOCHS) --run-dir $(LOSO_DIR)/stage2-$$s --save-every 10m --quiet || exit $$?; \
+	  $(CLI) evaluate $(V2_STAGE1) --stage2 $(LOSO_DIR)/stage2-$$s --unet $(V2_UNET) --rule $(call RULE_CHOICE,rule) \
+	    --data $(LOSO_DIR)/folds/ieee8023_$$s.csv --by source --out $(RELEASE_EVAL)/loso-$$s || exit $$?; \
+	done
+
 # The stage 1 recipe study (experiments/study_stage1_*.py; write-up experiments/results/study-stage1/):
 # four arms x two seeds at 128 px, trained on Kermany's official *train* split only (validation
 # and the runs' own held-out split come from it), so the official test films stay unseen until
