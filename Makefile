@@ -64,7 +64,7 @@ test-latest:
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
