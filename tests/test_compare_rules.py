@@ -29,7 +29,8 @@ def _evaluation(root: Path, name: str, stage2: str, split: str, rule: str, recal
     (run / "config.json").write_text(json.dumps({"name": stage2}))
     folder = root / name
     folder.mkdir(parents=True)
-    models = {("cascade" if r == rule else f"cascade_{r}"): _section(v) for r, v in recalls.items()}
+    models = {("cascade" if r == rule else f"cascade_{r}"): {**_section(v), "decision_rule": r}
+              for r, v in recalls.items()}
     models["stage1"] = _section((0.9, 0.9, None, 0.9))
     (folder / "metrics.json").write_text(json.dumps(
         {"decision_rule": rule, "split": split, "stage2_run": str(run), "models": models}))

@@ -55,18 +55,18 @@ def rows_of(folder: Path, split: str) -> list[dict]:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: not a readable metrics.json ({error})") from None
-    sections = {k: v for k, v in (metrics.get("models") or {}).items() if k.startswith("cascade")}
+    # every cascade section names the rule that made it (`evaluate --stage2` writes all three)
+    sections = [s for s in (metrics.get("models") or {}).values() if isinstance(s, dict) and s.get("decision_rule")]
     if not sections:
         raise ValueError(f"{path}: no cascade sections; evaluate with --stage2")
     rows = []
-    for name, section in sections.items():
-        rule = metrics.get("decision_rule") if name == "cascade" else name.split("_", 1)[1]
+    for section in sections:
         per_class = section.get("per_class") or {}
         recalls = [v["recall"] for v in per_class.values()
                    if isinstance(v, dict) and v.get("support") and v.get("recall") is not None]
         cis = section.get("confidence_intervals") or {}
         rows.append({
-            "rule": rule,
+            "rule": section["decision_rule"],
             "stage2": _stage2_name(metrics.get("stage2_run")),
             "stage2_run": metrics.get("stage2_run"),
             "split": split,

@@ -61,20 +61,36 @@ def run(args: argparse.Namespace) -> int:
     if args.version is not None and args.version < 1:
         raise CLIError(f"--version must be a positive integer. Received: --version={args.version}")
     # lazy: TensorFlow stays off cxr-cascade --help
-    from cxr_cascade.artifacts import cascade_rule, find_release, load, read_release
-    from cxr_cascade.export import SERVING_NAMES, export_models
+    from cxr_cascade.artifacts import find_release
+    from cxr_cascade.export import export_models
+    from cxr_cascade.export.release import export_release
 
     if bool(args.runs) == bool(args.release):
         raise CLIError("give either training RUN directories or --release NAME, not both or neither")
-    runs = args.runs
-    chance = None
-    if args.release:
-        folder, data = read_release(find_release(args.release), checked=True)
-        runs = [str(folder / role) for role in data.get("models") or {}]
-        chance = {role: m.get("chance_level") for role, m in (data.get("models") or {}).items()}
-        if args.rule is None:
-            args.rule = cascade_rule(data)
-        print(f"release {folder}: {', '.join(data.get('models') or {})}")
+    options = dict(version=args.version, force=args.force, refined_class=args.refined_class,
+                   base_path=args.base_path, cascade=not args.no_cascade)
+    try:
+        if args.release:  # the release's verified models, chance-level marks and cascade rule
+            folder = find_release(args.release)
+            print(f"release {folder}")
+            written = export_release(folder, args.out, rule=args.rule, **options)
+        else:
+            written = export_models(args.out, rule=args.rule or DEFAULT_CASCADE_RULE, **options,
+                                    **_stages(args.runs))
+    except FileExistsError as err:
+        raise CLIError(str(err)) from None
+    for name, path in written.items():
+        print(f"{name:10s} {path}")
+    print(f"{'config':10s} {args.out.rstrip('/')}/models.config", file=sys.stdout)
+    return 0
+
+
+def _stages(runs: list) -> dict:
+    """{serving name: Stage} of training runs, one per task (CLIError otherwise)."""
+    # lazy: TensorFlow stays off cxr-cascade --help
+    from cxr_cascade.artifacts import load
+    from cxr_cascade.export import SERVING_NAMES
+
     stages: dict = {}
     for path in runs:
         stage = load(path)
@@ -88,21 +104,4 @@ def run(args: argparse.Namespace) -> int:
         stages[role] = stage
         if getattr(stage, "weights", ""):
             print(f"{role}: weights {path.rstrip('/')}/{stage.weights}")
-    try:
-        written = export_models(
-            args.out,
-            version=args.version,
-            force=args.force,
-            refined_class=args.refined_class,
-            base_path=args.base_path,
-            cascade=not args.no_cascade,
-            rule=args.rule or DEFAULT_CASCADE_RULE,
-            chance_level=chance,
-            **stages,
-        )
-    except FileExistsError as err:
-        raise CLIError(str(err)) from None
-    for name, path in written.items():
-        print(f"{name:10s} {path}")
-    print(f"{'config':10s} {args.out.rstrip('/')}/models.config", file=sys.stdout)
-    return 0
+    return stages
